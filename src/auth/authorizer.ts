@@ -1,0 +1,59 @@
+/**
+ * The `Authorizer` service: who may log in, where their home is, and what they may do where.
+ *
+ * Permission letters are pyftpdlib's:
+ * - read: `e` change directory (CWD, CDUP), `l` list (LIST, NLST, STAT, MLSD, MLST, SIZE, MDTM),
+ *   `r` retrieve (RETR);
+ * - write: `a` append (APPE), `d` delete (DELE, RMD), `f` rename (RNFR, RNTO), `m` make directory
+ *   (MKD), `w` store (STOR, STOU), `M` change mode (SITE CHMOD), `T` change modification time (MFMT).
+ *
+ * @module
+ */
+import { Context, type Effect } from "effect"
+import type { AuthenticationFailed } from "../errors.ts"
+
+/** One permission letter. */
+export type Permission = "e" | "l" | "r" | "a" | "d" | "f" | "m" | "w" | "M" | "T"
+
+/** Every permission letter, in pyftpdlib's order. */
+export const ALL_PERMISSIONS = "elradfmwMT"
+/** The read-only letters. */
+export const READ_PERMISSIONS = "elr"
+/** The letters that let a user change the filesystem. */
+export const WRITE_PERMISSIONS = "adfmwMT"
+
+/** A user who has logged in. */
+export interface Account {
+  readonly user: string
+  /** The real directory the user sees as `/`. */
+  readonly home: string
+  readonly msgLogin: string
+  readonly msgQuit: string
+}
+
+/** What a server asks of an authorizer. */
+export interface AuthorizerShape {
+  /** Check a user name and password; fail with `AuthenticationFailed` to refuse. */
+  readonly authenticate: (user: string, password: string) => Effect.Effect<Account, AuthenticationFailed>
+  /** Whether `user` may do `perm` on the real path `path` (its override rules applied). */
+  readonly hasPerm: (user: string, perm: Permission, path: string) => boolean
+}
+
+/**
+ * The authorizer service a server uses; {@link DummyAuthorizer} is the in-memory one.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Authorizer, DummyAuthorizer } from "@ftpd/server"
+ * const program = Effect.gen(function* () {
+ *   const auth = yield* Authorizer
+ *   return yield* auth.authenticate("user", "12345")
+ * }).pipe(Effect.provide(DummyAuthorizer.layer((a) => a.addUser("user", "12345", Deno.cwd()))))
+ * ```
+ */
+export const Authorizer: Context.Service<Authorizer, AuthorizerShape> = Context.Service<Authorizer, AuthorizerShape>(
+  "@ftpd/server/Authorizer",
+)
+/** The authorizer service's shape. */
+export type Authorizer = AuthorizerShape

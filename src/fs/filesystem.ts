@@ -1,0 +1,104 @@
+/**
+ * The `Filesystem` service: what a session may do to files, over paths a client sees.
+ *
+ * A client names files with virtual paths (`/docs/a.txt`) rooted at its home. `resolve` turns
+ * one into a {@link FtpPath} (virtual and real path) or refuses it; every other operation takes
+ * a resolved path, so a jail check cannot be skipped by accident.
+ *
+ * @module
+ */
+import { Context, type Effect, type Scope } from "effect"
+import type { FilesystemError } from "../errors.ts"
+
+/** A path as the client sees it (`virtual`, always absolute and normalized) and as the OS sees it (`real`). */
+export interface FtpPath {
+  readonly virtual: string
+  readonly real: string
+}
+
+/** What a listing needs to know about one directory entry or file. */
+export interface FileInfo {
+  /** Base name (for `stat` of a path, its last component). */
+  readonly name: string
+  readonly kind: "file" | "directory" | "symlink" | "other"
+  readonly size: number
+  /** Last modification time, or `null` when the platform does not report it. */
+  readonly mtime: Date | null
+  /** Permission bits (`0o755`), or `null` when unknown. */
+  readonly mode: number | null
+  readonly nlink: number
+  readonly uid: number | null
+  readonly gid: number | null
+  /** Device and inode, used for the MLSx `unique` fact. */
+  readonly dev: number | null
+  readonly ino: number | null
+}
+
+/** An open file being read; `readable` streams it from the offset given to `openRead`. */
+export interface ReadHandle {
+  readonly size: number
+  readonly readable: ReadableStream<Uint8Array>
+}
+
+/** An open file being written. `write` resolves once every byte of `chunk` is written. */
+export interface WriteHandle {
+  readonly write: (chunk: Uint8Array) => Promise<void>
+}
+
+/** How `openWrite` opens its file. */
+export interface WriteOptions {
+  /** `truncate` (STOR), `append` (APPE), `resume` (STOR after REST: keep content, write at `offset`). */
+  readonly mode: "truncate" | "append" | "resume"
+  readonly offset?: number
+  /** Fail with `AlreadyExists` instead of replacing (STOU). */
+  readonly exclusive?: boolean
+}
+
+/** A directory read lazily, in batches, so that a huge directory is never held in memory. */
+export type DirectoryListing = AsyncIterable<ReadonlyArray<FileInfo>>
+
+/** The operations a session performs; implementations are {@link LocalFilesystem} and {@link UnixFilesystem}. */
+export interface FilesystemShape {
+  /**
+   * Map a normalized absolute virtual path under `home` to a real path, or fail with
+   * `OutsideHome` when it (after resolving symlinks) would leave `home`.
+   */
+  readonly resolve: (home: string, virtual: string) => Effect.Effect<FtpPath, FilesystemError>
+  /** Information about a path; symlinks are followed. */
+  readonly stat: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
+  /** Information about a path; symlinks are not followed. */
+  readonly lstat: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
+  /** The entries of a directory (symlinks reported as such), in batches. */
+  readonly list: (path: FtpPath) => Effect.Effect<DirectoryListing, FilesystemError>
+  /** Open a regular file for reading from `offset`; closed when the scope closes. */
+  readonly openRead: (path: FtpPath, offset: number) => Effect.Effect<ReadHandle, FilesystemError, Scope.Scope>
+  /** Open a file for writing; closed when the scope closes. */
+  readonly openWrite: (path: FtpPath, options: WriteOptions) => Effect.Effect<WriteHandle, FilesystemError, Scope.Scope>
+  readonly mkdir: (path: FtpPath) => Effect.Effect<void, FilesystemError>
+  readonly rmdir: (path: FtpPath) => Effect.Effect<void, FilesystemError>
+  readonly remove: (path: FtpPath) => Effect.Effect<void, FilesystemError>
+  readonly rename: (from: FtpPath, to: FtpPath) => Effect.Effect<void, FilesystemError>
+  readonly chmod: (path: FtpPath, mode: number) => Effect.Effect<void, FilesystemError>
+  readonly setMtime: (path: FtpPath, mtime: Date) => Effect.Effect<void, FilesystemError>
+}
+
+/**
+ * The filesystem service a server uses. Provide {@link LocalFilesystem.layer} (the jail) or
+ * {@link UnixFilesystem.layer} (no jail), or your own implementation.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Filesystem, LocalFilesystem } from "@ftpd/server"
+ * const program = Effect.gen(function* () {
+ *   const fs = yield* Filesystem
+ *   const path = yield* fs.resolve(Deno.cwd(), "/")
+ *   return (yield* fs.stat(path)).kind
+ * }).pipe(Effect.provide(LocalFilesystem.layer))
+ * ```
+ */
+export const Filesystem: Context.Service<Filesystem, FilesystemShape> = Context.Service<Filesystem, FilesystemShape>(
+  "@ftpd/server/Filesystem",
+)
+/** The filesystem service's shape. */
+export type Filesystem = FilesystemShape

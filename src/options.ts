@@ -1,0 +1,125 @@
+/**
+ * Server options, with pyftpdlib's defaults.
+ *
+ * @module
+ */
+
+/** A SITE command added by the application: `SITE <name> <arg>` runs `handler`. */
+export interface SiteCommand {
+  /** Upper-case name after `SITE`, e.g. `"UPTIME"`. */
+  readonly name: string
+  /** One line for `HELP SITE <name>` and `SITE HELP`, e.g. `"Syntax: SITE UPTIME (show server uptime)."` */
+  readonly help: string
+  /** A permission letter the user must have on the current directory, if any. */
+  readonly perm?: import("./auth/authorizer.ts").Permission
+  /** Whether the command needs a logged-in user (default `true`). */
+  readonly needsLogin?: boolean
+  /** Produce the reply. The argument is everything after `SITE <name> `. */
+  readonly handler: (
+    context: SiteCommandContext,
+  ) => import("effect").Effect.Effect<{ readonly code: number; readonly text: string }>
+}
+
+/** What a SITE command handler can see of the session that runs it. */
+export interface SiteCommandContext {
+  readonly arg: string
+  readonly user: string | null
+  /** The session's current virtual directory. */
+  readonly cwd: string
+  readonly remoteAddress: string
+}
+
+/** Everything a server can be configured with. Every field has pyftpdlib's default. */
+export interface ServerOptions {
+  /** Address to listen on; `"::"` (the default) is dual stack where the OS allows it. */
+  readonly host?: string
+  /** Control port; `0` picks a free one (read it from the server's `address`). Default 2121. */
+  readonly port?: number
+  /** Inclusive passive port range `[from, to]`; without it the OS picks passive ports. */
+  readonly passivePorts?: readonly [number, number]
+  /** Address announced in PASV replies (NAT). */
+  readonly masqueradeAddress?: string
+  /** Per local address masquerade, e.g. `{ "192.168.1.10": "203.0.113.7" }`. */
+  readonly masqueradeAddressMap?: Readonly<Record<string, string>>
+  /** Allow data connections to and from addresses other than the client's (FXP). Default false. */
+  readonly permitForeignAddresses?: boolean
+  /** Allow PORT/EPRT to ports below 1024. Default false. */
+  readonly permitPrivilegedPorts?: boolean
+  /** Most simultaneous sessions; 0 for no limit. Default 512. */
+  readonly maxCons?: number
+  /** Most simultaneous sessions from one IP; 0 for no limit (the default). */
+  readonly maxConsPerIp?: number
+  /** Idle control connection timeout in seconds; 0 disables. Default 300. */
+  readonly timeout?: number
+  /** Seconds a data connection may stall (and a passive accept may wait) before 426/425. Default 300. */
+  readonly dataTimeout?: number
+  /** Greeting text after `220`. */
+  readonly banner?: string
+  /** Failed logins before the session is closed. Default 3. */
+  readonly maxLoginAttempts?: number
+  /** Seconds to wait before replying 530 to a bad password. Default 3. */
+  readonly authFailedTimeout?: number
+  /** Show times in listings in local time instead of UTC. Default false. */
+  readonly useLocaltime?: boolean
+  /** Name of the encoding paths use on the wire; only `utf8` is supported. */
+  readonly encoding?: string
+  /** SITE commands added to the built-in CHMOD and HELP. */
+  readonly siteCommands?: ReadonlyArray<SiteCommand>
+}
+
+/** Options with every default filled in. */
+export type ResolvedOptions = Required<Omit<ServerOptions, "passivePorts" | "masqueradeAddress">> & {
+  readonly passivePorts: readonly [number, number] | null
+  readonly masqueradeAddress: string | null
+}
+
+/** The version of this package, as `-v` prints it. */
+export const VERSION = "0.1.0"
+
+/** Fill in defaults and check ranges; throws a `RangeError` with a clear text on a bad value. */
+export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => {
+  const resolved: ResolvedOptions = {
+    host: options.host ?? "::",
+    port: options.port ?? 2121,
+    passivePorts: options.passivePorts ?? null,
+    masqueradeAddress: options.masqueradeAddress ?? null,
+    masqueradeAddressMap: options.masqueradeAddressMap ?? {},
+    permitForeignAddresses: options.permitForeignAddresses ?? false,
+    permitPrivilegedPorts: options.permitPrivilegedPorts ?? false,
+    maxCons: options.maxCons ?? 512,
+    maxConsPerIp: options.maxConsPerIp ?? 0,
+    timeout: options.timeout ?? 300,
+    dataTimeout: options.dataTimeout ?? 300,
+    banner: options.banner ?? `ftpd ${VERSION} ready.`,
+    maxLoginAttempts: options.maxLoginAttempts ?? 3,
+    authFailedTimeout: options.authFailedTimeout ?? 3,
+    useLocaltime: options.useLocaltime ?? false,
+    encoding: options.encoding ?? "utf8",
+    siteCommands: options.siteCommands ?? [],
+  }
+  const port = (name: string, value: number) => {
+    if (!Number.isInteger(value) || value < 0 || value > 65535) {
+      throw new RangeError(`${name} must be an integer from 0 to 65535, got ${value}`)
+    }
+  }
+  const nonNegative = (name: string, value: number) => {
+    if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a number >= 0, got ${value}`)
+  }
+  port("port", resolved.port)
+  if (resolved.passivePorts !== null) {
+    const [from, to] = resolved.passivePorts
+    port("passivePorts[0]", from)
+    port("passivePorts[1]", to)
+    if (from === 0 || from > to) throw new RangeError(`passivePorts must be 1 <= from <= to, got ${from}-${to}`)
+  }
+  nonNegative("maxCons", resolved.maxCons)
+  nonNegative("maxConsPerIp", resolved.maxConsPerIp)
+  nonNegative("timeout", resolved.timeout)
+  nonNegative("dataTimeout", resolved.dataTimeout)
+  nonNegative("maxLoginAttempts", resolved.maxLoginAttempts)
+  nonNegative("authFailedTimeout", resolved.authFailedTimeout)
+  if (!/^utf-?8$/i.test(resolved.encoding)) {
+    throw new RangeError(`encoding ${resolved.encoding} is not supported (only utf8)`)
+  }
+  return resolved
+}
