@@ -1,0 +1,380 @@
+/**
+ * `DummyAuthorizer`: virtual users kept in memory, pyftpdlib's `DummyAuthorizer` in Effect form.
+ *
+ * @module
+ */
+import { Effect, Layer } from "effect"
+import { AuthenticationFailed, AuthorizerError } from "../errors.ts"
+import { type Account, ALL_PERMISSIONS, Authorizer, type AuthorizerShape, WRITE_PERMISSIONS } from "./authorizer.ts"
+
+/** What `addUser` and `addAnonymous` accept besides the name, password and home. */
+export interface UserOptions {
+  /** Permission letters (see {@link ALL_PERMISSIONS}); default `"elr"` (read only). */
+  readonly perm?: string
+  /** Text of the 230 reply after a successful login; default `"Login successful."`. */
+  readonly msgLogin?: string
+  /** Text of the 221 reply to QUIT; default `"Goodbye."`. */
+  readonly msgQuit?: string
+}
+
+interface Override {
+  readonly perm: string
+  readonly recursive: boolean
+}
+
+interface UserEntry {
+  readonly password: string
+  readonly home: string
+  readonly perm: string
+  readonly msgLogin: string
+  readonly msgQuit: string
+  /** Real directory → override; looked up longest directory first. */
+  readonly overrides: Map<string, Override>
+}
+
+const ANONYMOUS = "anonymous"
+const FAILED = "Authentication failed."
+
+/**
+ * In-memory virtual users with pyftpdlib's permission letters and per-directory overrides.
+ *
+ * The builder methods validate as pyftpdlib does and throw {@link AuthorizerError}; they return
+ * `this`, so a configuration reads as one chain. Users may be added and removed while a server runs
+ * (keep the instance and provide it with {@link DummyAuthorizer.toLayer}).
+ *
+ * @example
+ * ```ts
+ * import { DummyAuthorizer } from "@ftpd/server"
+ * const auth = new DummyAuthorizer()
+ *   .addUser("user", "12345", Deno.cwd(), { perm: "elradfmwMT" })
+ *   .addAnonymous(Deno.cwd())
+ * console.log(auth.hasPerm("anonymous", "w", Deno.cwd())) // false
+ * ```
+ */
+export class DummyAuthorizer {
+  /**
+   * A layer that builds a fresh authorizer with `build`; a validation error thrown while building
+   * fails the layer with {@link AuthorizerError}. Warnings are logged when the layer is built.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * const users = DummyAuthorizer.layer((a) =>
+   *   a.addUser("user", "12345", Deno.cwd(), { perm: "elradfmwMT" }).addAnonymous(Deno.cwd())
+   * )
+   * ```
+   */
+  static layer(build: (authorizer: DummyAuthorizer) => DummyAuthorizer): Layer.Layer<Authorizer, AuthorizerError> {
+    return Layer.unwrap(
+      Effect.try({
+        try: () => build(new DummyAuthorizer()).toLayer(),
+        catch: (e) => e instanceof AuthorizerError ? e : new AuthorizerError({ message: String(e) }),
+      }),
+    )
+  }
+
+  /**
+   * Configuration warnings (write permissions given to the anonymous user), in the order they arose.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * console.log(new DummyAuthorizer().addAnonymous(Deno.cwd(), { perm: "elrw" }).warnings)
+   * ```
+   */
+  readonly warnings: string[] = []
+
+  readonly #users = new Map<string, UserEntry>()
+
+  /**
+   * Add a virtual user. `home` must be an existing directory; it is stored canonical (symlinks
+   * resolved). Throws {@link AuthorizerError} for a duplicate user, a missing home or an unknown
+   * permission letter.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * new DummyAuthorizer().addUser("bob", "secret", Deno.cwd(), { perm: "elrw", msgLogin: "Hi Bob." })
+   * ```
+   */
+  addUser(name: string, password: string, home: string, options: UserOptions = {}): this {
+    if (this.#users.has(name)) throw new AuthorizerError({ message: `user '${name}' already exists` })
+    const realHome = existingDirectory(home)
+    const perm = options.perm ?? "elr"
+    this.#checkPermissions(name, perm)
+    this.#users.set(name, {
+      password,
+      home: realHome,
+      perm,
+      msgLogin: options.msgLogin ?? "Login successful.",
+      msgQuit: options.msgQuit ?? "Goodbye.",
+      overrides: new Map(),
+    })
+    return this
+  }
+
+  /**
+   * Add the `anonymous` user, who logs in with any password. Write letters are allowed but
+   * recorded in {@link DummyAuthorizer.warnings}.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * new DummyAuthorizer().addAnonymous(Deno.cwd(), { msgLogin: "Welcome, guest." })
+   * ```
+   */
+  addAnonymous(home: string, options: UserOptions = {}): this {
+    return this.addUser(ANONYMOUS, "", home, options)
+  }
+
+  /**
+   * Remove a user; sessions already logged in keep running. Throws for an unknown user.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * new DummyAuthorizer().addUser("bob", "pw", Deno.cwd()).removeUser("bob")
+   * ```
+   */
+  removeUser(name: string): this {
+    this.#entry(name)
+    this.#users.delete(name)
+    return this
+  }
+
+  /**
+   * Give `user` the permissions `perm` in `directory` (a real path inside the user's home, not the
+   * home itself). Without `recursive` the override covers the directory and the files directly in
+   * it, not its subdirectories; with it, the whole tree.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * const home = Deno.makeTempDirSync()
+   * Deno.mkdirSync(`${home}/upload`)
+   * new DummyAuthorizer().addUser("bob", "pw", home).overridePerm("bob", `${home}/upload`, "elrw", true)
+   * ```
+   */
+  overridePerm(user: string, directory: string, perm: string, recursive = false): this {
+    const entry = this.#entry(user)
+    this.#checkPermissions(user, perm)
+    const dir = existingDirectory(directory)
+    if (dir === entry.home) throw new AuthorizerError({ message: "can't override home directory permissions" })
+    if (!isSubpath(dir, entry.home)) throw new AuthorizerError({ message: "Path escapes user home directory" })
+    entry.overrides.set(dir, { perm, recursive })
+    return this
+  }
+
+  /**
+   * Whether a user of that name exists.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * console.log(new DummyAuthorizer().hasUser("bob")) // false
+   * ```
+   */
+  hasUser(name: string): boolean {
+    return this.#users.has(name)
+  }
+
+  /**
+   * The user's global permission letters. Throws for an unknown user.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * console.log(new DummyAuthorizer().addUser("bob", "pw", Deno.cwd()).getPerms("bob")) // "elr"
+   * ```
+   */
+  getPerms(name: string): string {
+    return this.#entry(name).perm
+  }
+
+  /**
+   * Whether `user` may do `perm` on the real path `path`; without a path, whether the user's global
+   * letters include it. Overrides apply most specific directory first (pyftpdlib semantics); an
+   * unknown user has no permission.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * const auth = new DummyAuthorizer().addUser("bob", "pw", Deno.cwd())
+   * console.log(auth.hasPerm("bob", "r", Deno.cwd()), auth.hasPerm("bob", "w")) // true false
+   * ```
+   */
+  hasPerm(user: string, perm: string, path?: string): boolean {
+    const entry = this.#users.get(user)
+    if (entry === undefined) return false
+    if (path !== undefined && entry.overrides.size > 0) {
+      const target = path.length > 1 ? path.replace(/\/+$/, "") : path
+      const dirs = [...entry.overrides.keys()].sort((a, b) => b.length - a.length)
+      for (const dir of dirs) {
+        if (!isSubpath(target, dir)) continue
+        const override = entry.overrides.get(dir)!
+        if (override.recursive || target === dir || (parentOf(target) === dir && !isDirectory(target))) {
+          return override.perm.includes(perm)
+        }
+      }
+    }
+    return entry.perm.includes(perm)
+  }
+
+  /**
+   * The user's canonical home directory. Throws for an unknown user.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * console.log(new DummyAuthorizer().addUser("bob", "pw", ".").getHomeDir("bob"))
+   * ```
+   */
+  getHomeDir(name: string): string {
+    return this.#entry(name).home
+  }
+
+  /**
+   * The text sent after the user logs in. Throws for an unknown user.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * console.log(new DummyAuthorizer().addUser("bob", "pw", ".").getMsgLogin("bob")) // "Login successful."
+   * ```
+   */
+  getMsgLogin(name: string): string {
+    return this.#entry(name).msgLogin
+  }
+
+  /**
+   * The text sent when the user quits. Throws for an unknown user.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * console.log(new DummyAuthorizer().addUser("bob", "pw", ".").getMsgQuit("bob")) // "Goodbye."
+   * ```
+   */
+  getMsgQuit(name: string): string {
+    return this.#entry(name).msgQuit
+  }
+
+  /**
+   * Check a user name and password. `anonymous` accepts any password; the comparison takes the
+   * same time whether the user exists or not and wherever the passwords differ.
+   *
+   * @example
+   * ```ts
+   * import { Effect } from "effect"
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * const auth = new DummyAuthorizer().addUser("bob", "pw", Deno.cwd())
+   * const account = await Effect.runPromise(auth.authenticate("bob", "pw"))
+   * console.log(account.home)
+   * ```
+   */
+  authenticate(user: string, password: string): Effect.Effect<Account, AuthenticationFailed> {
+    return Effect.suspend(() => {
+      const entry = this.#users.get(user)
+      if (entry === undefined && user === ANONYMOUS) {
+        return Effect.fail(new AuthenticationFailed({ user, message: "Anonymous access not allowed." }))
+      }
+      const account = (e: UserEntry): Account => ({
+        user,
+        home: e.home,
+        msgLogin: e.msgLogin,
+        msgQuit: e.msgQuit,
+      })
+      if (entry !== undefined && user === ANONYMOUS) return Effect.succeed(account(entry))
+      return Effect.promise(() => samePassword(password, entry?.password ?? "")).pipe(
+        Effect.flatMap((same) =>
+          entry !== undefined && same
+            ? Effect.succeed(account(entry))
+            : Effect.fail(new AuthenticationFailed({ user, message: FAILED }))
+        ),
+      )
+    })
+  }
+
+  /**
+   * A layer providing this instance as the {@link Authorizer}; later `addUser`/`removeUser` calls
+   * take effect for new logins. Warnings are logged when the layer is built.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * const auth = new DummyAuthorizer().addUser("bob", "pw", Deno.cwd())
+   * const layer = auth.toLayer()
+   * auth.addUser("alice", "pw2", Deno.cwd()) // alice can log in too
+   * ```
+   */
+  toLayer(): Layer.Layer<Authorizer> {
+    const shape: AuthorizerShape = {
+      authenticate: (user, password) => this.authenticate(user, password),
+      hasPerm: (user, perm, path) => this.hasPerm(user, perm, path),
+    }
+    return Layer.effect(
+      Authorizer,
+      Effect.forEach(this.warnings, (w) => Effect.logWarning(w), { discard: true }).pipe(Effect.as(shape)),
+    )
+  }
+
+  #entry(name: string): UserEntry {
+    const entry = this.#users.get(name)
+    if (entry === undefined) throw new AuthorizerError({ message: `no such user '${name}'` })
+    return entry
+  }
+
+  #checkPermissions(user: string, perm: string): void {
+    let warned = false
+    for (const p of perm) {
+      if (!ALL_PERMISSIONS.includes(p)) throw new AuthorizerError({ message: `no such permission '${p}'` })
+      if (user === ANONYMOUS && WRITE_PERMISSIONS.includes(p) && !warned) {
+        this.warnings.push("write permissions assigned to anonymous user.")
+        warned = true
+      }
+    }
+  }
+}
+
+/** The canonical path of an existing directory, or an `AuthorizerError`. */
+const existingDirectory = (path: string): string => {
+  try {
+    if (Deno.statSync(path).isDirectory) return Deno.realPathSync(path)
+  } catch {
+    // reported below, like a path that is not a directory
+  }
+  throw new AuthorizerError({ message: `no such directory: '${path}'` })
+}
+
+/** Whether `path` is `dir` or inside it, comparing whole components. */
+const isSubpath = (path: string, dir: string): boolean =>
+  dir === "/" ? path.startsWith("/") : path === dir || path.startsWith(dir + "/")
+
+const parentOf = (path: string): string => {
+  const i = path.lastIndexOf("/")
+  return i <= 0 ? "/" : path.slice(0, i)
+}
+
+/** A missing or unreadable path counts as not a directory (pyftpdlib's `os.path.isdir`). */
+const isDirectory = (path: string): boolean => {
+  try {
+    return Deno.statSync(path).isDirectory
+  } catch {
+    return false
+  }
+}
+
+const encoder = new TextEncoder()
+
+/** Compare SHA-256 digests in constant time, so neither length nor the first difference leaks. */
+const samePassword = async (given: string, stored: string): Promise<boolean> => {
+  const [a, b] = await Promise.all([
+    crypto.subtle.digest("SHA-256", encoder.encode(given)),
+    crypto.subtle.digest("SHA-256", encoder.encode(stored)),
+  ])
+  const x = new Uint8Array(a)
+  const y = new Uint8Array(b)
+  let diff = 0
+  for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i]
+  return diff === 0
+}
