@@ -1,0 +1,158 @@
+/**
+ * Splits the control connection's byte stream into command lines.
+ *
+ * The control connection is a Telnet NVT (RFC 959 section 4.1, RFC 854): Telnet commands are
+ * removed here so that the command layer sees only text. Memory is bounded by `maxLength` plus the
+ * chunks pushed but not yet framed, so a client that never sends a line end cannot grow it.
+ *
+ * @module
+ */
+
+const LF = 10
+const CR = 13
+const IAC = 255
+const WILL = 251
+const DONT = 254
+
+// Telnet decoding state, kept between bytes and between chunks; its value is also the number of
+// bytes of an unfinished Telnet command held.
+const DATA = 0
+const AFTER_IAC = 1
+const AFTER_OPTION = 2
+
+/** What {@link CommandFramer.next} found: a complete line, or notice that an overlong line was dropped. */
+export type Framed = { readonly kind: "line"; readonly text: string } | { readonly kind: "tooLong" }
+
+const TOO_LONG: Framed = { kind: "tooLong" }
+
+/**
+ * Frames command lines out of received bytes.
+ *
+ * Lines end with CRLF or a bare LF (the CR is dropped). `IAC IAC` is a 0xFF data byte; `IAC
+ * WILL|WONT|DO|DONT <option>` and `IAC <command>` are dropped, even when split across chunks.
+ * Text is decoded as UTF-8 with replacement characters (RFC 2640).
+ *
+ * @example
+ * ```ts
+ * import { CommandFramer } from "./framer.ts"
+ * const framer = new CommandFramer()
+ * framer.push(new TextEncoder().encode("USER bob\r\nPA"))
+ * console.log(framer.next()) // { kind: "line", text: "USER bob" }
+ * console.log(framer.next()) // undefined: "PA" waits for its line end
+ * console.log(framer.buffered) // 2
+ * ```
+ */
+export class CommandFramer {
+  readonly #max: number
+  readonly #line: Uint8Array
+  readonly #decoder = new TextDecoder("utf-8", { fatal: false })
+  #length = 0
+  #pendingCR = false
+  #telnet: typeof DATA | typeof AFTER_IAC | typeof AFTER_OPTION = DATA
+  #discarding = false
+  readonly #queue: Uint8Array[] = []
+  #offset = 0
+  #queued = 0
+
+  /** `maxLength` is the longest accepted line in bytes, excluding its terminator (default 2048). */
+  constructor(maxLength: number = 2048) {
+    if (!Number.isSafeInteger(maxLength) || maxLength < 1) {
+      throw new RangeError(`maxLength must be a positive integer, got ${maxLength}`)
+    }
+    this.#max = maxLength
+    this.#line = new Uint8Array(maxLength)
+  }
+
+  /** Append received bytes. The chunk is copied, so the caller may reuse its buffer. */
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return
+    this.#queue.push(chunk.slice())
+    this.#queued += chunk.length
+  }
+
+  /**
+   * The next complete line, or `undefined` when more bytes are needed. A line longer than
+   * `maxLength` is reported once as `tooLong` as soon as it overflows; the rest of it, up to its
+   * LF, is dropped.
+   */
+  next(): Framed | undefined {
+    const line = this.#line
+    const max = this.#max
+    while (this.#queue.length > 0) {
+      const chunk = this.#queue[0]
+      const start = this.#offset
+      const end = chunk.length
+      let i = start
+      let result: Framed | undefined
+      while (i < end && result === undefined) {
+        const b = chunk[i++]
+        if (this.#telnet === DATA) {
+          if (b === IAC) {
+            this.#telnet = AFTER_IAC
+            continue
+          }
+        } else if (this.#telnet === AFTER_IAC) {
+          if (b !== IAC) {
+            // RFC 854: WILL/WONT/DO/DONT carry one option byte; every other command stands alone.
+            this.#telnet = b >= WILL && b <= DONT ? AFTER_OPTION : DATA
+            continue
+          }
+          this.#telnet = DATA
+        } else {
+          this.#telnet = DATA
+          continue
+        }
+        if (this.#discarding) {
+          if (b === LF) this.#discarding = false
+          continue
+        }
+        if (b === LF) {
+          result = { kind: "line", text: this.#decoder.decode(line.subarray(0, this.#length)) }
+          this.#length = 0
+          this.#pendingCR = false
+          continue
+        }
+        if (this.#pendingCR) {
+          // A CR not followed by LF is data.
+          this.#pendingCR = false
+          if (this.#length === max) {
+            result = this.#overflow()
+            continue
+          }
+          line[this.#length++] = CR
+        }
+        if (b === CR) {
+          this.#pendingCR = true
+        } else if (this.#length === max) {
+          result = this.#overflow()
+        } else {
+          line[this.#length++] = b
+        }
+      }
+      this.#queued -= i - start
+      if (i === end) {
+        this.#queue.shift()
+        this.#offset = 0
+      } else {
+        this.#offset = i
+      }
+      if (result !== undefined) return result
+    }
+    return undefined
+  }
+
+  /**
+   * Bytes received but not yet returned as a line. After `AUTH TLS` this must be 0: anything
+   * already buffered was sent in plaintext and must not be run as if it came over TLS.
+   */
+  get buffered(): number {
+    return this.#length + (this.#pendingCR ? 1 : 0) + this.#telnet + this.#queued
+  }
+
+  #overflow(): Framed {
+    this.#length = 0
+    this.#pendingCR = false
+    this.#discarding = true
+    return TOO_LONG
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * Formats control-connection replies (RFC 959 section 4.2).
+ *
+ * @module
+ */
+
+const CR = /\r/g
+
+/**
+ * Format a reply. One line gives `"230 Login successful.\r\n"`; several (an array, or text with
+ * LFs) give the multi-line form `"211-first\r\n middle\r\n211 last\r\n"`. Middle lines start with a
+ * space so none can be mistaken for the end line (RFC 959 section 4.2). CRs and LFs inside a line
+ * are never sent as such, so text from a client or a file name cannot inject a reply line.
+ *
+ * @example
+ * ```ts
+ * import { formatReply } from "./reply.ts"
+ * console.log(formatReply(211, ["Features:", "UTF8", "End"])) // "211-Features:\r\n UTF8\r\n211 End\r\n"
+ * ```
+ */
+export const formatReply = (code: number, text: string | ReadonlyArray<string>): string => {
+  const lines = (typeof text === "string" ? [text] : text).flatMap((line) => line.replace(CR, "").split("\n"))
+  if (lines.length <= 1) return `${code} ${lines[0] ?? ""}\r\n`
+  let reply = `${code}-${lines[0]}\r\n`
+  for (let i = 1; i < lines.length - 1; i++) reply += ` ${lines[i]}\r\n`
+  return reply + `${code} ${lines[lines.length - 1]}\r\n`
+}
+
+/**
+ * Quote a path for a 257 reply by doubling every `"` (RFC 959 appendix II).
+ *
+ * @example
+ * ```ts
+ * import { quotePath } from "./reply.ts"
+ * console.log(`257 "${quotePath('/a"b')}" created.`) // 257 "/a""b" created.
+ * ```
+ */
+export const quotePath = (path: string): string => path.replaceAll('"', '""')
