@@ -1,0 +1,395 @@
+#!/usr/bin/env -S deno run --allow-net --allow-read=. --allow-write=.
+import "./_no_async_hooks.ts"
+/**
+ * `ftpd`: pyftpdlib's command line (`python3 -m pyftpdlib`) under Deno's permission sandbox.
+ *
+ * ```sh
+ * deno run --allow-net --allow-read=. --allow-write=. src/cli.ts -w -p 2121
+ * ```
+ *
+ * Before it binds anything it checks, with `Deno.permissions.query`, that the process may listen
+ * on the control and passive ports and read (and with `-w` write) the shared directory, and
+ * prints one line per missing grant naming the flag that gives it.
+ *
+ * @module
+ */
+import { Effect } from "effect"
+import { resolve } from "node:path"
+import { parseArgs } from "node:util"
+import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
+import { DummyAuthorizer } from "./auth/dummy.ts"
+import { AuthorizerError } from "./errors.ts"
+import { LocalFilesystem } from "./fs/local.ts"
+import { FtpLogger } from "./log.ts"
+import { resolveOptions, type ServerOptions, VERSION } from "./options.ts"
+import { runMain } from "./runtime.ts"
+import { FtpServer } from "./server.ts"
+
+/** What the command line asks for, ready to serve. */
+export interface CliConfig {
+  /** Server options; only what the flags set, the rest keeps the library's defaults. */
+  readonly options: ServerOptions
+  /** Absolute path of the shared directory (`-d`, default the current directory). */
+  readonly directory: string
+  /** The single user of `-u`/`-P`, or `null` for anonymous access. */
+  readonly user: { readonly name: string; readonly password: string } | null
+  /** `-w`: the user gets every permission (`elradfmwMT`) instead of read-only (`elr`). */
+  readonly write: boolean
+  /** `-D`: log every command and reply. */
+  readonly debug: boolean
+}
+
+/** The outcome of {@link parseCli}: serve, print a text and exit 0, or report a usage error. */
+export type CliParse =
+  | { readonly kind: "run"; readonly config: CliConfig }
+  | { readonly kind: "help" | "version"; readonly text: string }
+  | { readonly kind: "error"; readonly message: string }
+
+interface Flag {
+  readonly long: string
+  readonly short?: string
+  /** Present when the flag takes a value. */
+  readonly metavar?: string
+  readonly help: string
+}
+
+const DEFAULTS = resolveOptions()
+
+/** pyftpdlib's flags, in its order; the help text is generated from this table. */
+const FLAGS: ReadonlyArray<Flag> = [
+  { long: "help", short: "h", help: "show this help message and exit" },
+  { long: "version", short: "v", help: "print the version and exit" },
+  {
+    long: "interface",
+    short: "i",
+    metavar: "ADDRESS",
+    help: `the interface to listen on (default: all interfaces, "${DEFAULTS.host}" dual stack)`,
+  },
+  { long: "port", short: "p", metavar: "PORT", help: `the port to listen on (default: ${DEFAULTS.port})` },
+  {
+    long: "write",
+    short: "w",
+    help: `grant write access (permissions "${ALL_PERMISSIONS}"; default: read-only, "${READ_PERMISSIONS}")`,
+  },
+  { long: "directory", short: "d", metavar: "PATH", help: "the directory to share (default: current directory)" },
+  { long: "nat-address", short: "n", metavar: "ADDRESS", help: "the NAT address to announce in PASV replies" },
+  {
+    long: "range",
+    short: "r",
+    metavar: "FROM-TO",
+    help: "the range of TCP ports to use for passive connections (e.g. -r 8000-9000; default: any free port)",
+  },
+  { long: "debug", short: "D", help: "log every command and reply (passwords masked)" },
+  {
+    long: "username",
+    short: "u",
+    metavar: "USERNAME",
+    help: "the single user who may log in (disables anonymous login; requires -P)",
+  },
+  { long: "password", short: "P", metavar: "PASSWORD", help: "the password of the -u user" },
+  {
+    long: "timeout",
+    metavar: "SECONDS",
+    help: `idle control and stalled data connection timeout, 0 for none (default: ${DEFAULTS.timeout})`,
+  },
+  { long: "banner", metavar: "BANNER", help: `the greeting sent on connect (default: '${DEFAULTS.banner}')` },
+  {
+    long: "permit-foreign-addresses",
+    help: "allow data connections from an IP address different than the control connection's",
+  },
+  { long: "permit-privileged-ports", help: "allow active data connections (PORT) to ports below 1024" },
+  {
+    long: "encoding",
+    metavar: "ENCODING",
+    help: `the encoding of paths on the wire; only utf8 is supported (default: ${DEFAULTS.encoding})`,
+  },
+  { long: "use-localtime", help: "show times in listings in the local time zone (default: UTC)" },
+  {
+    long: "max-cons",
+    metavar: "N",
+    help: `max number of simultaneous connections, 0 for no limit (default: ${DEFAULTS.maxCons})`,
+  },
+  {
+    long: "max-cons-per-ip",
+    metavar: "N",
+    help: "max number of connections from the same IP address (default: 0, no limit)",
+  },
+  {
+    long: "max-login-attempts",
+    metavar: "N",
+    help: `failed logins before the connection is closed (default: ${DEFAULTS.maxLoginAttempts})`,
+  },
+]
+
+const USAGE = `usage: ftpd [options]
+
+Start a standalone FTP server sharing one directory: anonymous and read-only unless told otherwise.
+
+Options:
+${
+  FLAGS.map((f) => `  ${f.short ? `-${f.short}, ` : ""}--${f.long}${f.metavar ? ` ${f.metavar}` : ""}\n      ${f.help}`)
+    .join("\n")
+}
+
+Deno permissions, checked before the server starts:
+  --allow-net             listen on the interface and port, and on the passive ports
+  --allow-read=PATH       read the shared directory
+  --allow-write=PATH      write the shared directory (only with -w)
+
+Example: deno run --allow-net --allow-read=. --allow-write=. src/cli.ts -w -p 2121`
+
+class UsageError {
+  constructor(readonly message: string) {}
+}
+
+const fail = (message: string): never => {
+  throw new UsageError(message)
+}
+
+const flagName = (long: string): string => {
+  const flag = FLAGS.find((f) => f.long === long)
+  return flag?.short ? `-${flag.short}/--${long}` : `--${long}`
+}
+
+// Value parsers: each takes the flag's text and its long name (for the error message).
+
+const integer = (text: string, long: string, min: number, max: number): number => {
+  const value = /^-?\d+$/.test(text) ? Number(text) : NaN
+  if (!(value >= min && value <= max)) {
+    const expected = max === Infinity ? `an integer >= ${min}` : `an integer from ${min} to ${max}`
+    fail(`argument ${flagName(long)}: expected ${expected}, got '${text}'`)
+  }
+  return value
+}
+
+const port = (text: string, long: string): number => integer(text, long, 0, 65535)
+
+const count = (text: string, long: string): number => integer(text, long, 0, Infinity)
+
+const portRange = (text: string): readonly [number, number] => {
+  const match = /^(\d+)-(\d+)$/.exec(text)
+  const from = match ? Number(match[1]) : NaN
+  const to = match ? Number(match[2]) : NaN
+  if (!(from >= 1 && to <= 65535 && from < to)) {
+    fail(`argument -r/--range: expected FROM-TO with 1 <= FROM < TO <= 65535 (e.g. 8000-9000), got '${text}'`)
+  }
+  return [from, to]
+}
+
+/** The host as Deno's net permissions spell it: IPv6 literals in brackets. */
+const netHost = (host: string): string => host.includes(":") ? `[${host}]` : host
+
+const address = (text: string): string => {
+  if (text === "" || !URL.canParse(`ftp://${netHost(text)}/`)) {
+    fail(`argument -i/--interface: invalid address '${text}'`)
+  }
+  return text
+}
+
+// PASV replies carry an IPv4 address (RFC 959 4.1.2), so the NAT address must be one.
+const ipv4 = (text: string): string => {
+  const parts = text.split(".")
+  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) {
+    fail(`argument -n/--nat-address: expected an IPv4 address, got '${text}'`)
+  }
+  return text
+}
+
+const encoding = (text: string): string => {
+  if (!/^utf-?8$/i.test(text)) fail(`argument --encoding: unsupported encoding '${text}' (only utf8 is supported)`)
+  return text
+}
+
+/**
+ * `-p -1` would make `parseArgs` refuse `-1` as "ambiguous"; pass it on as `--port=-1` so that
+ * the value check reports what is wrong with it.
+ */
+const joinNegativeValues = (argv: ReadonlyArray<string>): string[] => {
+  const out: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const flag = FLAGS.find((f) => f.metavar && (argv[i] === `--${f.long}` || argv[i] === `-${f.short}`))
+    const next = argv[i + 1]
+    if (flag && next !== undefined && /^-\d/.test(next)) {
+      out.push(`--${flag.long}=${next}`)
+      i++
+    } else {
+      out.push(argv[i])
+    }
+  }
+  return out
+}
+
+/**
+ * Parse `ftpd`'s command line (pyftpdlib's flags) without side effects.
+ *
+ * @example
+ * ```ts
+ * import { parseCli } from "@ftpd/server/cli"
+ * const parsed = parseCli(["-p", "2121", "-w", "-d", "/srv/ftp"])
+ * if (parsed.kind === "run") console.log(parsed.config.options.port) // 2121
+ * ```
+ */
+export const parseCli = (argv: ReadonlyArray<string>): CliParse => {
+  try {
+    const values = parseFlags(argv)
+    if (values.help) return { kind: "help", text: USAGE }
+    if (values.version) return { kind: "version", text: `ftpd ${VERSION}` }
+    return { kind: "run", config: toConfig(values) }
+  } catch (error) {
+    if (error instanceof UsageError) return { kind: "error", message: error.message }
+    throw error
+  }
+}
+
+type Values = Record<string, string | boolean | undefined>
+
+const parseFlags = (argv: ReadonlyArray<string>): Values => {
+  let values: Values
+  try {
+    values = parseArgs({
+      args: joinNegativeValues(argv),
+      options: Object.fromEntries(
+        FLAGS.map((f) => [f.long, { type: f.metavar ? "string" : "boolean", ...(f.short ? { short: f.short } : {}) }]),
+      ),
+      strict: true,
+      allowPositionals: false,
+    }).values as Values
+  } catch (error) {
+    const code = (error as { code?: unknown }).code
+    if (typeof code !== "string" || !code.startsWith("ERR_PARSE_ARGS")) throw error
+    const line = String((error as Error).message).split("\n")[0]
+    return fail(line.charAt(0).toLowerCase() + line.slice(1))
+  }
+  return values
+}
+
+/** Drop the keys a flag did not set, so that their defaults stay the library's. */
+const setOnly = <T extends object>(record: T): T =>
+  Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as T
+
+const toConfig = (values: Values): CliConfig => {
+  const value = <A>(long: string, parse: (text: string, long: string) => A): A | undefined => {
+    const text = values[long]
+    return typeof text === "string" ? parse(text, long) : undefined
+  }
+  const flag = (long: string): boolean => values[long] === true
+  const username = value("username", String)
+  const password = value("password", String)
+  if (username === "") fail("argument -u/--username: must not be empty")
+  if (username !== undefined && !password) fail("argument -u/--username: requires a password (-P/--password)")
+  // pyftpdlib ignores -P alone; refusing it keeps a server the user meant to protect from going anonymous.
+  if (username === undefined && password !== undefined) fail("argument -P/--password: requires -u/--username")
+  const timeout = value("timeout", count)
+  return {
+    options: setOnly<ServerOptions>({
+      host: value("interface", address) ?? DEFAULTS.host,
+      port: value("port", port) ?? DEFAULTS.port,
+      passivePorts: value("range", portRange),
+      masqueradeAddress: value("nat-address", ipv4),
+      timeout,
+      dataTimeout: timeout,
+      banner: value("banner", String),
+      permitForeignAddresses: flag("permit-foreign-addresses"),
+      permitPrivilegedPorts: flag("permit-privileged-ports"),
+      encoding: value("encoding", encoding),
+      useLocaltime: flag("use-localtime"),
+      maxCons: value("max-cons", count),
+      maxConsPerIp: value("max-cons-per-ip", count),
+      maxLoginAttempts: value("max-login-attempts", count),
+    }),
+    directory: resolve(value("directory", String) ?? "."),
+    user: username === undefined ? null : { name: username, password: password! },
+    write: flag("write"),
+    debug: flag("debug"),
+  }
+}
+
+const granted = async (descriptor: Deno.PermissionDescriptor): Promise<boolean> =>
+  (await Deno.permissions.query(descriptor)).state === "granted"
+
+/** A host-only grant covers every port; otherwise each port of the range must be granted. */
+const passivePortsGranted = async (host: string, [from, to]: readonly [number, number]): Promise<boolean> => {
+  if (await granted({ name: "net", host })) return true
+  for (let port = from; port <= to; port++) {
+    if (!(await granted({ name: "net", host: `${host}:${port}` }))) return false
+  }
+  return true
+}
+
+/**
+ * The Deno permissions `config` needs and the process lacks, one line each naming the flag that
+ * grants it. Queries only: never prompts. The check must come first, because a `node:net` listen
+ * without permission crashes the process instead of failing.
+ *
+ * @example
+ * ```ts
+ * import { missingPermissions, parseCli } from "@ftpd/server/cli"
+ * const parsed = parseCli(["-w"])
+ * if (parsed.kind === "run") for (const line of await missingPermissions(parsed.config)) console.error(line)
+ * ```
+ */
+export const missingPermissions = async (config: CliConfig): Promise<string[]> => {
+  const host = netHost(config.options.host ?? DEFAULTS.host)
+  const port = config.options.port ?? DEFAULTS.port
+  const passive = config.options.passivePorts
+  const dir = config.directory
+  const missing: string[] = []
+  const need = (ok: boolean, what: string, flag: string) => {
+    if (!ok) missing.push(`ftpd: missing permission: ${what} (add ${flag})`)
+  }
+  need(
+    await granted({ name: "net", host: `${host}:${port}` }),
+    `net access to listen on ${host}:${port}`,
+    `--allow-net=${host}:${port}`,
+  )
+  if (passive !== undefined) {
+    const what = `net access to passive ports ${passive[0]}-${passive[1]} on ${host}`
+    need(await passivePortsGranted(host, passive), what, `--allow-net=${host}`)
+  } else if (port !== 0) {
+    // A passive listener gets its port from the system, which Deno checks as port 0.
+    const what = `net access to passive ports chosen by the system on ${host}`
+    need(await granted({ name: "net", host: `${host}:0` }), what, `--allow-net=${host}:0`)
+  }
+  need(await granted({ name: "read", path: dir }), `read access to ${dir}`, `--allow-read=${dir}`)
+  if (config.write) need(await granted({ name: "write", path: dir }), `write access to ${dir}`, `--allow-write=${dir}`)
+  return missing
+}
+
+const usageError = (message: string): never => {
+  console.error(`ftpd: error: ${message}`)
+  console.error("Try 'ftpd --help'.")
+  return Deno.exit(2)
+}
+
+const serve = (config: CliConfig, authorizer: DummyAuthorizer) =>
+  FtpServer.serve(config.options).pipe(
+    Effect.provide([authorizer.toLayer(), LocalFilesystem.layer]),
+    // Outermost, so that the authorizer's warnings, logged while its layer is built, use it too.
+    Effect.provide(FtpLogger.layer({ debug: config.debug })),
+  )
+
+const main = async (argv: ReadonlyArray<string>): Promise<void> => {
+  const parsed = parseCli(argv)
+  if (parsed.kind === "error") return usageError(parsed.message)
+  if (parsed.kind !== "run") return console.log(parsed.text)
+  const { config } = parsed
+  const missing = await missingPermissions(config)
+  if (missing.length > 0) {
+    for (const line of missing) console.error(line)
+    return Deno.exit(2)
+  }
+  const perm = config.write ? ALL_PERMISSIONS : READ_PERMISSIONS
+  let authorizer: DummyAuthorizer
+  try {
+    authorizer = config.user === null
+      ? new DummyAuthorizer().addAnonymous(config.directory, { perm })
+      : new DummyAuthorizer().addUser(config.user.name, config.user.password, config.directory, { perm })
+  } catch (error) {
+    // The directory is the only thing here a user can get wrong: "no such directory: '/srv/ftp'".
+    if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)
+    throw error
+  }
+  runMain(serve(config, authorizer))
+}
+
+if (import.meta.main) await main(Deno.args)
