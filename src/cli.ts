@@ -244,9 +244,8 @@ export const parseCli = (argv: ReadonlyArray<string>): CliParse => {
 type Values = Record<string, string | boolean | undefined>
 
 const parseFlags = (argv: ReadonlyArray<string>): Values => {
-  let values: Values
   try {
-    values = parseArgs({
+    return parseArgs({
       args: joinNegativeValues(argv),
       options: Object.fromEntries(
         FLAGS.map((f) => [f.long, { type: f.metavar ? "string" : "boolean", ...(f.short ? { short: f.short } : {}) }]),
@@ -260,7 +259,6 @@ const parseFlags = (argv: ReadonlyArray<string>): Values => {
     const line = String((error as Error).message).split("\n")[0]
     return fail(line.charAt(0).toLowerCase() + line.slice(1))
   }
-  return values
 }
 
 /** Drop the keys a flag did not set, so that their defaults stay the library's. */
