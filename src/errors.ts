@@ -16,6 +16,7 @@ export type FilesystemErrorReason =
   | "NotEmpty"
   | "BadName"
   | "NoSpace"
+  | "InvalidOffset"
   | "Other"
 
 /**
@@ -51,6 +52,7 @@ const defaultFilesystemText: Record<FilesystemErrorReason, string> = {
   NotEmpty: "Directory not empty.",
   BadName: "File name not allowed.",
   NoSpace: "Insufficient storage space.",
+  InvalidOffset: "Invalid REST parameter.",
   Other: "Filesystem error.",
 }
 
@@ -90,7 +92,8 @@ export interface Reply {
 }
 
 /**
- * The FTP reply for a filesystem error: 550 for most, 553 for a refused name, 552 for no space.
+ * The FTP reply for a filesystem error: 550 for most, 553 for a refused name, 552 for no space,
+ * 554 for a REST offset past the end of the file (RFC 1123 4.1.3.4).
  *
  * @example
  * ```ts
@@ -104,6 +107,8 @@ export const filesystemReply = (error: FilesystemError): Reply => {
       return { code: 553, text: error.message }
     case "NoSpace":
       return { code: 552, text: error.message }
+    case "InvalidOffset":
+      return { code: 554, text: error.message }
     default:
       return { code: 550, text: error.message }
   }
@@ -145,3 +150,18 @@ const errorCode = (cause: unknown): string | undefined =>
   typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string"
     ? cause.code
     : undefined
+
+/**
+ * A data connection could not be set up: no passive port, a failed active connect, or no
+ * connection from the client in time. Replied to with 425.
+ *
+ * @example
+ * ```ts
+ * import { DataConnectionError } from "@ftpd/server"
+ * console.log(new DataConnectionError({ message: "Can't open data connection." }).message)
+ * ```
+ */
+export class DataConnectionError extends Data.Error<{ readonly message: string; readonly cause?: unknown }> {
+  /** Discriminator for `Effect.catchTag`. */
+  readonly _tag = "DataConnectionError" as const
+}

@@ -52,6 +52,3 @@ const HooksRef = Hooks as Context.Reference<HooksShape>
 
 /** Type of the hook names. */
 export type HookName = keyof HooksShape
-
-/** Run nothing: the default for an absent hook. */
-export const noHook: Effect.Effect<void> = Effect.void

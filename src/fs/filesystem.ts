@@ -38,6 +38,12 @@ export interface FileInfo {
 export interface ReadHandle {
   readonly size: number
   readonly readable: ReadableStream<Uint8Array>
+  /**
+   * How far into the file reading has got (absolute offset), if the implementation can tell.
+   * A RETR that pipes `readable` straight into the socket (the fast path, no per-chunk code)
+   * polls it to notice a stalled client and to count the bytes of an incomplete transfer.
+   */
+  readonly position?: () => Promise<number>
 }
 
 /** An open file being written. `write` resolves once every byte of `chunk` is written. */

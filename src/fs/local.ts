@@ -286,7 +286,7 @@ const writeFlags = (mode: WriteOptions["mode"], offset: number, exclusive: boole
 
 /** REST beyond the end of the file: pyftpdlib replies 554 "Invalid REST parameter.". */
 const invalidRest = (path: FtpPath): FilesystemError =>
-  new FilesystemError({ path: path.virtual, reason: "Other", detail: "Invalid REST parameter." })
+  new FilesystemError({ path: path.virtual, reason: "InvalidOffset" })
 
 const openFile = (path: FtpPath, options: Deno.OpenOptions): Effect.Effect<Deno.FsFile, FilesystemError, Scope.Scope> =>
   Effect.acquireRelease(
@@ -306,7 +306,7 @@ const openRead = (path: FtpPath, offset: number): Effect.Effect<ReadHandle, File
       if (after !== undefined) throw after
       if (offset > info.size) throw invalidRest(path)
       if (offset > 0) await file.seek(offset, Deno.SeekMode.Start)
-      return { size: info.size, readable: file.readable }
+      return { size: info.size, readable: file.readable, position: () => file.seek(0, Deno.SeekMode.Current) }
     })
   })
 

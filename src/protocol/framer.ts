@@ -92,7 +92,10 @@ export class CommandFramer {
             continue
           }
         } else if (this.#telnet === AFTER_IAC) {
-          if (b !== IAC) {
+          // A byte below 240 is no Telnet command: the Data Mark of a Synch was sent as urgent data
+          // and the kernel took it out of the stream (Deno cannot set SO_OOBINLINE). Drop the IAC
+          // alone so that "IAC IP IAC <DM> ABOR" still reads as ABOR (RFC 959 4.1.3).
+          if (b !== IAC && b >= 240) {
             // RFC 854: WILL/WONT/DO/DONT carry one option byte; every other command stands alone.
             this.#telnet = b >= WILL && b <= DONT ? AFTER_OPTION : DATA
             continue

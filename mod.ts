@@ -1,0 +1,68 @@
+/**
+ * ftpd: an FTP server library for Deno, built on Effect.
+ *
+ * A server needs an {@link Authorizer} (who may log in, with which permissions) and a
+ * {@link Filesystem} (what they see); both are services provided by layers.
+ *
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { DummyAuthorizer, FtpServer, LocalFilesystem } from "@ftpd/server"
+ *
+ * const users = DummyAuthorizer.layer((a) =>
+ *   a.addUser("user", "12345", Deno.cwd(), { perm: "elradfmwMT" }).addAnonymous(Deno.cwd())
+ * )
+ * const server = FtpServer.layer({ host: "127.0.0.1", port: 2121, passivePorts: [60000, 60099] })
+ * Layer.launch(server.pipe(Layer.provide([users, LocalFilesystem.layer]))).pipe(Effect.runFork)
+ * ```
+ *
+ * On Deno, import `@ftpd/server` before `effect` in your entry point (or import
+ * `@ftpd/server/no-async-hooks` first): it stops Effect from retaining memory per fiber
+ * suspension through `node:async_hooks`, which long-lived sessions would otherwise accumulate.
+ *
+ * @module
+ */
+import "./src/_no_async_hooks.ts"
+
+export { FtpServer, FtpServerError, type RunningServer } from "./src/server.ts"
+export {
+  type ResolvedOptions,
+  resolveOptions,
+  type ServerOptions,
+  type SiteCommand,
+  type SiteCommandContext,
+  VERSION,
+} from "./src/options.ts"
+export {
+  type Account,
+  ALL_PERMISSIONS,
+  Authorizer,
+  type AuthorizerShape,
+  type Permission,
+  READ_PERMISSIONS,
+  WRITE_PERMISSIONS,
+} from "./src/auth/authorizer.ts"
+export { DummyAuthorizer, type UserOptions } from "./src/auth/dummy.ts"
+export {
+  type DirectoryListing,
+  type FileInfo,
+  Filesystem,
+  type FilesystemShape,
+  type FtpPath,
+  type ReadHandle,
+  type WriteHandle,
+  type WriteOptions,
+} from "./src/fs/filesystem.ts"
+export { LocalFilesystem, makeLocalFilesystem, makeUnixFilesystem, UnixFilesystem } from "./src/fs/local.ts"
+export {
+  AuthenticationFailed,
+  AuthorizerError,
+  DataConnectionError,
+  FilesystemError,
+  type FilesystemErrorReason,
+  filesystemReply,
+  fromSystemError,
+  type Reply,
+} from "./src/errors.ts"
+export { type HookName, Hooks, type HookSession, type HooksShape } from "./src/hooks.ts"
+export { FtpLogger, type FtpLoggerOptions, SESSION_ANNOTATION } from "./src/log.ts"
+export { runMain } from "./src/runtime.ts"

@@ -1,0 +1,74 @@
+/**
+ * Passive ports: a lease on a listening port from the configured range, given back when the
+ * lease's scope closes (the next PASV, the end of the transfer, or the end of the session).
+ *
+ * @module
+ */
+import { Effect, type Scope } from "effect"
+import { DataConnectionError } from "../errors.ts"
+
+/** Leases passive listeners; one per server, shared by its sessions. */
+export interface PassivePorts {
+  /** Listen on `hostname` at a free port of the range (or any port when the range is used up). */
+  readonly lease: (hostname: string) => Effect.Effect<Deno.Listener, DataConnectionError, Scope.Scope>
+}
+
+const listen = (hostname: string, port: number): Deno.Listener | "busy" => {
+  try {
+    return Deno.listen({ hostname, port, transport: "tcp" })
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) return "busy"
+    throw error
+  }
+}
+
+const refused = (cause: unknown) =>
+  new DataConnectionError({
+    message: cause instanceof Deno.errors.NotCapable
+      ? "Can't open passive port: the server lacks network permission for it."
+      : "Can't open passive port.",
+    cause,
+  })
+
+/**
+ * Make the lease pool for `range` (inclusive), or for OS-chosen ports when `range` is `null`.
+ * Ports are tried from a random start (RFC 2577: passive ports should not be predictable).
+ */
+export const makePassivePorts = (range: readonly [number, number] | null): PassivePorts => {
+  const leased = new Set<number>()
+  const pick = (hostname: string): Effect.Effect<Deno.Listener, DataConnectionError> =>
+    Effect.gen(function* () {
+      if (range !== null) {
+        const [from, to] = range
+        const count = to - from + 1
+        const start = Math.floor(Math.random() * count)
+        for (let i = 0; i < count && leased.size < count; i++) {
+          const port = from + ((start + i) % count)
+          if (leased.has(port)) continue
+          const listener = yield* Effect.try({ try: () => listen(hostname, port), catch: refused })
+          if (listener !== "busy") {
+            leased.add(port)
+            return listener
+          }
+        }
+        yield* Effect.logWarning(
+          `Can't find a free passive port in ${from}-${to}: using a port chosen by the OS.`,
+        )
+      }
+      const listener = yield* Effect.try({ try: () => listen(hostname, 0), catch: refused })
+      if (listener === "busy") return yield* Effect.fail(refused(undefined))
+      return listener
+    })
+  return {
+    lease: (hostname) =>
+      Effect.acquireRelease(pick(hostname), (listener) =>
+        Effect.sync(() => {
+          leased.delete((listener.addr as Deno.NetAddr).port)
+          try {
+            listener.close()
+          } catch {
+            // Closed already.
+          }
+        })),
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * The byte loops of RETR, STOR/APPE and listings: plain async code over a native `Deno.Conn`,
+ * with no per-chunk Effect work. Each loop takes an `AbortSignal` (interruption: ABOR, shutdown)
+ * and a stall timeout, and counts bytes into a {@link Progress} that STAT and the log read.
+ *
+ * Speeds measured on this runtime (../shared/research/deno-feasibility.md): piping
+ * `FsFile.readable` straight into `conn.writable` runs at sendfile speed, and any stream stage in
+ * between (even a byte counter) cuts it to a third, so binary RETR pipes directly and watches the
+ * file position instead; STOR reads 1 MiB at a time into one reused buffer.
+ *
+ * @module
+ */
+import type { ReadHandle, WriteHandle } from "../fs/filesystem.ts"
+import { FromNetworkAscii, ToNetworkAscii } from "../protocol/ascii.ts"
+import { writeAll } from "../net/connection.ts"
+
+/** Bytes moved so far by one transfer. */
+export interface Progress {
+  bytes: number
+}
+
+/** Why a transfer loop stopped early. */
+export class TransferStalled extends Error {
+  override readonly name = "TransferStalled"
+}
+
+const RECEIVE_BUFFER = 1 << 20
+const SEND_CHUNK = 1 << 20
+
+/**
+ * Run `body` with a watchdog: if `moved()` reports no new bytes for `stallMs`, or `signal`
+ * aborts, `stop()` is called (it closes the connection, which makes the loop's pending I/O fail).
+ * A stall is reported as {@link TransferStalled}.
+ */
+const watched = async <A>(
+  signal: AbortSignal,
+  stallMs: number,
+  moved: () => number | Promise<number>,
+  stop: () => void,
+  body: () => Promise<A>,
+): Promise<A> => {
+  let stalled = false
+  let last = -1
+  let quietSince = Date.now()
+  const onAbort = () => stop()
+  signal.addEventListener("abort", onAbort, { once: true })
+  const period = stallMs > 0 ? Math.max(50, Math.min(1000, stallMs / 4)) : 0
+  const timer = period > 0
+    ? setInterval(async () => {
+      const now = Date.now()
+      let current: number
+      try {
+        current = await moved()
+      } catch {
+        return
+      }
+      if (current !== last) {
+        last = current
+        quietSince = now
+      } else if (now - quietSince >= stallMs) {
+        stalled = true
+        stop()
+      }
+    }, period)
+    : undefined
+  try {
+    return await body()
+  } catch (error) {
+    if (stalled) throw new TransferStalled("Data connection timed out.")
+    throw error
+  } finally {
+    if (timer !== undefined) clearInterval(timer)
+    signal.removeEventListener("abort", onAbort)
+  }
+}
+
+const closeQuietly = (conn: Deno.Conn) => {
+  try {
+    conn.close()
+  } catch {
+    // Closed already.
+  }
+}
+
+/** Options common to every loop. */
+export interface LoopOptions {
+  readonly signal: AbortSignal
+  /** Milliseconds without progress before the transfer is abandoned; 0 for never. */
+  readonly stallMs: number
+  readonly progress: Progress
+}
+
+/**
+ * Send a file. Binary mode pipes the file stream straight into the socket (the fast path);
+ * ASCII mode converts LF to CRLF on the way. `offset` is where `file` started reading.
+ */
+export const sendFile = (
+  conn: Deno.Conn,
+  file: ReadHandle,
+  offset: number,
+  ascii: boolean,
+  options: LoopOptions,
+): Promise<void> => {
+  const { progress } = options
+  if (!ascii && file.position !== undefined) {
+    const position = file.position
+    const controller = new AbortController()
+    const moved = async () => {
+      progress.bytes = (await position()) - offset
+      return progress.bytes
+    }
+    return watched(options.signal, options.stallMs, moved, () => {
+      controller.abort()
+      closeQuietly(conn)
+    }, async () => {
+      await file.readable.pipeTo(conn.writable, { signal: controller.signal })
+      progress.bytes = file.size - offset
+    })
+  }
+  const convert = ascii ? new ToNetworkAscii() : undefined
+  return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
+    const reader = file.readable.getReader()
+    try {
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        const out = convert === undefined ? value : convert.convert(value)
+        await writeAll(conn, out)
+        progress.bytes += out.length
+      }
+    } finally {
+      await reader.cancel().catch(() => undefined)
+    }
+  })
+}
+
+/** Receive into `file` until the client closes the data connection; ASCII mode turns CRLF into LF. */
+export const receiveFile = (
+  conn: Deno.Conn,
+  file: WriteHandle,
+  ascii: boolean,
+  options: LoopOptions,
+): Promise<void> => {
+  const { progress } = options
+  const convert = ascii ? new FromNetworkAscii() : undefined
+  return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
+    const buffer = new Uint8Array(RECEIVE_BUFFER)
+    for (;;) {
+      const n = await conn.read(buffer)
+      if (n === null) break
+      progress.bytes += n
+      const chunk = buffer.subarray(0, n)
+      await file.write(convert === undefined ? chunk : convert.convert(chunk))
+    }
+    if (convert !== undefined) {
+      const rest = convert.flush()
+      if (rest.length > 0) await file.write(rest)
+    }
+  })
+}
+
+const encoder = new TextEncoder()
+
+/** Send text produced in batches (a listing), coalescing it into writes of about 1 MiB at most. */
+export const sendText = (
+  conn: Deno.Conn,
+  batches: AsyncIterable<string>,
+  options: LoopOptions,
+): Promise<void> => {
+  const { progress } = options
+  return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
+    let pending = ""
+    const flush = async () => {
+      if (pending.length === 0) return
+      const bytes = encoder.encode(pending)
+      pending = ""
+      await writeAll(conn, bytes)
+      progress.bytes += bytes.length
+    }
+    for await (const text of batches) {
+      pending += text
+      if (pending.length >= SEND_CHUNK) await flush()
+    }
+    await flush()
+  })
+}
+
+/**
+ * End a data connection after a successful transfer: close our side so the client sees EOF.
+ * The 226 reply is sent after this, so a client never gets 226 before the last byte.
+ */
+export const finishConnection = async (conn: Deno.Conn): Promise<void> => {
+  try {
+    await conn.closeWrite()
+  } catch {
+    // The peer may already be gone; the close below is what matters.
+  }
+  closeQuietly(conn)
+}

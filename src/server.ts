@@ -1,0 +1,196 @@
+/**
+ * `FtpServer`: listen, admit connections within `maxCons`/`maxConsPerIp`, and run one session
+ * fiber per connection. Closing the server's scope (interruption, SIGINT through `runMain`, a
+ * `Layer` being released) interrupts every session: each replies 421, closes its data connection
+ * and files, and gives back its passive port.
+ *
+ * @module
+ */
+import { Data, Effect, FiberSet, Layer, type Scope } from "effect"
+import { Authorizer } from "./auth/authorizer.ts"
+import { makePassivePorts } from "./data/passive_ports.ts"
+import { Filesystem } from "./fs/filesystem.ts"
+import { Hooks } from "./hooks.ts"
+import { ControlConnection } from "./net/connection.ts"
+import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
+import { plainAddress } from "./protocol/address.ts"
+import { formatReply } from "./protocol/reply.ts"
+import { builtinCommands } from "./session/commands.ts"
+import { runSession, type ServerContext } from "./session/session.ts"
+
+/**
+ * The server could not start: a bad option, a port in use, or a missing Deno permission.
+ *
+ * @example
+ * ```ts
+ * import { FtpServerError } from "@ftpd/server"
+ * console.log(new FtpServerError({ message: "port 21 in use" }).message)
+ * ```
+ */
+export class FtpServerError extends Data.Error<{ readonly message: string; readonly cause?: unknown }> {
+  /** Discriminator for `Effect.catchTag`. */
+  readonly _tag = "FtpServerError" as const
+}
+
+/** A listening server. */
+export interface RunningServer {
+  /** Where the control connection listens (the real port when `port` was 0). */
+  readonly address: { readonly hostname: string; readonly port: number }
+  /** Sessions open right now. */
+  readonly connections: () => number
+}
+
+const hostPort = (
+  hostname: string,
+  port: number,
+) => (hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`)
+
+const listen = (options: ResolvedOptions) =>
+  Effect.try({
+    try: () => Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" }),
+    catch: (cause) =>
+      new FtpServerError({
+        message: cause instanceof Deno.errors.NotCapable
+          ? `no permission to listen on ${hostPort(options.host, options.port)} (grant --allow-net)`
+          : cause instanceof Deno.errors.AddrInUse
+          ? `${hostPort(options.host, options.port)} is already in use`
+          : `can't listen on ${hostPort(options.host, options.port)}: ${String(cause)}`,
+        cause,
+      }),
+  })
+
+const encoder = new TextEncoder()
+
+/** Tell a connection over the limits why, then close it, without holding up the accept loop. */
+const refuse = (conn: Deno.Conn, text: string) => {
+  conn.write(encoder.encode(formatReply(421, text))).catch(() => undefined).finally(() => {
+    try {
+      conn.close()
+    } catch {
+      // Closed already.
+    }
+  })
+}
+
+const make = (
+  options: ServerOptions = {},
+): Effect.Effect<RunningServer, FtpServerError, Authorizer | Filesystem | Scope.Scope> =>
+  Effect.gen(function* () {
+    const resolved = yield* Effect.try({
+      try: () => resolveOptions(options),
+      catch: (cause) => new FtpServerError({ message: (cause as Error).message, cause }),
+    })
+    const auth = yield* Authorizer
+    const fs = yield* Filesystem
+    const hooks = yield* Hooks
+    const hookFibers = yield* FiberSet.make<void, never>()
+    const listener = yield* Effect.acquireRelease(listen(resolved), (l) =>
+      Effect.sync(() => {
+        try {
+          l.close()
+        } catch {
+          // Closed already.
+        }
+      }))
+    const sessions = yield* FiberSet.make<void, never>()
+    const context: ServerContext = {
+      options: resolved,
+      fs,
+      auth,
+      hooks,
+      passivePorts: makePassivePorts(resolved.passivePorts),
+      commands: builtinCommands,
+      runHook: (hook) =>
+        hook === undefined
+          ? Effect.void
+          : FiberSet.run(hookFibers, Effect.catchCause(hook, (cause) => Effect.logError("A hook failed", cause))).pipe(
+            Effect.asVoid,
+          ),
+    }
+    const address = listener.addr as Deno.NetAddr
+    const range = resolved.passivePorts === null ? "None" : `${resolved.passivePorts[0]}-${resolved.passivePorts[1]}`
+    yield* Effect.logInfo(`>>> starting FTP server on ${hostPort(address.hostname, address.port)}, pid=${Deno.pid} <<<`)
+    yield* Effect.logInfo("concurrency model: async (one Effect fiber per session)")
+    yield* Effect.logInfo(`masquerade (NAT) address: ${resolved.masqueradeAddress ?? "None"}`)
+    yield* Effect.logInfo(`passive ports: ${range}`)
+
+    let total = 0
+    const perIp = new Map<string, number>()
+    const release = (ip: string) =>
+      Effect.sync(() => {
+        total--
+        const left = (perIp.get(ip) ?? 1) - 1
+        if (left === 0) perIp.delete(ip)
+        else perIp.set(ip, left)
+      })
+    const admit = (conn: Deno.Conn) =>
+      Effect.gen(function* () {
+        const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
+        if (resolved.maxCons > 0 && total >= resolved.maxCons) {
+          yield* Effect.logWarning(`${ip} refused: too many connections (${total}).`)
+          return refuse(conn, "Too many connections. Service temporarily unavailable.")
+        }
+        const fromIp = perIp.get(ip) ?? 0
+        if (resolved.maxConsPerIp > 0 && fromIp >= resolved.maxConsPerIp) {
+          yield* Effect.logWarning(`${ip} refused: too many connections from this address (${fromIp}).`)
+          return refuse(conn, "Too many connections from the same IP address.")
+        }
+        total++
+        perIp.set(ip, fromIp + 1)
+        yield* FiberSet.run(
+          sessions,
+          runSession(context, new ControlConnection(conn)).pipe(
+            Effect.catchCause((cause) => Effect.logError("Session failed", cause)),
+            Effect.ensuring(release(ip)),
+          ),
+        )
+      })
+    const acceptLoop = Effect.gen(function* () {
+      for (;;) {
+        const accepted = yield* Effect.result(Effect.tryPromise(() => listener.accept()))
+        if (accepted._tag === "Success") {
+          yield* admit(accepted.success)
+          continue
+        }
+        const cause = accepted.failure.cause
+        if (cause instanceof Deno.errors.BadResource || cause instanceof Deno.errors.Interrupted) return
+        // Out of file descriptors and the like: keep serving the sessions we have, retry soon.
+        yield* Effect.logError(`accept failed: ${String(cause)}`)
+        yield* Effect.sleep("100 millis")
+      }
+    })
+    yield* Effect.forkScoped(acceptLoop)
+    yield* Effect.addFinalizer(() =>
+      Effect.logInfo(`>>> shutting down FTP server (${total} active sessions), pid=${Deno.pid} <<<`)
+    )
+    return { address: { hostname: address.hostname, port: address.port }, connections: () => total }
+  })
+
+/**
+ * The FTP server. Each form needs an {@link Authorizer} and a {@link Filesystem}; {@link Hooks}
+ * are optional.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { DummyAuthorizer, FtpServer, LocalFilesystem } from "@ftpd/server"
+ *
+ * const users = DummyAuthorizer.layer((a) => a.addUser("user", "12345", Deno.cwd(), { perm: "elradfmwMT" }))
+ * const server = FtpServer.layer({ host: "127.0.0.1", port: 2121 })
+ * Layer.launch(server.pipe(Layer.provide([users, LocalFilesystem.layer]))).pipe(Effect.runFork)
+ * ```
+ */
+export const FtpServer: {
+  /** Listen and serve in the current scope; returns the bound address. */
+  readonly make: (
+    options?: ServerOptions,
+  ) => Effect.Effect<RunningServer, FtpServerError, Authorizer | Filesystem | Scope.Scope>
+  /** Listen and serve until interrupted. */
+  readonly serve: (options?: ServerOptions) => Effect.Effect<never, FtpServerError, Authorizer | Filesystem>
+  /** A layer that serves for as long as it is in use. */
+  readonly layer: (options?: ServerOptions) => Layer.Layer<never, FtpServerError, Authorizer | Filesystem>
+} = {
+  make,
+  serve: (options) => Effect.scoped(Effect.andThen(make(options), Effect.never)),
+  layer: (options) => Layer.effectDiscard(make(options)),
+}

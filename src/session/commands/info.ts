@@ -1,0 +1,208 @@
+/**
+ * Information and settings: SYST NOOP HELP FEAT OPTS STAT ALLO MODE STRU TYPE, and SITE with
+ * its CHMOD and HELP subcommands plus the application's own (`siteCommands`).
+ *
+ * @module
+ */
+import { Effect } from "effect"
+import { featMlstLine, parseOptsMlst } from "../../protocol/listing.ts"
+import type { SiteCommand } from "../../options.ts"
+import type { CommandSpec, Handler, Session } from "../session.ts"
+import { statPath } from "./listing.ts"
+
+const syst: Handler = (session) => session.reply(215, "UNIX Type: L8")
+
+const noop: Handler = (session) => session.reply(200, "NOOP command successful.")
+
+const allo: Handler = (session) => session.reply(202, "No storage allocation necessary.")
+
+const help: Handler = (session, arg) => {
+  const { commands } = session.server
+  if (arg !== "") {
+    const spec = commands.get(arg.trim().toUpperCase())
+    return spec === undefined ? session.reply(501, "Unrecognized command.") : session.reply(214, spec.help)
+  }
+  const names = [...commands.keys()].sort()
+  const rows: string[] = []
+  for (let i = 0; i < names.length; i += 8) rows.push(names.slice(i, i + 8).map((n) => n.padEnd(6)).join(" "))
+  return session.reply(214, ["The following commands are recognized:", ...rows, "Help command successful."])
+}
+
+const feat: Handler = (session) =>
+  session.reply(211, [
+    "Features supported:",
+    "EPRT",
+    "EPSV",
+    "MDTM",
+    "MFMT",
+    featMlstLine(session.mlstFacts),
+    "REST STREAM",
+    "SIZE",
+    "TVFS",
+    "UTF8",
+    "End FEAT.",
+  ])
+
+const opts: Handler = (session, arg) => {
+  const [option = "", ...rest] = arg.trim().split(/\s+/)
+  const value = rest.join(" ")
+  switch (option.toUpperCase()) {
+    case "UTF8":
+    case "UTF-8":
+      return value === "" || value.toUpperCase() === "ON"
+        ? session.reply(200, "Always in UTF8 mode.")
+        : session.reply(501, "Only UTF8 ON is supported.")
+    case "MLST": {
+      session.mlstFacts = parseOptsMlst(value)
+      const facts = [...session.mlstFacts].map((f) => `${f};`).join("")
+      return session.reply(200, `MLST OPTS ${facts}`)
+    }
+    default:
+      return session.reply(501, "Invalid OPTS argument: only UTF8 and MLST are supported.")
+  }
+}
+
+const dataStatus = (session: Session): string => {
+  const transfer = session.transfer
+  if (transfer !== null) {
+    const seconds = ((Date.now() - transfer.started) / 1000).toFixed(1)
+    return `Data connection open: ${transfer.command} ${transfer.path}, ${transfer.progress.bytes} bytes in ${seconds} seconds.`
+  }
+  if (session.data?.kind === "passive") return "Passive data channel waiting for connection."
+  if (session.data?.kind === "active") return "Active data connection established."
+  return "Data connection closed."
+}
+
+const stat: Handler = (session, arg) => {
+  if (arg !== "") {
+    if (session.account === null) return session.reply(530, "Log in with USER and PASS first.")
+    return statPath(session, arg)
+  }
+  const { remoteAddress, remotePort } = session.conn.endpoints
+  const who = session.account !== null
+    ? `Logged in as: ${session.account.user}`
+    : session.user !== null
+    ? "Waiting for password."
+    : "Waiting for username."
+  return session.reply(211, [
+    "FTP server status:",
+    `Connected to: ${remoteAddress}:${remotePort}`,
+    who,
+    `TYPE: ${session.ascii ? "ASCII" : "Binary"}; STRUcture: File; MODE: Stream`,
+    dataStatus(session),
+    "End of status.",
+  ])
+}
+
+const mode: Handler = (session, arg) => {
+  const value = arg.trim().toUpperCase()
+  if (value === "S") return session.reply(200, "Transfer mode set to: S")
+  if (value === "B" || value === "C") return session.reply(504, "Unimplemented MODE type.")
+  return session.reply(501, "Unrecognized MODE type.")
+}
+
+const stru: Handler = (session, arg) => {
+  const value = arg.trim().toUpperCase()
+  if (value === "F") return session.reply(200, "File transfer structure set to: F.")
+  if (value === "P" || value === "R") return session.reply(504, "Unimplemented STRU type.")
+  return session.reply(501, "Unrecognized STRU type.")
+}
+
+const type: Handler = (session, arg) => {
+  // RFC 959 3.1.1: "A" and "A N" are ASCII non-print; "I" and "L 8" are binary.
+  const value = arg.toUpperCase().replace(/\s+/g, "")
+  if (value === "A" || value === "AN") {
+    session.ascii = true
+    return session.reply(200, "Type set to: ASCII.")
+  }
+  if (value === "I" || value === "L8") {
+    session.ascii = false
+    return session.reply(200, "Type set to: Binary.")
+  }
+  return session.reply(504, `Unsupported type "${arg}".`)
+}
+
+/** SITE CHMOD <mode> <path> (permission `M`). */
+const chmod = (session: Session, arg: string) =>
+  Effect.gen(function* () {
+    const match = /^([0-7]{3,4})\s+(.+)$/.exec(arg)
+    if (match === null) {
+      return yield* session.reply(501, "Invalid SITE CHMOD format: use SITE CHMOD <octal mode> <path>.")
+    }
+    const path = yield* session.resolve(match[2])
+    yield* session.requirePerm("M", path)
+    yield* session.server.fs.chmod(path, parseInt(match[1], 8))
+    yield* session.reply(200, "SITE CHMOD successful.")
+  })
+
+const BUILT_IN_SITE: ReadonlyArray<readonly [string, string]> = [
+  ["CHMOD", "Syntax: SITE CHMOD <SP> mode path (change file mode)."],
+  ["HELP", "Syntax: SITE HELP [<SP> cmd] (show SITE command help)."],
+]
+
+const siteHelp = (session: Session, arg: string) => {
+  const custom = session.options.siteCommands
+  const all: ReadonlyArray<readonly [string, string]> = [
+    ...BUILT_IN_SITE,
+    ...custom.map((c) => [c.name.toUpperCase(), c.help] as const),
+  ]
+  if (arg !== "") {
+    const found = all.find(([name]) => name === arg.trim().toUpperCase())
+    return found === undefined ? session.reply(501, "Unrecognized SITE command.") : session.reply(214, found[1])
+  }
+  return session.reply(214, [
+    "The following SITE commands are recognized:",
+    ...all.map(([name]) => name),
+    "Help SITE command successful.",
+  ])
+}
+
+const runCustomSite = (session: Session, command: SiteCommand, arg: string) =>
+  Effect.gen(function* () {
+    if ((command.needsLogin ?? true) && session.account === null) {
+      return yield* session.reply(530, "Log in with USER and PASS first.")
+    }
+    if (command.perm !== undefined) yield* session.requirePerm(command.perm, yield* session.resolve(""))
+    const reply = yield* command.handler({
+      arg,
+      user: session.account?.user ?? null,
+      cwd: session.cwd,
+      remoteAddress: session.remoteAddress,
+    })
+    yield* session.reply(reply.code, reply.text)
+  })
+
+const site: Handler = (session, arg) => {
+  const space = arg.indexOf(" ")
+  const name = (space < 0 ? arg : arg.slice(0, space)).toUpperCase()
+  const rest = space < 0 ? "" : arg.slice(space + 1)
+  if (name === "HELP") return siteHelp(session, rest)
+  if (session.account === null) return session.reply(530, "Log in with USER and PASS first.")
+  if (name === "CHMOD") return chmod(session, rest)
+  const custom = session.options.siteCommands.find((c) => c.name.toUpperCase() === name)
+  if (custom !== undefined) return runCustomSite(session, custom, rest)
+  return session.reply(500, `Command "SITE ${name}" not understood.`)
+}
+
+const row = (
+  name: string,
+  needsLogin: boolean,
+  arg: CommandSpec["arg"],
+  help: string,
+  handler: Handler,
+): CommandSpec => ({ name, needsLogin, arg, help, handler })
+
+/** The information and settings commands. */
+export const infoCommands: ReadonlyArray<CommandSpec> = [
+  row("SYST", false, "none", "Syntax: SYST (get operating system type).", syst),
+  row("NOOP", false, "none", "Syntax: NOOP (just do nothing).", noop),
+  row("HELP", false, "optional", "Syntax: HELP [<SP> cmd] (show help).", help),
+  row("FEAT", false, "none", "Syntax: FEAT (list all new features supported).", feat),
+  row("OPTS", false, "required", "Syntax: OPTS <SP> cmd [<SP> option] (set option for command).", opts),
+  row("STAT", false, "optional", "Syntax: STAT [<SP> path name] (server stats [list files]).", stat),
+  row("ALLO", true, "required", "Syntax: ALLO <SP> bytes (noop; allocate storage).", allo),
+  row("MODE", true, "required", "Syntax: MODE <SP> mode (noop; set data transfer mode).", mode),
+  row("STRU", true, "required", "Syntax: STRU <SP> type (noop; set file structure).", stru),
+  row("TYPE", true, "required", "Syntax: TYPE <SP> [A | I] (set transfer type).", type),
+  row("SITE", false, "required", "Syntax: SITE <SP> site-command (execute SITE command).", site),
+]

@@ -1,0 +1,114 @@
+/**
+ * Login and logout: USER, PASS, QUIT, REIN, ACCT.
+ *
+ * @module
+ */
+import { Duration, Effect } from "effect"
+import type { CommandSpec, Session } from "../session.ts"
+
+/** Forget the logged-in user (a second USER, REIN): pyftpdlib's `flush_account`. */
+const logout = (session: Session): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const account = session.account
+    yield* session.releaseData()
+    session.account = null
+    session.user = null
+    session.cwd = "/"
+    session.ascii = true
+    session.restOffset = 0
+    session.renameFrom = null
+    session.epsvAll = false
+    if (account !== null) yield* session.hook((h) => h.onLogout, account.user)
+  })
+
+const user: CommandSpec = {
+  name: "USER",
+  needsLogin: false,
+  arg: "required",
+  help: "Syntax: USER <SP> user-name (set username).",
+  handler: (session, arg) =>
+    Effect.gen(function* () {
+      if (session.account !== null) yield* logout(session)
+      session.user = arg
+      // The same reply for every name: no user enumeration (RFC 2577).
+      yield* session.reply(331, "Username ok, send password.")
+    }),
+}
+
+const pass: CommandSpec = {
+  name: "PASS",
+  needsLogin: false,
+  arg: "optional",
+  help: "Syntax: PASS [<SP> password] (set user password).",
+  handler: (session, arg) =>
+    Effect.gen(function* () {
+      if (session.account !== null) return yield* session.reply(503, "User already authenticated.")
+      const name = session.user
+      if (name === null) return yield* session.reply(503, "Login with USER first.")
+      const result = yield* Effect.result(session.server.auth.authenticate(name, arg))
+      if (result._tag === "Success") {
+        const account = result.success
+        session.account = account
+        session.loginAttempts = 0
+        session.cwd = "/"
+        yield* session.reply(230, account.msgLogin)
+        yield* session.log(`USER '${account.user}' logged in.`)
+        return yield* session.hook((h) => h.onLogin, account.user)
+      }
+      session.user = null
+      session.loginAttempts++
+      yield* session.hook((h) => h.onLoginFailed, name)
+      // Slow down password guessing (RFC 2577); only this session waits.
+      if (session.options.authFailedTimeout > 0) {
+        yield* Effect.sleep(Duration.seconds(session.options.authFailedTimeout))
+      }
+      const text = result.failure.message
+      yield* session.log(`USER '${name}' failed login.`)
+      if (session.loginAttempts >= session.options.maxLoginAttempts) {
+        session.closing = true
+        return yield* session.reply(530, `${text} Too many failed logins: disconnecting.`)
+      }
+      yield* session.reply(530, text)
+    }),
+}
+
+const quit: CommandSpec = {
+  name: "QUIT",
+  needsLogin: false,
+  arg: "none",
+  help: "Syntax: QUIT (quit current session).",
+  handler: (session) =>
+    Effect.gen(function* () {
+      // RFC 959: a running transfer finishes (and gets its reply) before the 221.
+      yield* session.awaitTransfer
+      const account = session.account
+      yield* session.reply(221, account?.msgQuit ?? "Goodbye.")
+      if (account !== null) yield* session.hook((h) => h.onLogout, account.user)
+      session.closing = true
+    }),
+}
+
+const rein: CommandSpec = {
+  name: "REIN",
+  needsLogin: true,
+  arg: "none",
+  help: "Syntax: REIN (flush account).",
+  handler: (session) =>
+    Effect.gen(function* () {
+      yield* session.awaitTransfer
+      yield* logout(session)
+      // RFC 959 5.4: REIN answers 220 (pyftpdlib's 230 is a deviation).
+      yield* session.reply(220, "Ready for new user.")
+    }),
+}
+
+const acct: CommandSpec = {
+  name: "ACCT",
+  needsLogin: false,
+  arg: "optional",
+  help: "Syntax: ACCT (not implemented: accounts are not used).",
+  handler: (session) => session.reply(502, "Command not implemented: accounts are not used."),
+}
+
+/** The login commands. */
+export const loginCommands: ReadonlyArray<CommandSpec> = [user, pass, quit, rein, acct]

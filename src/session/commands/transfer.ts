@@ -1,0 +1,260 @@
+/**
+ * File transfers: RETR, STOR, APPE, STOU, and {@link startTransfer}, which every transfer
+ * (listings included) goes through: 150, then the data connection in a child fiber, then 226
+ * or the error's reply, the log line and the hook.
+ *
+ * @module
+ */
+import { Cause, Effect, Exit, FiberHandle, Scope } from "effect"
+import {
+  acceptPassive,
+  type DataSetup,
+  PASSIVE_ACCEPT_TIMEOUT,
+  releaseSetup,
+  scopedConn,
+} from "../../data/data_channel.ts"
+import { finishConnection, type LoopOptions, receiveFile, sendFile, TransferStalled } from "../../data/transfer.ts"
+import { DataConnectionError, FilesystemError } from "../../errors.ts"
+import type { FtpPath, WriteOptions } from "../../fs/filesystem.ts"
+import { basename } from "../../protocol/path.ts"
+import type { ActiveTransfer, CommandSpec, Handler, Session } from "../session.ts"
+
+/** What one transfer does once its data connection is open. */
+export interface TransferPlan {
+  readonly command: string
+  readonly path: FtpPath
+  /** `file` transfers are logged and reported to hooks; listings are not. */
+  readonly direction: "send" | "receive" | "listing"
+  /** Text of the 150 reply. */
+  readonly preliminary: string
+  /** Owns what `run` uses (the open file); closed when the transfer ends, before its reply. */
+  readonly scope: Scope.Closeable
+  readonly run: (conn: Deno.Conn, options: LoopOptions) => Promise<void>
+}
+
+/** Reply 425 unless a PASV/EPSV/PORT/EPRT prepared a data connection (checked before any file is opened). */
+export const needData = (session: Session): Effect.Effect<boolean> =>
+  session.data === null ? Effect.as(session.reply(425, "Use PORT or PASV first."), false) : Effect.succeed(true)
+
+const failureReply = (cause: Cause.Cause<unknown>): readonly [number, string] => {
+  const error = Cause.squash(cause)
+  if (error instanceof DataConnectionError) return [425, error.message]
+  if (error instanceof TransferStalled) return [426, "Transfer aborted: data connection timed out."]
+  if (error instanceof FilesystemError) {
+    return error.reason === "NoSpace"
+      ? [452, "Transfer aborted: insufficient storage space."]
+      : [451, `Transfer aborted: ${error.message}`]
+  }
+  return [426, "Transfer aborted: data connection closed."]
+}
+
+const finish = (
+  session: Session,
+  plan: TransferPlan,
+  setup: DataSetup,
+  active: ActiveTransfer,
+  exit: Exit.Exit<unknown, unknown>,
+): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    yield* Scope.close(plan.scope, exit)
+    yield* releaseSetup(setup)
+    session.transferEnded()
+    const completed = Exit.isSuccess(exit)
+    if (plan.direction !== "listing") {
+      const seconds = ((Date.now() - active.started) / 1000).toFixed(3)
+      yield* session.log(
+        `${plan.command} ${plan.path.virtual} completed=${
+          completed ? 1 : 0
+        } bytes=${active.progress.bytes} seconds=${seconds}`,
+      )
+    }
+    if (completed) {
+      yield* session.reply(226, "Transfer complete.")
+    } else if (!Cause.hasInterruptsOnly(exit.cause)) {
+      // An interrupted transfer (ABOR, shutdown) is answered by whoever interrupted it.
+      const [code, text] = failureReply(exit.cause)
+      yield* session.reply(code, text)
+    }
+    const file = plan.path.real
+    if (plan.direction === "send") {
+      yield* completed ? session.hook((h) => h.onFileSent, file) : session.hook((h) => h.onIncompleteFileSent, file)
+    } else if (plan.direction === "receive") {
+      yield* completed
+        ? session.hook((h) => h.onFileReceived, file)
+        : session.hook((h) => h.onIncompleteFileReceived, file)
+    }
+  })
+
+/**
+ * Send 150 and run `plan` in the session's transfer fiber. The caller has checked that a data
+ * connection is prepared ({@link needData}) and opened what the plan needs in `plan.scope`.
+ */
+export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const setup = session.data!
+    session.data = null
+    const { options } = session
+    const active: ActiveTransfer = {
+      command: plan.command,
+      path: plan.path.virtual,
+      progress: { bytes: 0 },
+      started: Date.now(),
+      fiber: undefined,
+    }
+    session.transfer = active
+    yield* session.reply(150, plan.preliminary)
+    const dataTimeout = options.dataTimeout > 0 ? options.dataTimeout : Infinity
+    const body = Effect.gen(function* () {
+      const conn = setup.kind === "passive"
+        ? yield* acceptPassive(
+          setup.listener,
+          session.remoteAddress,
+          options.permitForeignAddresses,
+          Math.min(PASSIVE_ACCEPT_TIMEOUT, dataTimeout),
+        ).pipe(Effect.flatMap(scopedConn))
+        : setup.conn
+      yield* Effect.tryPromise({
+        try: (signal) =>
+          plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress })
+            .then(() => finishConnection(conn)),
+        catch: (error) => error,
+      })
+    }).pipe(
+      Scope.provide(plan.scope),
+      Effect.onExit((exit) => finish(session, plan, setup, active, exit)),
+      Effect.exit,
+      Effect.asVoid,
+    )
+    active.fiber = yield* FiberHandle.run(session.transfers, body)
+  })
+
+/** Open a file in a fresh scope for a transfer; the scope is closed if opening fails. */
+const opened = <A>(open: Effect.Effect<A, FilesystemError, Scope.Scope>) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const value = yield* Scope.provide(scope)(open).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+    return [scope, value] as const
+  })
+
+const takeRestOffset = (session: Session): number => {
+  const offset = session.restOffset
+  session.restOffset = 0
+  return offset
+}
+
+const retr: Handler = (session, arg) =>
+  Effect.gen(function* () {
+    const offset = takeRestOffset(session)
+    const path = yield* session.resolve(arg)
+    yield* session.requirePerm("r", path)
+    if (!(yield* needData(session))) return
+    const [scope, file] = yield* opened(session.server.fs.openRead(path, offset))
+    const ascii = session.ascii
+    yield* startTransfer(session, {
+      command: "RETR",
+      path,
+      direction: "send",
+      preliminary: "File status okay. About to open data connection.",
+      scope,
+      run: (conn, loop) => sendFile(conn, file, offset, ascii, loop),
+    })
+  })
+
+const receive = (
+  session: Session,
+  command: string,
+  path: FtpPath,
+  options: WriteOptions,
+  preliminary: string,
+) =>
+  Effect.gen(function* () {
+    const [scope, file] = yield* opened(session.server.fs.openWrite(path, options))
+    const ascii = session.ascii
+    yield* startTransfer(session, {
+      command,
+      path,
+      direction: "receive",
+      preliminary,
+      scope,
+      run: (conn, loop) => receiveFile(conn, file, ascii, loop),
+    })
+  })
+
+const stor: Handler = (session, arg) =>
+  Effect.gen(function* () {
+    const offset = takeRestOffset(session)
+    const path = yield* session.resolve(arg)
+    yield* session.requirePerm("w", path)
+    if (!(yield* needData(session))) return
+    const mode = offset > 0 ? { mode: "resume" as const, offset } : { mode: "truncate" as const }
+    yield* receive(session, "STOR", path, mode, "File status okay. About to open data connection.")
+  })
+
+const appe: Handler = (session, arg) =>
+  Effect.gen(function* () {
+    if (session.restOffset > 0) {
+      session.restOffset = 0
+      return yield* session.reply(450, "Can't APPE while REST request is pending.")
+    }
+    const path = yield* session.resolve(arg)
+    yield* session.requirePerm("a", path)
+    if (!(yield* needData(session))) return
+    yield* receive(session, "APPE", path, { mode: "append" }, "File status okay. About to open data connection.")
+  })
+
+const UNIQUE_TRIES = 20
+
+/** STOU: store under a name the server picks (RFC 1123 4.1.2.9: the 150 reply names it). */
+const stou: Handler = (session, arg) =>
+  Effect.gen(function* () {
+    if (session.restOffset > 0) {
+      session.restOffset = 0
+      return yield* session.reply(450, "Can't STOU while REST request is pending.")
+    }
+    const directory = yield* session.resolve("")
+    yield* session.requirePerm("w", directory)
+    if (!(yield* needData(session))) return
+    const prefix = arg === "" ? "ftpd" : basename(arg)
+    for (let i = 0; i < UNIQUE_TRIES; i++) {
+      const name = `${prefix}.${crypto.randomUUID().slice(0, 8)}`
+      const path = yield* session.resolve(name)
+      const result = yield* Effect.result(
+        receive(session, "STOU", path, { mode: "truncate", exclusive: true }, `FILE: ${name}`),
+      )
+      if (result._tag === "Success") return
+      if (result.failure.reason !== "AlreadyExists") return yield* Effect.fail(result.failure)
+    }
+    yield* session.reply(450, "No usable unique file name found.")
+  })
+
+/** The transfer commands. */
+export const transferCommands: ReadonlyArray<CommandSpec> = [
+  {
+    name: "RETR",
+    needsLogin: true,
+    arg: "required",
+    help: "Syntax: RETR <SP> file-name (retrieve a file).",
+    handler: retr,
+  },
+  {
+    name: "STOR",
+    needsLogin: true,
+    arg: "required",
+    help: "Syntax: STOR <SP> file-name (store a file).",
+    handler: stor,
+  },
+  {
+    name: "APPE",
+    needsLogin: true,
+    arg: "required",
+    help: "Syntax: APPE <SP> file-name (append data to file).",
+    handler: appe,
+  },
+  {
+    name: "STOU",
+    needsLogin: true,
+    arg: "optional",
+    help: "Syntax: STOU [<SP> name] (store a file with a unique name).",
+    handler: stou,
+  },
+]

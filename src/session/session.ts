@@ -1,0 +1,298 @@
+/**
+ * One control connection: its state (user, current directory, type, REST offset, RNFR, data
+ * connection, running transfer) and the loop that reads a command, checks it against the
+ * command table and runs its handler.
+ *
+ * A transfer runs in a child fiber, so that ABOR, STAT, NOOP and QUIT are answered while it runs
+ * (RFC 959 4.1.3); any other command waits for the transfer to end, which keeps replies in order.
+ *
+ * @module
+ */
+import { Cause, Effect, type Exit, Fiber, FiberHandle, References } from "effect"
+import type { Account, AuthorizerShape, Permission } from "../auth/authorizer.ts"
+import { type DataSetup, releaseSetup } from "../data/data_channel.ts"
+import type { PassivePorts } from "../data/passive_ports.ts"
+import type { Progress } from "../data/transfer.ts"
+import { type DataConnectionError, FilesystemError, filesystemReply } from "../errors.ts"
+import type { FilesystemShape, FtpPath } from "../fs/filesystem.ts"
+import type { HookSession, HooksShape } from "../hooks.ts"
+import { SESSION_ANNOTATION } from "../log.ts"
+import type { ControlConnection } from "../net/connection.ts"
+import { parseCommand } from "../protocol/command.ts"
+import type { Framed } from "../protocol/framer.ts"
+import { DEFAULT_MLSX_FACTS } from "../protocol/listing.ts"
+import { resolveVirtual } from "../protocol/path.ts"
+import { formatReply } from "../protocol/reply.ts"
+import type { ResolvedOptions } from "../options.ts"
+
+/** What every session of one server shares. */
+export interface ServerContext {
+  readonly options: ResolvedOptions
+  readonly fs: FilesystemShape
+  readonly auth: AuthorizerShape
+  readonly hooks: HooksShape
+  readonly passivePorts: PassivePorts
+  readonly commands: ReadonlyMap<string, CommandSpec>
+  /** Run a hook in the server's hook fibers: never blocks the caller. */
+  readonly runHook: (hook: Effect.Effect<void> | undefined) => Effect.Effect<void>
+}
+
+/** Errors a handler may fail with; the dispatcher turns each into its reply. */
+export type CommandError = FilesystemError | DataConnectionError
+
+/** A command handler: reply through `session.reply`. */
+export type Handler = (session: Session, arg: string) => Effect.Effect<void, CommandError>
+
+/** A row of the command table (pyftpdlib's `proto_cmds`). */
+export interface CommandSpec {
+  readonly name: string
+  /** Whether the command needs a logged-in user. */
+  readonly needsLogin: boolean
+  /** Argument rule, checked before the handler runs. */
+  readonly arg: "required" | "optional" | "none"
+  /** Text of `HELP <name>`. */
+  readonly help: string
+  readonly handler: Handler
+}
+
+/** A transfer in progress, as STAT shows it. */
+export interface ActiveTransfer {
+  readonly command: string
+  readonly path: string
+  readonly progress: Progress
+  readonly started: number
+  fiber: Fiber.Fiber<void> | undefined
+}
+
+/** Commands answered while a transfer runs (RFC 959 4.1.3); the rest wait for it. */
+const DURING_TRANSFER = new Set(["ABOR", "STAT", "NOOP", "QUIT"])
+
+/** Commands logged at INFO with their reply code (pyftpdlib's `log_cmds_list`). */
+const LOGGED_COMMANDS = new Set([
+  "DELE",
+  "RNFR",
+  "RNTO",
+  "MKD",
+  "RMD",
+  "CWD",
+  "XMKD",
+  "XRMD",
+  "XCWD",
+  "REIN",
+  "SITE",
+  "MFMT",
+])
+
+/** The state of one control connection. Handlers read and change it. */
+export class Session {
+  /** Name given by USER, waiting for PASS or logged in. */
+  user: string | null = null
+  account: Account | null = null
+  loginAttempts = 0
+  cwd = "/"
+  /** TYPE A (the RFC 959 default) or TYPE I. */
+  ascii = true
+  restOffset = 0
+  renameFrom: FtpPath | null = null
+  data: DataSetup | null = null
+  epsvAll = false
+  mlstFacts: ReadonlySet<string> = new Set(DEFAULT_MLSX_FACTS)
+  transfer: ActiveTransfer | null = null
+  lastReplyCode = 0
+  /** Set by QUIT (and by too many failed logins): the loop ends after this command. */
+  closing = false
+  /** Whether debug logging (`-D`: every command and reply) is on; read once per session. */
+  debugLog = false
+  private lastActivity = Date.now()
+
+  constructor(
+    readonly conn: ControlConnection,
+    readonly server: ServerContext,
+    readonly transfers: FiberHandle.FiberHandle<void, never>,
+  ) {}
+
+  get options(): ResolvedOptions {
+    return this.server.options
+  }
+
+  get remoteAddress(): string {
+    return this.conn.endpoints.remoteAddress
+  }
+
+  /** pyftpdlib's log prefix: `ip:port-[user]`. */
+  get prefix(): string {
+    const { remoteAddress, remotePort } = this.conn.endpoints
+    return `${remoteAddress}:${remotePort}-[${this.account?.user ?? this.user ?? ""}]`
+  }
+
+  get hookSession(): HookSession {
+    const { remoteAddress, remotePort } = this.conn.endpoints
+    return { remoteAddress, remotePort, user: this.account?.user ?? null }
+  }
+
+  /** Send a reply; a peer that is gone is noticed by the next read. */
+  reply(code: number, text: string | ReadonlyArray<string>): Effect.Effect<void> {
+    this.lastReplyCode = code
+    const formatted = formatReply(code, text)
+    const send = Effect.promise(() => this.conn.write(formatted).catch(() => this.conn.close()))
+    return this.debugLog ? Effect.andThen(this.debug(`-> ${formatted.trimEnd()}`), send) : send
+  }
+
+  log(message: string): Effect.Effect<void> {
+    return Effect.logInfo(message).pipe(Effect.annotateLogs(SESSION_ANNOTATION, this.prefix))
+  }
+
+  warn(message: string): Effect.Effect<void> {
+    return Effect.logWarning(message).pipe(Effect.annotateLogs(SESSION_ANNOTATION, this.prefix))
+  }
+
+  debug(message: string): Effect.Effect<void> {
+    return Effect.logDebug(message).pipe(Effect.annotateLogs(SESSION_ANNOTATION, this.prefix))
+  }
+
+  /** Resolve a client's path argument (relative to the current directory) inside the user's home. */
+  resolve(arg: string): Effect.Effect<FtpPath, FilesystemError> {
+    return this.server.fs.resolve(this.account!.home, resolveVirtual(this.cwd, arg))
+  }
+
+  /** Fail with 550 unless the user has `perm` on `path`. */
+  requirePerm(perm: Permission, path: FtpPath): Effect.Effect<void, FilesystemError> {
+    return this.server.auth.hasPerm(this.account!.user, perm, path.real) ? Effect.void : Effect.fail(
+      new FilesystemError({ path: path.virtual, reason: "PermissionDenied", detail: "Not enough privileges." }),
+    )
+  }
+
+  hasPerm(perm: string, path: FtpPath): boolean {
+    return this.server.auth.hasPerm(this.account!.user, perm as Permission, path.real)
+  }
+
+  /** Run a hook without waiting for it. */
+  hook<A extends ReadonlyArray<unknown>>(
+    pick: (hooks: HooksShape) => ((session: HookSession, ...args: A) => Effect.Effect<void>) | undefined,
+    ...args: A
+  ): Effect.Effect<void> {
+    const hook = pick(this.server.hooks)
+    return hook === undefined ? Effect.void : this.server.runHook(hook(this.hookSession, ...args))
+  }
+
+  /** Give up the pending data connection, if any. */
+  releaseData(): Effect.Effect<void> {
+    const setup = this.data
+    this.data = null
+    return setup === null ? Effect.void : releaseSetup(setup)
+  }
+
+  /** Wait until the running transfer (if any) has ended. */
+  readonly awaitTransfer: Effect.Effect<void> = Effect.suspend(() => {
+    const fiber = this.transfer?.fiber
+    return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
+  })
+
+  /** Called by a transfer as it ends. */
+  transferEnded(): void {
+    this.transfer = null
+    this.lastActivity = Date.now()
+  }
+
+  /**
+   * The next command line, or `null` when the client closed the connection, or `"timeout"`
+   * after `timeout` seconds without a command. Time spent in a transfer is not idle time.
+   */
+  async readCommand(): Promise<Framed | null | "timeout"> {
+    const timeoutMs = this.options.timeout * 1000
+    const line = this.conn.readLine().catch(() => null)
+    if (timeoutMs === 0) return this.touch(await line)
+    for (;;) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const remaining = Math.max(1, this.lastActivity + timeoutMs - Date.now())
+      const tick = new Promise<"tick">((resolve) => (timer = setTimeout(() => resolve("tick"), remaining)))
+      const result = await Promise.race([line, tick])
+      clearTimeout(timer)
+      if (result !== "tick") return this.touch(result)
+      if (this.transfer !== null) this.lastActivity = Date.now()
+      else if (Date.now() - this.lastActivity >= timeoutMs) return "timeout"
+    }
+  }
+
+  private touch(result: Framed | null): Framed | null {
+    this.lastActivity = Date.now()
+    return result
+  }
+}
+
+const masked = (name: string, line: string) => (name === "PASS" ? "PASS ******" : line)
+
+/** Run one command through the table: login, argument rule, handler, error replies. */
+export const dispatch = (session: Session, name: string, arg: string): Effect.Effect<void> => {
+  const spec = session.server.commands.get(name)
+  if (spec === undefined) return session.reply(500, `Command "${name}" not understood.`)
+  if (spec.needsLogin && session.account === null) return session.reply(530, "Log in with USER and PASS first.")
+  if (spec.arg === "required" && arg === "") return session.reply(501, "Syntax error: command needs an argument.")
+  if (spec.arg === "none" && arg !== "") {
+    return session.reply(501, "Syntax error: command does not accept arguments.")
+  }
+  const run = spec.handler(session, arg).pipe(
+    Effect.catchTags({
+      FilesystemError: (error) => {
+        const { code, text } = filesystemReply(error)
+        return session.reply(code, text)
+      },
+      DataConnectionError: (error) => session.reply(425, error.message),
+    }),
+    Effect.catchDefect((defect) =>
+      Effect.andThen(
+        Effect.logError(`${name} failed unexpectedly`, defect).pipe(
+          Effect.annotateLogs(SESSION_ANNOTATION, session.prefix),
+        ),
+        session.reply(451, "Requested action aborted: local error in processing."),
+      )
+    ),
+  )
+  return LOGGED_COMMANDS.has(name)
+    ? Effect.andThen(run, Effect.suspend(() => session.log(`${`${name} ${arg}`.trim()} ${session.lastReplyCode}`)))
+    : run
+}
+
+const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause) && !session.conn.isClosed) {
+      yield* session.reply(421, "Server shutting down.").pipe(Effect.timeoutOption("1 second"))
+    }
+    yield* session.releaseData()
+    session.conn.close()
+    yield* session.log("FTP session closed (disconnect).")
+    yield* session.hook((h) => h.onDisconnect)
+  })
+
+/** Serve one control connection until QUIT, disconnect, timeout or interruption. */
+export const runSession = (server: ServerContext, conn: ControlConnection): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    let session: Session | undefined
+    yield* Effect.addFinalizer((
+      exit,
+    ) => (session === undefined ? Effect.sync(() => conn.close()) : closeSession(session, exit)))
+    const transfers = yield* FiberHandle.make<void, never>()
+    session = new Session(conn, server, transfers)
+    const level = yield* References.MinimumLogLevel
+    session.debugLog = level === "Debug" || level === "Trace" || level === "All"
+    yield* session.log("FTP session opened (connect)")
+    yield* session.hook((h) => h.onConnect)
+    yield* session.reply(220, server.options.banner)
+    while (!session.closing) {
+      const framed = yield* Effect.promise(() => session!.readCommand())
+      if (framed === null) break
+      if (framed === "timeout") {
+        yield* session.reply(421, "Control connection timed out.")
+        yield* session.log("Control connection timed out.")
+        break
+      }
+      if (framed.kind === "tooLong") {
+        yield* session.reply(500, "Command too long.")
+        continue
+      }
+      const { name, arg } = parseCommand(framed.text)
+      if (session.debugLog) yield* session.debug(`<- ${masked(name, framed.text)}`)
+      if (session.transfer !== null && !DURING_TRANSFER.has(name)) yield* session.awaitTransfer
+      yield* dispatch(session, name, arg)
+    }
+  }).pipe(Effect.scoped)
