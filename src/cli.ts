@@ -302,6 +302,10 @@ const toConfig = (values: Values): CliConfig => {
   }
 }
 
+/** Whether `host` is one IP address, not a wildcard (`::`, `0.0.0.0`) or a name. */
+const isOneAddress = (host: string): boolean =>
+  host.includes(":") ? !/^[0:]+$/.test(host) : /^\d+\.\d+\.\d+\.\d+$/.test(host) && host !== "0.0.0.0"
+
 const granted = async (descriptor: Deno.PermissionDescriptor): Promise<boolean> =>
   (await Deno.permissions.query(descriptor)).state === "granted"
 
@@ -327,7 +331,8 @@ const passivePortsGranted = async (host: string, [from, to]: readonly [number, n
  * ```
  */
 export const missingPermissions = async (config: CliConfig): Promise<string[]> => {
-  const host = netHost(config.options.host ?? DEFAULTS.host)
+  const address = config.options.host ?? DEFAULTS.host
+  const host = netHost(address)
   const port = config.options.port ?? DEFAULTS.port
   const passive = config.options.passivePorts
   const dir = config.directory
@@ -340,7 +345,12 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
     `net access to listen on ${host}:${port}`,
     `--allow-net=${host}:${port}`,
   )
-  if (passive !== undefined) {
+  if (!isOneAddress(address)) {
+    // PASV listens on the local address the client reached (as pyftpdlib does), which a wildcard or a
+    // name does not tell in advance: only an unrestricted grant covers every one.
+    const what = "net access to passive ports on whichever local address a client connects to"
+    need(await granted({ name: "net" }), what, "--allow-net, or give -i one IP address")
+  } else if (passive !== undefined) {
     const what = `net access to passive ports ${passive[0]}-${passive[1]} on ${host}`
     need(await passivePortsGranted(host, passive), what, `--allow-net=${host}`)
   } else if (port !== 0) {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, type Effect, Layer } from "effect"
 
 /** Who a hook is about. */
 export interface HookSession {

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { Layer, Logger, LogLevel, References } from "effect"
+import { Layer, Logger, type LogLevel, References } from "effect"
 
 /** The log annotation whose value prefixes a session's log lines. */
 export const SESSION_ANNOTATION = "ftpd.session"

@@ -105,11 +105,10 @@ export class Session {
   debugLog = false
   private lastActivity = Date.now()
 
-  constructor(
-    readonly conn: ControlConnection,
-    readonly server: ServerContext,
-    readonly transfers: FiberHandle.FiberHandle<void, never>,
-  ) {}
+  /** The slot of the running transfer's fiber; set when the session starts. */
+  transfers!: FiberHandle.FiberHandle<void, never>
+
+  constructor(readonly conn: ControlConnection, readonly server: ServerContext) {}
 
   get options(): ResolvedOptions {
     return this.server.options
@@ -267,19 +266,18 @@ const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effe
 /** Serve one control connection until QUIT, disconnect, timeout or interruption. */
 export const runSession = (server: ServerContext, conn: ControlConnection): Effect.Effect<void> =>
   Effect.gen(function* () {
-    let session: Session | undefined
-    yield* Effect.addFinalizer((
-      exit,
-    ) => (session === undefined ? Effect.sync(() => conn.close()) : closeSession(session, exit)))
-    const transfers = yield* FiberHandle.make<void, never>()
-    session = new Session(conn, server, transfers)
+    const session = new Session(conn, server)
+    yield* Effect.addFinalizer((exit) => closeSession(session, exit))
+    // Made after the finalizer above, so it closes first: a running transfer is interrupted
+    // (data connection and file closed) before the session says 421 and closes.
+    session.transfers = yield* FiberHandle.make<void, never>()
     const level = yield* References.MinimumLogLevel
     session.debugLog = level === "Debug" || level === "Trace" || level === "All"
     yield* session.log("FTP session opened (connect)")
     yield* session.hook((h) => h.onConnect)
     yield* session.reply(220, server.options.banner)
     while (!session.closing) {
-      const framed = yield* Effect.promise(() => session!.readCommand())
+      const framed = yield* Effect.promise(() => session.readCommand())
       if (framed === null) break
       if (framed === "timeout") {
         yield* session.reply(421, "Control connection timed out.")

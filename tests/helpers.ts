@@ -1,0 +1,229 @@
+/**
+ * Test helpers: a real server on 127.0.0.1 port 0 in a temporary directory, and a raw FTP
+ * client for exact reply checks. Tests talk to the server from outside, over TCP.
+ */
+import "../src/_no_async_hooks.ts"
+import { Effect, Exit, Layer, Scope } from "effect"
+import { DummyAuthorizer } from "../src/auth/dummy.ts"
+import { LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
+import { Hooks, type HooksShape } from "../src/hooks.ts"
+import { FtpLogger } from "../src/log.ts"
+import type { ServerOptions } from "../src/options.ts"
+import { FtpServer } from "../src/server.ts"
+
+/** Options of {@link startServer}. */
+export interface TestServerOptions extends ServerOptions {
+  /** Users; default: "user"/"pass" with every permission on the root, and anonymous read-only. */
+  readonly users?: (authorizer: DummyAuthorizer, root: string) => DummyAuthorizer
+  readonly hooks?: HooksShape
+  /** Use UnixFilesystem (no jail) instead of LocalFilesystem. */
+  readonly unix?: boolean
+  /** An existing root directory; default: a fresh temporary directory, removed by `close`. */
+  readonly root?: string
+  /** Print server log lines (default: kept in `logs` only). */
+  readonly verbose?: boolean
+  readonly debug?: boolean
+}
+
+/** A running test server. */
+export interface TestServer {
+  readonly port: number
+  readonly root: string
+  /** Every log line the server wrote. */
+  readonly logs: string[]
+  close(): Promise<void>
+}
+
+/** Start a server on 127.0.0.1 (or `options.host`) at a free port. */
+export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
+  const root = options.root ?? (await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-test-" })))
+  const logs: string[] = []
+  const users = DummyAuthorizer.layer((a) =>
+    options.users !== undefined
+      ? options.users(a, root)
+      : a.addUser("user", "pass", root, { perm: "elradfmwMT" }).addAnonymous(root)
+  )
+  const logger = FtpLogger.layer({
+    debug: options.debug ?? false,
+    write: (line) => {
+      logs.push(line)
+      if (options.verbose) console.error(line)
+    },
+  })
+  const layers = Layer.mergeAll(
+    users,
+    options.unix ? UnixFilesystem.layer : LocalFilesystem.layer,
+    Hooks.layer(options.hooks ?? {}),
+    logger,
+  )
+  const scope = Effect.runSync(Scope.make())
+  const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...options }
+  const server = await Effect.runPromise(
+    FtpServer.make(serverOptions).pipe(Scope.provide(scope), Effect.provide(layers)),
+  )
+  let closed = false
+  return {
+    port: server.address.port,
+    root,
+    logs,
+    close: async () => {
+      if (closed) return
+      closed = true
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      if (options.root === undefined) await Deno.remove(root, { recursive: true }).catch(() => undefined)
+    },
+  }
+}
+
+/** One FTP reply. */
+export interface Reply {
+  readonly code: number
+  /** The text of the last line (after the code). */
+  readonly text: string
+  /** Every line of the reply, as received. */
+  readonly lines: ReadonlyArray<string>
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** A raw FTP client for exact reply checks. */
+export class RawClient {
+  private buffer = ""
+  private readonly chunk = new Uint8Array(65536)
+  greeting!: Reply
+
+  private constructor(readonly conn: Deno.TcpConn) {}
+
+  /** Connect and read the greeting. */
+  static async connect(port: number, hostname = "127.0.0.1"): Promise<RawClient> {
+    const client = new RawClient(await Deno.connect({ hostname, port }))
+    client.greeting = await client.readReply()
+    return client
+  }
+
+  /** Send raw bytes or a command line (CRLF added to strings). */
+  async send(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string" ? encoder.encode(`${data}\r\n`) : data
+    let offset = 0
+    while (offset < bytes.length) offset += await this.conn.write(bytes.subarray(offset))
+  }
+
+  private async readLine(timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const end = this.buffer.indexOf("\r\n")
+      if (end >= 0) {
+        const line = this.buffer.slice(0, end)
+        this.buffer = this.buffer.slice(end + 2)
+        return line
+      }
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) throw new Error(`no reply within ${timeoutMs} ms (buffered: ${JSON.stringify(this.buffer)})`)
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const n = await Promise.race([
+        this.conn.read(this.chunk),
+        new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), remaining))),
+      ]).finally(() => clearTimeout(timer))
+      if (n === "timeout") continue
+      if (n === null) throw new Error(`connection closed (buffered: ${JSON.stringify(this.buffer)})`)
+      this.buffer += decoder.decode(this.chunk.subarray(0, n), { stream: true })
+    }
+  }
+
+  /** Read one (possibly multi-line) reply. */
+  async readReply(timeoutMs = 10_000): Promise<Reply> {
+    const first = await this.readLine(timeoutMs)
+    const match = /^(\d{3})([ -])(.*)$/.exec(first)
+    if (match === null) throw new Error(`not a reply line: ${JSON.stringify(first)}`)
+    const lines = [first]
+    if (match[2] === "-") {
+      for (;;) {
+        const line = await this.readLine(timeoutMs)
+        lines.push(line)
+        if (line.startsWith(`${match[1]} `)) return { code: Number(match[1]), text: line.slice(4), lines }
+      }
+    }
+    return { code: Number(match[1]), text: match[3], lines }
+  }
+
+  /** Send a command and read its reply. */
+  async command(line: string): Promise<Reply> {
+    await this.send(line)
+    return await this.readReply()
+  }
+
+  /** USER + PASS; throws unless 230. */
+  async login(user = "user", password = "pass"): Promise<void> {
+    const u = await this.command(`USER ${user}`)
+    if (u.code !== 331) throw new Error(`USER: ${u.lines.join("|")}`)
+    const p = await this.command(`PASS ${password}`)
+    if (p.code !== 230) throw new Error(`PASS: ${p.lines.join("|")}`)
+  }
+
+  /** EPSV and connect to the announced port. */
+  async passive(): Promise<Deno.TcpConn> {
+    const reply = await this.command("EPSV")
+    const match = /\(\|\|\|(\d+)\|\)/.exec(reply.text)
+    if (reply.code !== 229 || match === null) throw new Error(`EPSV: ${reply.lines.join("|")}`)
+    const remote = this.conn.remoteAddr as Deno.NetAddr
+    return await Deno.connect({ hostname: remote.hostname, port: Number(match[1]) })
+  }
+
+  /** Whether the server closed the control connection (reads until EOF, within `timeoutMs`). */
+  async closedByServer(timeoutMs = 5000): Promise<boolean> {
+    try {
+      for (;;) await this.readLine(timeoutMs)
+    } catch (error) {
+      return String(error).includes("connection closed")
+    }
+  }
+
+  close(): void {
+    try {
+      this.conn.close()
+    } catch {
+      // Closed already.
+    }
+  }
+}
+
+/** Read a data connection to its end. */
+export const readAll = async (conn: Deno.Conn): Promise<Uint8Array> =>
+  new Uint8Array(await new Response(conn.readable).arrayBuffer())
+
+/** Write `data` to a data connection and close it. */
+export const writeAllAndClose = async (conn: Deno.Conn, data: Uint8Array): Promise<void> => {
+  const writer = conn.writable.getWriter()
+  await writer.write(data)
+  await writer.close()
+}
+
+/** SHA-256 of bytes, as hex. */
+export const sha256 = async (data: Uint8Array): Promise<string> =>
+  Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>)))
+    .map((b) => b.toString(16).padStart(2, "0"))
+    .join("")
+
+/** Run curl; returns exit code and output. */
+export const curl = async (...args: string[]): Promise<{ code: number; stdout: Uint8Array; stderr: string }> => {
+  const out = await new Deno.Command("curl", {
+    args: ["-s", "-S", "--max-time", "60", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output()
+  return { code: out.code, stdout: out.stdout, stderr: decoder.decode(out.stderr) }
+}
+
+/** Open file descriptors of this process (Linux). */
+export const openFds = (): number => [...Deno.readDirSync("/proc/self/fd")].length
+
+/** Wait until `condition` holds, polling, or throw after `timeoutMs`. */
+export const eventually = async (condition: () => boolean | Promise<boolean>, timeoutMs = 5000, what = "condition") => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
