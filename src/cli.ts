@@ -22,6 +22,7 @@ import { AuthorizerError } from "./errors.ts"
 import { LocalFilesystem } from "./fs/local.ts"
 import { FtpLogger } from "./log.ts"
 import { resolveOptions, type ServerOptions, VERSION } from "./options.ts"
+import { isIPv4 } from "./protocol/address.ts"
 import { runMain } from "./runtime.ts"
 import { FtpServer } from "./server.ts"
 
@@ -188,10 +189,7 @@ const address = (text: string): string => {
 
 // PASV replies carry an IPv4 address (RFC 959 4.1.2), so the NAT address must be one.
 const ipv4 = (text: string): string => {
-  const parts = text.split(".")
-  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) {
-    fail(`argument -n/--nat-address: expected an IPv4 address, got '${text}'`)
-  }
+  if (!isIPv4(text)) fail(`argument -n/--nat-address: expected an IPv4 address, got '${text}'`)
   return text
 }
 
@@ -304,7 +302,7 @@ const toConfig = (values: Values): CliConfig => {
 
 /** Whether `host` is one IP address, not a wildcard (`::`, `0.0.0.0`) or a name. */
 const isOneAddress = (host: string): boolean =>
-  host.includes(":") ? !/^[0:]+$/.test(host) : /^\d+\.\d+\.\d+\.\d+$/.test(host) && host !== "0.0.0.0"
+  host.includes(":") ? !/^[0:]+$/.test(host) : isIPv4(host) && host !== "0.0.0.0"
 
 const granted = async (descriptor: Deno.PermissionDescriptor): Promise<boolean> =>
   (await Deno.permissions.query(descriptor)).state === "granted"

@@ -300,6 +300,18 @@ Deno.test("a passive port range needs every port in it, or the bare host", async
   })
 })
 
+Deno.test("listening on every address needs an unrestricted --allow-net, since PASV listens where the client connected", async () => {
+  await withShare(async (dir) => {
+    const { code, stderr } = await runCli(["--allow-net=[::]", `--allow-read=${dir}`], ["-d", dir])
+    assert.equal(code, 2)
+    assert.equal(
+      stderr,
+      "ftpd: missing permission: net access to passive ports on whichever local address a client connects to" +
+        " (add --allow-net, or give -i one IP address)\n",
+    )
+  })
+})
+
 Deno.test("a missing read permission exits 2 naming --allow-read", async () => {
   await withShare(async (dir) => {
     const { code, stderr } = await runCli(["--allow-net=127.0.0.1"], ["-i", "127.0.0.1", "-d", dir])
@@ -348,7 +360,6 @@ const startCli = async (dir: string, args: string[]): Promise<RunningCli> => {
       "--allow-net=127.0.0.1",
       `--allow-read=${dir}`,
       `--allow-write=${dir}`,
-      "--allow-env=NO_COLOR",
       CLI,
       ...["-i", "127.0.0.1", "-p", "0", "-d", dir, ...args],
     ],
