@@ -15,15 +15,15 @@
  * Layer.launch(server.pipe(Layer.provide([users, LocalFilesystem.layer]))).pipe(Effect.runFork)
  * ```
  *
- * On Deno, import `@ftpd/server` before `effect` in your entry point (or import
- * `@ftpd/server/no-async-hooks` first): it stops Effect from retaining memory per fiber
- * suspension through `node:async_hooks`, which long-lived sessions would otherwise accumulate.
+ * On Deno, import `@ftpd/server` before `effect` in your entry point: its first statement stops
+ * Effect from retaining memory per fiber suspension through `node:async_hooks`, which long-lived
+ * sessions would otherwise accumulate.
  *
  * @module
  */
 import "./src/_no_async_hooks.ts"
 
-export { FtpServer, FtpServerError, type RunningServer } from "./src/server.ts"
+export { FtpServer, FtpServerError, RunningServer, type RunningServerShape } from "./src/server.ts"
 export {
   type ResolvedOptions,
   resolveOptions,

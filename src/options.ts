@@ -17,7 +17,10 @@ export interface SiteCommand {
   /** Produce the reply. The argument is everything after `SITE <name> `. */
   readonly handler: (
     context: SiteCommandContext,
-  ) => import("effect").Effect.Effect<{ readonly code: number; readonly text: string }>
+  ) => import("effect").Effect.Effect<
+    { readonly code: number; readonly text: string },
+    import("./errors.ts").FilesystemError
+  >
 }
 
 /** What a SITE command handler can see of the session that runs it. */
@@ -27,6 +30,15 @@ export interface SiteCommandContext {
   /** The session's current virtual directory. */
   readonly cwd: string
   readonly remoteAddress: string
+  /**
+   * Resolve a path argument (relative to `cwd`) inside the user's home, with the jail's checks.
+   * A `FilesystemError` the handler fails with is replied to like any other (550, 553, ...).
+   */
+  readonly resolve: (
+    path: string,
+  ) => import("effect").Effect.Effect<import("./fs/filesystem.ts").FtpPath, import("./errors.ts").FilesystemError>
+  /** The server's filesystem, for operations on resolved paths. */
+  readonly filesystem: import("./fs/filesystem.ts").FilesystemShape
 }
 
 /** Everything a server can be configured with. Every field has pyftpdlib's default. */

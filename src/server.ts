@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Data, Effect, FiberSet, Layer, type Scope } from "effect"
+import { Context, Data, Effect, FiberSet, Layer, type Scope } from "effect"
 import { Authorizer } from "./auth/authorizer.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
 import { Filesystem } from "./fs/filesystem.ts"
@@ -33,12 +33,33 @@ export class FtpServerError extends Data.Error<{ readonly message: string; reado
 }
 
 /** A listening server. */
-export interface RunningServer {
+export interface RunningServerShape {
   /** Where the control connection listens (the real port when `port` was 0). */
   readonly address: { readonly hostname: string; readonly port: number }
   /** Sessions open right now. */
   readonly connections: () => number
 }
+
+/**
+ * The running server, provided by {@link FtpServer.layer} so that other layers of an application
+ * can read its address and its number of sessions.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RunningServer } from "@ftpd/server"
+ * const report = Effect.gen(function* () {
+ *   const server = yield* RunningServer
+ *   yield* Effect.log(`${server.connections()} sessions on port ${server.address.port}`)
+ * })
+ * ```
+ */
+export const RunningServer: Context.Service<RunningServer, RunningServerShape> = Context.Service<
+  RunningServer,
+  RunningServerShape
+>("@ftpd/server/RunningServer")
+/** The running server's shape. */
+export type RunningServer = RunningServerShape
 
 const hostPort = (
   hostname: string,
@@ -187,10 +208,10 @@ export const FtpServer: {
   ) => Effect.Effect<RunningServer, FtpServerError, Authorizer | Filesystem | Scope.Scope>
   /** Listen and serve until interrupted. */
   readonly serve: (options?: ServerOptions) => Effect.Effect<never, FtpServerError, Authorizer | Filesystem>
-  /** A layer that serves for as long as it is in use. */
-  readonly layer: (options?: ServerOptions) => Layer.Layer<never, FtpServerError, Authorizer | Filesystem>
+  /** A layer that serves for as long as it is in use, and provides the {@link RunningServer}. */
+  readonly layer: (options?: ServerOptions) => Layer.Layer<RunningServer, FtpServerError, Authorizer | Filesystem>
 } = {
   make,
   serve: (options) => Effect.scoped(Effect.andThen(make(options), Effect.never)),
-  layer: (options) => Layer.effectDiscard(make(options)),
+  layer: (options) => Layer.effect(RunningServer, make(options)),
 }

@@ -196,7 +196,7 @@ Deno.test("openRead closes an unread file when its scope closes, and refuses dir
     await run(Effect.scoped(local.openRead(path, 0)))
     assert.equal(await failure(Effect.scoped(local.openRead(await resolve(home, "/dir"), 0))), "IsADirectory")
     const error = await Effect.runPromise(Effect.flip(Effect.scoped(local.openRead(path, 12))))
-    assert.deepEqual([error.reason, error.message], ["Other", "Invalid REST parameter."])
+    assert.deepEqual([error.reason, error.message], ["InvalidOffset", "Invalid REST parameter."])
   }))
 
 Deno.test("openRead refuses a FIFO instead of blocking on it", async () => {
@@ -237,7 +237,7 @@ Deno.test("openWrite refuses a REST offset beyond the end and a resume of a miss
     const error = await Effect.runPromise(
       Effect.flip(store(await resolve(home, "/a.txt"), { mode: "resume", offset: 100 }, "x")),
     )
-    assert.deepEqual([error.reason, error.message], ["Other", "Invalid REST parameter."])
+    assert.deepEqual([error.reason, error.message], ["InvalidOffset", "Invalid REST parameter."])
     assert.equal(await Deno.readTextFile(`${home}/a.txt`), "hello world")
     const missing = await resolve(home, "/missing.txt")
     assert.equal(await failure(store(missing, { mode: "resume", offset: 3 }, "x")), "NotFound")

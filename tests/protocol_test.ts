@@ -370,3 +370,10 @@ Deno.test("FromNetworkAscii returns the chunk itself when nothing changes", () =
   strictEqual(ascii.convert(plain), plain)
   strictEqual(ascii.flush().length, 0)
 })
+
+Deno.test("a Synch whose Data Mark went out of band still leaves ABOR intact", () => {
+  const framer = new CommandFramer()
+  framer.push(new Uint8Array([255, 244, 255, ...new TextEncoder().encode("ABOR\r\n")]))
+  const framed = framer.next()
+  if (framed?.kind !== "line" || framed.text !== "ABOR") throw new Error(`got ${JSON.stringify(framed)}`)
+})

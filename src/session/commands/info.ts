@@ -5,6 +5,7 @@
  * @module
  */
 import { Effect } from "effect"
+import { FilesystemError } from "../../errors.ts"
 import { featMlstLine, parseOptsMlst } from "../../protocol/listing.ts"
 import type { SiteCommand } from "../../options.ts"
 import type { CommandSpec, Handler, Session } from "../session.ts"
@@ -159,15 +160,23 @@ const siteHelp = (session: Session, arg: string) => {
 
 const runCustomSite = (session: Session, command: SiteCommand, arg: string) =>
   Effect.gen(function* () {
-    if ((command.needsLogin ?? true) && session.account === null) {
+    const account = session.account
+    if ((command.needsLogin ?? true) && account === null) {
       return yield* session.reply(530, "Log in with USER and PASS first.")
     }
-    if (command.perm !== undefined) yield* session.requirePerm(command.perm, yield* session.resolve(""))
+    // A permission is a user's: a command that names one needs a login even if it says otherwise.
+    if (command.perm !== undefined) {
+      if (account === null) return yield* session.reply(530, "Log in with USER and PASS first.")
+      yield* session.requirePerm(command.perm, yield* session.resolve(""))
+    }
+    const notLoggedIn = new FilesystemError({ path: "/", reason: "PermissionDenied", detail: "Not logged in." })
     const reply = yield* command.handler({
       arg,
-      user: session.account?.user ?? null,
+      user: account?.user ?? null,
       cwd: session.cwd,
       remoteAddress: session.remoteAddress,
+      resolve: (path) => (account === null ? Effect.fail(notLoggedIn) : session.resolve(path)),
+      filesystem: session.server.fs,
     })
     yield* session.reply(reply.code, reply.text)
   })
@@ -177,10 +186,10 @@ const site: Handler = (session, arg) => {
   const name = (space < 0 ? arg : arg.slice(0, space)).toUpperCase()
   const rest = space < 0 ? "" : arg.slice(space + 1)
   if (name === "HELP") return siteHelp(session, rest)
-  if (session.account === null) return session.reply(530, "Log in with USER and PASS first.")
-  if (name === "CHMOD") return chmod(session, rest)
   const custom = session.options.siteCommands.find((c) => c.name.toUpperCase() === name)
   if (custom !== undefined) return runCustomSite(session, custom, rest)
+  if (session.account === null) return session.reply(530, "Log in with USER and PASS first.")
+  if (name === "CHMOD") return chmod(session, rest)
   return session.reply(500, `Command "SITE ${name}" not understood.`)
 }
 
