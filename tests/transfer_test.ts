@@ -1,0 +1,635 @@
+/**
+ * Transfers as a client sees them: RETR/STOR/APPE/STOU, REST, ASCII conversion, large binary
+ * files, ABOR and the commands answered during a transfer, clients vanishing, data timeouts, and
+ * many clients at once.
+ */
+import { Client } from "basic-ftp"
+import { Effect } from "effect"
+import assert from "node:assert/strict"
+import net from "node:net"
+import { Readable, Writable } from "node:stream"
+import type { HooksShape } from "../src/hooks.ts"
+import {
+  curl,
+  eventually,
+  openFds,
+  RawClient,
+  readAll,
+  type Reply,
+  sha256,
+  startServer,
+  type TestServer,
+  writeAllAndClose,
+} from "./helpers.ts"
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** `promise`'s value, or `null` if it takes longer than `ms`. */
+const within = async <A>(promise: Promise<A>, ms: number): Promise<A | null> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** `size` random bytes. */
+const randomBytes = (size: number): Uint8Array => {
+  const bytes = new Uint8Array(size)
+  for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)))
+  return bytes
+}
+
+/** A file of `size` zero bytes that takes no disk space (sparse): a transfer far bigger than socket buffers. */
+const BIG = 128 << 20
+const makeBigFile = async (server: TestServer, name = "big.bin", size = BIG) => {
+  const file = await Deno.open(`${server.root}/${name}`, { write: true, create: true })
+  await file.truncate(size)
+  file.close()
+}
+
+/** A logged-in raw client, in binary mode unless `ascii`. */
+const loggedIn = async (server: TestServer, ascii = false): Promise<RawClient> => {
+  const client = await RawClient.connect(server.port)
+  await client.login()
+  assert.equal((await client.command(ascii ? "TYPE A" : "TYPE I")).code, 200)
+  return client
+}
+
+/** Run `command` over a fresh passive connection, sending `upload` (if any); returns the data read and the final reply. */
+const transfer = async (
+  client: RawClient,
+  command: string,
+  upload?: Uint8Array,
+): Promise<{ preliminary: Reply; data: Uint8Array; final: Reply }> => {
+  const conn = await client.passive()
+  await client.send(command)
+  const preliminary = await client.readReply()
+  if (preliminary.code !== 150) {
+    conn.close()
+    return { preliminary, data: new Uint8Array(0), final: preliminary }
+  }
+  let data: Uint8Array = new Uint8Array(0)
+  if (upload === undefined) data = await readAll(conn)
+  else await writeAllAndClose(conn, upload)
+  return { preliminary, data, final: await client.readReply() }
+}
+
+/** Read `conn` until it ends or fails; `true` if it did so within `ms`. */
+const drainsWithin = async (conn: Deno.Conn, ms: number): Promise<boolean> => {
+  const buffer = new Uint8Array(1 << 20)
+  const deadline = Date.now() + ms
+  for (;;) {
+    const left = deadline - Date.now()
+    if (left <= 0) return false
+    const n = await within(conn.read(buffer).catch(() => null), left)
+    if (n === null) return Date.now() < deadline
+  }
+}
+
+/** Read at least `count` bytes from `conn`. */
+const readSome = async (conn: Deno.Conn, count: number): Promise<number> => {
+  const buffer = new Uint8Array(65536)
+  let total = 0
+  while (total < count) {
+    const n = await conn.read(buffer)
+    if (n === null) break
+    total += n
+  }
+  return total
+}
+
+const closeQuietly = (conn: { close(): void }) => {
+  try {
+    conn.close()
+  } catch {
+    // Closed already.
+  }
+}
+
+/** Hooks that record each call as `name file-or-user`. */
+const recordingHooks = () => {
+  const calls: string[] = []
+  const record = (name: string) => (_session: unknown, arg: string) =>
+    Effect.sync(() => void calls.push(`${name} ${arg}`))
+  const hooks: HooksShape = {
+    onFileSent: record("onFileSent"),
+    onFileReceived: record("onFileReceived"),
+    onIncompleteFileSent: record("onIncompleteFileSent"),
+    onIncompleteFileReceived: record("onIncompleteFileReceived"),
+  }
+  return { calls, hooks }
+}
+
+Deno.test("RETR sends the file's exact bytes, then 226", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    const content = randomBytes(300_000)
+    await Deno.writeFile(`${server.root}/r.bin`, content)
+    const result = await transfer(client, "RETR r.bin")
+    assert.equal(result.preliminary.code, 150)
+    assert.deepEqual(result.data, content)
+    assert.equal(result.final.code, 226)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("STOR creates the file with the exact bytes sent and replaces a longer one", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    const content = randomBytes(300_000)
+    const stored = await transfer(client, "STOR s.bin", content)
+    assert.equal(stored.final.code, 226)
+    assert.deepEqual(await Deno.readFile(`${server.root}/s.bin`), content)
+    assert.equal((await transfer(client, "STOR s.bin", encoder.encode("short"))).final.code, 226)
+    assert.equal(await Deno.readTextFile(`${server.root}/s.bin`), "short")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("APPE appends to an existing file and creates a missing one", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await Deno.writeTextFile(`${server.root}/log.txt`, "one,")
+    assert.equal((await transfer(client, "APPE log.txt", encoder.encode("two"))).final.code, 226)
+    assert.equal(await Deno.readTextFile(`${server.root}/log.txt`), "one,two")
+    assert.equal((await transfer(client, "APPE fresh.txt", encoder.encode("new"))).final.code, 226)
+    assert.equal(await Deno.readTextFile(`${server.root}/fresh.txt`), "new")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("STOU replies 150 FILE: <name> and stores under that new name", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await Deno.writeTextFile(`${server.root}/report`, "old")
+    const names: string[] = []
+    for (const content of ["first", "second"]) {
+      const result = await transfer(client, "STOU report", encoder.encode(content))
+      assert.equal(result.preliminary.code, 150)
+      const match = /^FILE: (\S+)$/.exec(result.preliminary.text)
+      assert.ok(match !== null, result.preliminary.text)
+      assert.equal(result.final.code, 226)
+      assert.equal(await Deno.readTextFile(`${server.root}/${match[1]}`), content)
+      names.push(match[1])
+    }
+    assert.notEqual(names[0], names[1])
+    assert.ok(!names.includes("report"))
+    assert.equal(await Deno.readTextFile(`${server.root}/report`), "old")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("REST before RETR sends the file from that offset", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    const content = randomBytes(100_000)
+    await Deno.writeFile(`${server.root}/r.bin`, content)
+    assert.equal((await client.command("REST 12345")).code, 350)
+    const result = await transfer(client, "RETR r.bin")
+    assert.equal(result.final.code, 226)
+    assert.deepEqual(result.data, content.subarray(12345))
+    // The offset applies to one transfer only.
+    assert.deepEqual((await transfer(client, "RETR r.bin")).data, content)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("REST before STOR writes at that offset and keeps the bytes before it", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await Deno.writeTextFile(`${server.root}/part.txt`, "0123456789")
+    assert.equal((await client.command("REST 4")).code, 350)
+    assert.equal((await transfer(client, "STOR part.txt", encoder.encode("abcdefghij"))).final.code, 226)
+    assert.equal(await Deno.readTextFile(`${server.root}/part.txt`), "0123abcdefghij")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("REST beyond the end of the file makes RETR and STOR reply 554", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await Deno.writeTextFile(`${server.root}/ten.txt`, "0123456789")
+    assert.equal((await client.command("REST 11")).code, 350)
+    assert.equal((await transfer(client, "RETR ten.txt")).final.code, 554)
+    assert.equal((await client.command("REST 11")).code, 350)
+    assert.equal((await transfer(client, "STOR ten.txt", encoder.encode("x"))).final.code, 554)
+    assert.equal(await Deno.readTextFile(`${server.root}/ten.txt`), "0123456789")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("APPE after REST replies 450 and appends nothing", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await Deno.writeTextFile(`${server.root}/log.txt`, "one")
+    assert.equal((await client.command("REST 1")).code, 350)
+    const conn = await client.passive()
+    try {
+      assert.equal((await client.command("APPE log.txt")).code, 450)
+    } finally {
+      conn.close()
+    }
+    assert.equal(await Deno.readTextFile(`${server.root}/log.txt`), "one")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("TYPE A RETR sends LF line ends as CRLF and leaves CRLF alone", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server, true)
+  try {
+    await Deno.writeTextFile(`${server.root}/text.txt`, "a\nb\r\nc\n\nd")
+    const result = await transfer(client, "RETR text.txt")
+    assert.equal(result.final.code, 226)
+    assert.equal(decoder.decode(result.data), "a\r\nb\r\nc\r\n\r\nd")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("TYPE A STOR stores CRLF as LF and keeps a bare CR", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server, true)
+  try {
+    assert.equal((await transfer(client, "STOR text.txt", encoder.encode("a\r\nb\rc\r\n\r\nd\r"))).final.code, 226)
+    assert.equal(await Deno.readTextFile(`${server.root}/text.txt`), "a\nb\rc\n\nd\r")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("TYPE A STOR stores a CRLF split across two TCP writes as one LF", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server, true)
+  try {
+    const conn = await client.passive()
+    conn.setNoDelay(true)
+    await client.send("STOR split.txt")
+    assert.equal((await client.readReply()).code, 150)
+    await conn.write(encoder.encode("a\r"))
+    await sleep(100)
+    await conn.write(encoder.encode("\nb\r"))
+    await sleep(100)
+    await conn.write(encoder.encode("\r\nc"))
+    conn.close()
+    assert.equal((await client.readReply()).code, 226)
+    assert.equal(await Deno.readTextFile(`${server.root}/split.txt`), "a\nb\r\nc")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("a 20 MB binary file round-trips byte for byte through curl", async () => {
+  const server = await startServer()
+  const local = await Deno.makeTempDir({ prefix: "ftpd-curl-" })
+  try {
+    const content = randomBytes(20 << 20)
+    const hash = await sha256(content)
+    await Deno.writeFile(`${local}/up.bin`, content)
+    const url = `ftp://user:pass@127.0.0.1:${server.port}/big.bin`
+    const upload = await curl("-T", `${local}/up.bin`, url)
+    assert.equal(upload.code, 0, upload.stderr)
+    assert.equal(await sha256(await Deno.readFile(`${server.root}/big.bin`)), hash)
+    const download = await curl(url)
+    assert.equal(download.code, 0, download.stderr)
+    assert.equal(download.stdout.length, content.length)
+    assert.equal(await sha256(download.stdout), hash)
+  } finally {
+    await Deno.remove(local, { recursive: true })
+    await server.close()
+  }
+})
+
+Deno.test("a 20 MB binary file round-trips byte for byte through basic-ftp", async () => {
+  const server = await startServer()
+  const client = new Client(30_000)
+  try {
+    const content = randomBytes(20 << 20)
+    const hash = await sha256(content)
+    await client.access({ host: "127.0.0.1", port: server.port, user: "user", password: "pass" })
+    await client.uploadFrom(Readable.from([content]), "big.bin")
+    assert.equal(await sha256(await Deno.readFile(`${server.root}/big.bin`)), hash)
+    const chunks: Uint8Array[] = []
+    await client.downloadTo(new Writable({ write: (c, _e, cb) => (chunks.push(c), cb()) }), "big.bin")
+    assert.equal(await sha256(Buffer.concat(chunks)), hash)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("ABOR during RETR replies 426 then 226, closes the data connection, and the session goes on", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await makeBigFile(server)
+    await Deno.writeTextFile(`${server.root}/small.txt`, "small")
+    const conn = await client.passive()
+    try {
+      await client.send("RETR big.bin")
+      assert.equal((await client.readReply()).code, 150)
+      assert.ok((await readSome(conn, 65536)) >= 65536)
+      await client.send("ABOR")
+      assert.equal((await client.readReply()).code, 426)
+      assert.equal((await client.readReply()).code, 226)
+      assert.ok(await drainsWithin(conn, 5000), "the data connection stayed open after ABOR")
+    } finally {
+      conn.close()
+    }
+    const next = await transfer(client, "RETR small.txt")
+    assert.equal(next.final.code, 226)
+    assert.equal(decoder.decode(next.data), "small")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("ABOR with no transfer replies 225", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    assert.equal((await client.command("ABOR")).code, 225)
+    assert.equal((await client.command("NOOP")).code, 200)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("STAT and NOOP are answered while a RETR waits on an unread data connection", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await makeBigFile(server)
+    const conn = await client.passive()
+    try {
+      await client.send("RETR big.bin")
+      assert.equal((await client.readReply()).code, 150)
+      const stat = await client.command("STAT")
+      assert.equal(stat.code, 211)
+      assert.match(stat.lines.join("\n"), /Data connection open: RETR \/big\.bin, \d+ bytes/)
+      assert.equal((await client.command("NOOP")).code, 200)
+      assert.equal((await readAll(conn)).length, BIG)
+    } finally {
+      closeQuietly(conn)
+    }
+    assert.equal((await client.readReply()).code, 226)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("QUIT during a transfer waits for it: 226, then 221", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await makeBigFile(server)
+    const conn = await client.passive()
+    try {
+      await client.send("RETR big.bin")
+      assert.equal((await client.readReply()).code, 150)
+      await client.send("QUIT")
+      // Keep the pending read: a RawClient read that times out would lose what arrives later.
+      const next = client.readReply()
+      assert.equal(await within(next, 300), null, "a reply came before the transfer ended")
+      assert.equal((await readAll(conn)).length, BIG)
+      assert.equal((await next).code, 226)
+    } finally {
+      closeQuietly(conn)
+    }
+    assert.equal((await client.readReply()).code, 221)
+    assert.ok(await client.closedByServer())
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("a client closing the data connection mid-RETR gets 426 and the session goes on", async () => {
+  const { calls, hooks } = recordingHooks()
+  const server = await startServer({ hooks })
+  const client = await loggedIn(server)
+  try {
+    await makeBigFile(server)
+    const conn = await client.passive()
+    await client.send("RETR big.bin")
+    assert.equal((await client.readReply()).code, 150)
+    assert.ok((await readSome(conn, 1 << 20)) >= 1 << 20)
+    conn.close()
+    assert.equal((await client.readReply()).code, 426)
+    await eventually(() => calls.includes(`onIncompleteFileSent ${server.root}/big.bin`), 5000, "the hook")
+    assert.ok(server.logs.some((l) => /RETR \/big\.bin completed=0 bytes=\d+/.test(l)), server.logs.join("\n"))
+    await Deno.writeTextFile(`${server.root}/small.txt`, "small")
+    assert.equal(decoder.decode((await transfer(client, "RETR small.txt")).data), "small")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+/** A passive data connection made with `node:net`, which can reset (RST) instead of closing. */
+const nodeConnect = async (port: number) => {
+  const socket = net.connect({ host: "127.0.0.1", port })
+  socket.on("error", () => undefined)
+  const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()))
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => resolve())
+    socket.once("error", reject)
+  })
+  return { socket, closed }
+}
+
+const passivePort = async (client: RawClient): Promise<number> => {
+  const reply = await client.command("EPSV")
+  const match = /\(\|\|\|(\d+)\|\)/.exec(reply.text)
+  assert.ok(reply.code === 229 && match !== null, reply.lines.join("|"))
+  return Number(match[1])
+}
+
+Deno.test("a client resetting the data connection mid-STOR leaves the partial file, fires onIncompleteFileReceived, and the session goes on", async () => {
+  const { calls, hooks } = recordingHooks()
+  const server = await startServer({ hooks })
+  const client = await loggedIn(server)
+  try {
+    const data = await nodeConnect(await passivePort(client))
+    try {
+      await client.send("STOR partial.bin")
+      assert.equal((await client.readReply()).code, 150)
+      await new Promise((resolve) => data.socket.write(new Uint8Array(256 * 1024), resolve))
+      await eventually(
+        async () => (await Deno.stat(`${server.root}/partial.bin`)).size >= 256 * 1024,
+        5000,
+        "the first bytes on disk",
+      )
+      data.socket.resetAndDestroy()
+      await data.closed
+    } finally {
+      data.socket.destroy()
+    }
+    assert.equal((await client.readReply()).code, 426)
+    assert.equal((await Deno.stat(`${server.root}/partial.bin`)).size, 256 * 1024)
+    await eventually(() => calls.includes(`onIncompleteFileReceived ${server.root}/partial.bin`), 5000, "the hook")
+    assert.ok(!calls.some((c) => c.startsWith("onFileReceived")), calls.join("\n"))
+    assert.equal((await transfer(client, "STOR next.txt", encoder.encode("next"))).final.code, 226)
+    assert.equal(await Deno.readTextFile(`${server.root}/next.txt`), "next")
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("a control connection dropped mid-transfer makes the server fire the incomplete hooks and close every fd", async () => {
+  const { calls, hooks } = recordingHooks()
+  const server = await startServer({ hooks })
+  try {
+    await makeBigFile(server)
+    const fdsBefore = openFds()
+    const reader = await loggedIn(server)
+    const readerData = await reader.passive()
+    await reader.send("RETR big.bin")
+    assert.equal((await reader.readReply()).code, 150)
+    assert.ok((await readSome(readerData, 65536)) >= 65536)
+    const writer = await loggedIn(server)
+    const writerData = await writer.passive()
+    await writer.send("STOR up.bin")
+    assert.equal((await writer.readReply()).code, 150)
+    await writerData.write(new Uint8Array(65536))
+    assert.ok(openFds() > fdsBefore)
+    reader.close()
+    writer.close()
+    await eventually(
+      () =>
+        calls.includes(`onIncompleteFileSent ${server.root}/big.bin`) &&
+        calls.includes(`onIncompleteFileReceived ${server.root}/up.bin`),
+      5000,
+      "the incomplete hooks",
+    )
+    assert.ok(await drainsWithin(readerData, 5000), "the server kept the RETR data connection open")
+    assert.ok(await drainsWithin(writerData, 5000), "the server kept the STOR data connection open")
+    closeQuietly(readerData)
+    closeQuietly(writerData)
+    await eventually(() => openFds() === fdsBefore, 5000, `open fds back to ${fdsBefore} (now ${openFds()})`)
+  } finally {
+    await server.close()
+  }
+})
+
+Deno.test("with dataTimeout 1, a RETR nobody reads ends with 426 within seconds and the session goes on", async () => {
+  const server = await startServer({ dataTimeout: 1 })
+  const client = await loggedIn(server)
+  try {
+    await makeBigFile(server)
+    const conn = await client.passive()
+    try {
+      await client.send("RETR big.bin")
+      assert.equal((await client.readReply()).code, 150)
+      const started = Date.now()
+      const reply = await client.readReply(8000)
+      assert.equal(reply.code, 426, reply.lines.join("|"))
+      assert.ok(Date.now() - started < 5000, `426 after ${Date.now() - started} ms`)
+    } finally {
+      conn.close()
+    }
+    assert.equal((await client.command("NOOP")).code, 200)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("with dataTimeout 1, a STOR whose client sends nothing ends with 426 within seconds", async () => {
+  const server = await startServer({ dataTimeout: 1 })
+  const client = await loggedIn(server)
+  try {
+    const conn = await client.passive()
+    try {
+      await client.send("STOR idle.bin")
+      assert.equal((await client.readReply()).code, 150)
+      const started = Date.now()
+      const reply = await client.readReply(8000)
+      assert.equal(reply.code, 426, reply.lines.join("|"))
+      assert.ok(Date.now() - started < 5000, `426 after ${Date.now() - started} ms`)
+    } finally {
+      conn.close()
+    }
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("with dataTimeout 1, a RETR whose passive connection never comes replies 425", async () => {
+  const server = await startServer({ dataTimeout: 1 })
+  const client = await loggedIn(server)
+  try {
+    await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
+    await passivePort(client)
+    await client.send("RETR a.txt")
+    assert.equal((await client.readReply()).code, 150)
+    const started = Date.now()
+    assert.equal((await client.readReply(8000)).code, 425)
+    assert.ok(Date.now() - started < 5000, `425 after ${Date.now() - started} ms`)
+    assert.equal((await client.command("NOOP")).code, 200)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("50 parallel basic-ftp clients each upload and download their own 1 MB file intact", async () => {
+  const server = await startServer()
+  const clients = Array.from({ length: 50 }, () => new Client(30_000))
+  try {
+    const results = await Promise.all(clients.map(async (client, i) => {
+      const content = randomBytes(1 << 20)
+      const hash = await sha256(content)
+      await client.access({ host: "127.0.0.1", port: server.port, user: "user", password: "pass" })
+      await client.uploadFrom(Readable.from([content]), `file${i}.bin`)
+      const chunks: Uint8Array[] = []
+      await client.downloadTo(new Writable({ write: (c, _e, cb) => (chunks.push(c), cb()) }), `file${i}.bin`)
+      return { i, hash, downloaded: await sha256(Buffer.concat(chunks)) }
+    }))
+    assert.equal(results.length, 50)
+    for (const { i, hash, downloaded } of results) {
+      assert.equal(downloaded, hash, `client ${i} downloaded other bytes`)
+      assert.equal(await sha256(await Deno.readFile(`${server.root}/file${i}.bin`)), hash, `file${i}.bin on disk`)
+    }
+  } finally {
+    for (const client of clients) client.close()
+    await server.close()
+  }
+})
