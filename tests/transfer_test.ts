@@ -377,6 +377,90 @@ Deno.test("ABOR during RETR replies 426 then 226, closes the data connection, an
   }
 })
 
+Deno.test("ABOR whose LF was sent as urgent data (Python ftplib's abort) still replies 426 then 226", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await makeBigFile(server)
+    const conn = await client.passive()
+    try {
+      await client.send("RETR big.bin")
+      assert.equal((await client.readReply()).code, 150)
+      assert.ok((await readSome(conn, 65536)) >= 65536)
+      // MSG_OOB makes the last byte urgent; without SO_OOBINLINE the server never sees that LF.
+      await client.send(encoder.encode("ABOR\r"))
+      assert.equal((await client.readReply(3000)).code, 426)
+      assert.equal((await client.readReply(3000)).code, 226)
+    } finally {
+      conn.close()
+    }
+    assert.equal((await client.command("NOOP")).code, 200)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+Deno.test("a command whose LF arrives late is answered once", async () => {
+  const server = await startServer()
+  const client = await loggedIn(server)
+  try {
+    await client.send(encoder.encode("NOOP\r"))
+    await sleep(300)
+    await client.send(encoder.encode("\nPWD\r\n"))
+    assert.equal((await client.readReply()).code, 200)
+    assert.equal((await client.readReply()).code, 257)
+    assert.equal((await client.command("SYST")).code, 215)
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
+const python = (() => {
+  try {
+    return new Deno.Command("python3", { args: ["-c", "import ftplib"], stdout: "null", stderr: "null" }).outputSync()
+      .success
+  } catch {
+    return false
+  }
+})()
+
+Deno.test({
+  name: "Python ftplib's abort() during a RETR gets 426, then 226",
+  ignore: !python,
+  fn: async () => {
+    const server = await startServer()
+    try {
+      await makeBigFile(server)
+      const script = `
+import ftplib, sys
+f = ftplib.FTP()
+f.connect("127.0.0.1", int(sys.argv[1]), timeout=5)
+f.login("user", "pass")
+f.voidcmd("TYPE I")
+c = f.transfercmd("RETR big.bin")
+c.recv(65536)
+print(f.abort())
+print(f.getline())
+c.close()
+print(f.voidcmd("NOOP"))
+f.quit()
+`
+      const out = await new Deno.Command("python3", {
+        args: ["-c", script, String(server.port)],
+        stdout: "piped",
+        stderr: "piped",
+      }).output()
+      assert.equal(out.code, 0, decoder.decode(out.stderr))
+      const lines = decoder.decode(out.stdout).trim().split("\n")
+      assert.deepEqual(lines.map((l) => l.slice(0, 3)), ["426", "226", "200"])
+    } finally {
+      await server.close()
+    }
+  },
+})
+
 Deno.test("ABOR with no transfer replies 225", async () => {
   const server = await startServer()
   const client = await loggedIn(server)

@@ -11,7 +11,17 @@ import { CommandFramer, type Framed } from "../protocol/framer.ts"
 import { plainAddress } from "../protocol/address.ts"
 
 const READ_SIZE = 4096
+const CR = 13
+const LF = 10
 const encoder = new TextEncoder()
+
+/**
+ * How long a line that stops at its CR waits for the LF before the LF is assumed. Clients that
+ * send ABOR as urgent data (Python's ftplib: `sendall(b"ABOR\r\n", MSG_OOB)`) make its last
+ * byte, the LF, out-of-band; servers set SO_OOBINLINE to get it back, which Deno cannot do, so
+ * the kernel drops it and the line would never end (RFC 959 4.1.3 wants ABOR handled at once).
+ */
+const LONE_CR_WAIT_MS = 100
 
 /** The two ends of a TCP connection, with IPv4-mapped IPv6 addresses shown as IPv4. */
 export interface Endpoints {
@@ -46,6 +56,11 @@ export class ControlConnection {
   private readonly buffer = new Uint8Array(READ_SIZE)
   private writing: Promise<void> = Promise.resolve()
   private closed = false
+  /** A read that outlived a {@link LONE_CR_WAIT_MS} wait; the next `readLine` takes its bytes. */
+  private pendingRead: Promise<number | null> | undefined
+  private endsWithCR = false
+  /** An LF was assumed after a lone CR: drop the real one if it comes late after all. */
+  private assumedLF = false
 
   constructor(readonly conn: Deno.Conn, maxLineLength = 2048) {
     this.endpoints = endpointsOf(conn)
@@ -59,9 +74,39 @@ export class ControlConnection {
     for (;;) {
       const framed = this.framer.next()
       if (framed !== undefined) return framed
-      const n = await this.conn.read(this.buffer)
+      if (this.pendingRead === undefined) {
+        const read = this.conn.read(this.buffer)
+        // Handled by whoever awaits it; this only keeps an abandoned read from being unhandled.
+        read.catch(() => undefined)
+        this.pendingRead = read
+      }
+      const n = this.endsWithCR ? await this.lineEndOrQuiet(this.pendingRead) : await this.pendingRead
+      if (n === "quiet") {
+        this.framer.push(Uint8Array.of(LF))
+        this.endsWithCR = false
+        this.assumedLF = true
+        continue
+      }
+      this.pendingRead = undefined
       if (n === null) return null
-      this.framer.push(this.buffer.subarray(0, n))
+      let chunk = this.buffer.subarray(0, n)
+      if (this.assumedLF) {
+        this.assumedLF = false
+        if (chunk[0] === LF) chunk = chunk.subarray(1)
+      }
+      if (chunk.length === 0) continue
+      this.endsWithCR = chunk[chunk.length - 1] === CR
+      this.framer.push(chunk)
+    }
+  }
+
+  private async lineEndOrQuiet(read: Promise<number | null>): Promise<number | null | "quiet"> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const quiet = new Promise<"quiet">((resolve) => (timer = setTimeout(() => resolve("quiet"), LONE_CR_WAIT_MS)))
+    try {
+      return await Promise.race([read, quiet])
+    } finally {
+      clearTimeout(timer)
     }
   }
 
