@@ -338,6 +338,37 @@ Deno.test("closing the server with transfers running tells every session 421, cl
   await eventually(() => openFds() === fdsBefore, 5000, `open fds back to ${fdsBefore} (now ${openFds()})`)
 })
 
+Deno.test("time spent in a transfer is not idle time, and an idle session then gets 421 after timeout", async () => {
+  const server = await startServer({ timeout: 1 })
+  const client = await loggedIn(server)
+  try {
+    const big = await Deno.open(`${server.root}/big.bin`, { write: true, create: true })
+    await big.truncate(128 << 20)
+    big.close()
+    const conn = await client.passive()
+    await client.send("RETR big.bin")
+    assert.equal((await client.readReply()).code, 150)
+    // Read slowly for 2.5 s (more than twice the idle timeout), then the rest at full speed.
+    const buffer = new Uint8Array(65536)
+    const slowUntil = Date.now() + 2500
+    while (Date.now() < slowUntil) {
+      assert.notEqual(await conn.read(buffer), null, "the transfer ended early")
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    await readAll(conn)
+    assert.equal((await client.readReply()).code, 226)
+    assert.equal((await client.command("NOOP")).code, 200)
+    const t0 = Date.now()
+    const reply = await client.readReply(5000)
+    assert.equal(reply.code, 421, reply.lines.join("|"))
+    assert.ok(Date.now() - t0 >= 800 && Date.now() - t0 < 3000, `421 after ${Date.now() - t0} ms`)
+    assert.ok(await client.closedByServer())
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
 const TIMESTAMP = String.raw`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`
 
 Deno.test("the server logs the start banner, logins and transfers in pyftpdlib's format", async () => {
