@@ -197,10 +197,12 @@ export const startServer = async (
   try {
     while (!(await greets(port, 2000))) {
       if (exitCode !== null) {
-        throw new Error(`${spec.name} exited with code ${exitCode} before greeting:\n${tail(logPath)}`)
+        throw new Error(`${spec.name} exited with code ${exitCode} before greeting:\n${tail(logPath).trim()}`)
       }
       if (performance.now() > deadline) {
-        throw new Error(`${spec.name} sent no 220 greeting on port ${port} within ${timeoutMs} ms:\n${tail(logPath)}`)
+        throw new Error(
+          `${spec.name} sent no 220 greeting on port ${port} within ${timeoutMs} ms:\n${tail(logPath).trim()}`,
+        )
       }
       await sleep(50)
     }
@@ -216,7 +218,7 @@ export const startServer = async (
     logPath,
     exited,
     sample: () => {
-      if (exitCode !== null) throw new Error(`${spec.name} exited with code ${exitCode}:\n${tail(logPath)}`)
+      if (exitCode !== null) throw new Error(`${spec.name} exited with code ${exitCode}:\n${tail(logPath).trim()}`)
       return sampleProc(child.pid)
     },
     stop,
