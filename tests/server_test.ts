@@ -231,32 +231,33 @@ Deno.test("every hook fires with the session and the user or file it is about", 
   }
 })
 
-Deno.test("a slow onFileReceived hook blocks neither its session nor another one", async () => {
-  let started = 0
-  let finished = 0
-  const server = await startServer({
-    hooks: {
-      onFileReceived: () =>
-        Effect.sync(() => started++).pipe(
-          Effect.andThen(Effect.sleep("3 seconds")),
-          Effect.andThen(Effect.sync(() => finished++)),
-        ),
-    },
-  })
-  const uploader = await loggedIn(server)
+Deno.test("slow onLogin and onFileReceived hooks block neither their session, nor another one, nor shutdown", async () => {
+  const started = { login: 0, received: 0 }
+  const finished = { login: 0, received: 0 }
+  const slow = (kind: "login" | "received") => () =>
+    Effect.sync(() => started[kind]++).pipe(
+      Effect.andThen(Effect.sleep("3 seconds")),
+      Effect.andThen(Effect.sync(() => finished[kind]++)),
+    )
+  const server = await startServer({ hooks: { onLogin: slow("login"), onFileReceived: slow("received") } })
+  let uploader: RawClient | undefined
   let other: RawClient | undefined
   try {
     await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
-    const data = await uploader.passive()
-    await uploader.send("STOR up.txt")
-    assert.equal((await uploader.readReply()).code, 150)
-    await data.write(encoder.encode("upload"))
-    data.close()
     const t0 = Date.now()
-    assert.equal((await uploader.readReply()).code, 226)
-    assert.ok(Date.now() - t0 < 1000, `226 after ${Date.now() - t0} ms`)
-    await eventually(() => started === 1, 1000, "the hook to start")
+    uploader = await loggedIn(server)
+    // Two uploads in a row: the second must neither wait for the first hook nor cut it short.
+    for (const name of ["up1.txt", "up2.txt"]) {
+      const data = await uploader.passive()
+      await uploader.send(`STOR ${name}`)
+      assert.equal((await uploader.readReply()).code, 150)
+      await data.write(encoder.encode("upload"))
+      data.close()
+      assert.equal((await uploader.readReply()).code, 226)
+    }
     assert.equal((await uploader.command("NOOP")).code, 200)
+    assert.ok(Date.now() - t0 < 1500, `login and two uploads took ${Date.now() - t0} ms`)
+    await eventually(() => started.login === 1 && started.received === 2, 1000, "the hooks to start")
 
     const t1 = Date.now()
     other = await loggedIn(server)
@@ -266,9 +267,25 @@ Deno.test("a slow onFileReceived hook blocks neither its session nor another one
     assert.equal(decoder.decode(await readAll(conn)), "alpha")
     assert.equal((await other.readReply()).code, 226)
     assert.ok(Date.now() - t1 < 1000, `another session's login and RETR took ${Date.now() - t1} ms`)
-    assert.equal(finished, 0, "the hook finished early: this test proves nothing")
+    assert.deepEqual(finished, { login: 0, received: 0 }, "the hooks finished early: this test proves nothing")
+    await eventually(
+      () => finished.login === 2 && finished.received === 2,
+      5000,
+      `every hook to finish (${JSON.stringify(finished)})`,
+    )
+
+    // A hook still sleeping when the server closes is interrupted, not waited for.
+    const data = await uploader.passive()
+    await uploader.send("STOR up3.txt")
+    assert.equal((await uploader.readReply()).code, 150)
+    data.close()
+    assert.equal((await uploader.readReply()).code, 226)
+    await eventually(() => started.received === 3, 1000, "the last hook to start")
+    const t2 = Date.now()
+    await server.close()
+    assert.ok(Date.now() - t2 < 1500, `close() took ${Date.now() - t2} ms`)
   } finally {
-    uploader.close()
+    uploader?.close()
     other?.close()
     await server.close()
   }
@@ -287,53 +304,82 @@ const told421OrClosed = async (client: RawClient): Promise<string> => {
 
 Deno.test("closing the server with transfers running tells every session 421, closes every connection and leaves no fd", async () => {
   const fdsBefore = openFds()
-  const server = await startServer()
+  const calls: string[] = []
+  const record = (hook: string) => (_session: HookSession, file: string) =>
+    Effect.sync(() => void calls.push(`${hook} ${file}`))
+  const server = await startServer({
+    hooks: {
+      onIncompleteFileSent: record("onIncompleteFileSent"),
+      onIncompleteFileReceived: record("onIncompleteFileReceived"),
+    },
+  })
+  const activeTarget = Deno.listen({ hostname: "127.0.0.1", port: 0 })
   const reader = await loggedIn(server)
   const writer = await loggedIn(server)
   const idle = await loggedIn(server)
-  const big = await Deno.open(`${server.root}/big.bin`, { write: true, create: true })
-  await big.truncate(128 << 20)
-  big.close()
-
-  const readerData = await reader.passive()
-  await reader.send("RETR big.bin")
-  assert.equal((await reader.readReply()).code, 150)
-  // A slow reader: 64 KiB every 20 ms until the server closes, then what is buffered as fast as it comes.
+  const active = await loggedIn(server)
+  const conns: Deno.Conn[] = []
   let pause = 20
-  const slowRead = (async () => {
-    const buffer = new Uint8Array(65536)
-    const deadline = Date.now() + 10_000
-    while (Date.now() < deadline) {
-      const n = await readerData.read(buffer).catch(() => null)
-      if (n === null) return "ended"
-      if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
-    }
-    return "still open"
-  })()
-  await new Promise((resolve) => setTimeout(resolve, 100))
-
-  const writerData = await writer.passive()
-  await writer.send("STOR up.bin")
-  assert.equal((await writer.readReply()).code, 150)
-  await writerData.write(new Uint8Array(65536))
-  await eventually(async () => (await Deno.stat(`${server.root}/up.bin`)).size > 0, 5000, "the upload to start")
-
-  const t0 = Date.now()
-  await server.close()
-  const closing = Date.now() - t0
-  pause = 0
   try {
+    const big = await Deno.open(`${server.root}/big.bin`, { write: true, create: true })
+    await big.truncate(128 << 20)
+    big.close()
+
+    const readerData = await reader.passive()
+    conns.push(readerData)
+    await reader.send("RETR big.bin")
+    assert.equal((await reader.readReply()).code, 150)
+    // A slow reader: 64 KiB every 20 ms until the server closes, then what is buffered as fast as it comes.
+    const slowRead = (async () => {
+      const buffer = new Uint8Array(65536)
+      const deadline = Date.now() + 10_000
+      while (Date.now() < deadline) {
+        const n = await readerData.read(buffer).catch(() => null)
+        if (n === null) return "ended"
+        if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
+      }
+      return "still open"
+    })()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+
+    const writerData = await writer.passive()
+    conns.push(writerData)
+    await writer.send("STOR up.bin")
+    assert.equal((await writer.readReply()).code, 150)
+    await writerData.write(new Uint8Array(65536))
+    await eventually(async () => (await Deno.stat(`${server.root}/up.bin`)).size > 0, 5000, "the upload to start")
+
+    // The idle session holds a passive lease, the active one a PORT connection waiting for a transfer.
+    assert.equal((await idle.command("EPSV")).code, 229)
+    const port = (activeTarget.addr as Deno.NetAddr).port
+    assert.equal((await active.command(`PORT 127,0,0,1,${port >> 8},${port & 255}`)).code, 200)
+    const activeData = await activeTarget.accept()
+    conns.push(activeData)
+
+    const t0 = Date.now()
+    await server.close()
+    const closing = Date.now() - t0
+    pause = 0
     assert.ok(closing < 3000, `close() took ${closing} ms`)
-    assert.equal(await told421OrClosed(reader), "ok")
-    assert.equal(await told421OrClosed(writer), "ok")
-    assert.equal(await told421OrClosed(idle), "ok")
+    for (const client of [reader, writer, idle, active]) assert.equal(await told421OrClosed(client), "ok")
     assert.equal(await within(slowRead, 5000), "ended")
-    const writerEnded = await within(writerData.read(new Uint8Array(16)).catch(() => null), 5000)
-    assert.equal(writerEnded, null, "the STOR data connection is still open")
+    const ended = (conn: Deno.Conn) =>
+      within(conn.read(new Uint8Array(16)).then((n) => (n === null ? "ended" : "data"), () => "ended"), 5000)
+    assert.equal(await ended(writerData), "ended", "the STOR data connection is still open")
+    assert.equal(await ended(activeData), "ended", "the PORT data connection is still open")
+    await eventually(
+      () =>
+        calls.includes(`onIncompleteFileSent ${server.root}/big.bin`) &&
+        calls.includes(`onIncompleteFileReceived ${server.root}/up.bin`),
+      2000,
+      `the incomplete hooks (got ${calls.join(", ")})`,
+    )
   } finally {
-    for (const c of [reader, writer, idle]) c.close()
-    closeQuietly(readerData)
-    closeQuietly(writerData)
+    pause = 0
+    for (const client of [reader, writer, idle, active]) client.close()
+    for (const conn of conns) closeQuietly(conn)
+    closeQuietly(activeTarget)
+    await server.close()
   }
   await eventually(() => openFds() === fdsBefore, 5000, `open fds back to ${fdsBefore} (now ${openFds()})`)
 })
