@@ -279,6 +279,27 @@ Deno.test("after EPSV ALL, PASV, PORT and EPRT reply 501 and EPSV still works", 
   }
 })
 
+Deno.test("curl in active mode downloads and uploads over EPRT and over PORT", async () => {
+  const server = await startServer({ debug: true })
+  try {
+    await Deno.writeTextFile(`${server.root}/a.txt`, "active")
+    const base = `ftp://user:pass@127.0.0.1:${server.port}`
+    for (const extra of [[], ["--disable-eprt"]]) {
+      const down = await curl("-P", "127.0.0.1", ...extra, `${base}/a.txt`)
+      assert.equal(down.code, 0, down.stderr)
+      assert.equal(decoder.decode(down.stdout), "active")
+      const up = await curl("-P", "127.0.0.1", ...extra, "-T", `${server.root}/a.txt`, `${base}/up${extra.length}.txt`)
+      assert.equal(up.code, 0, up.stderr)
+    }
+    assert.equal(await Deno.readTextFile(`${server.root}/up0.txt`), "active")
+    assert.equal(await Deno.readTextFile(`${server.root}/up1.txt`), "active")
+    assert.ok(server.logs.some((l) => /<- EPRT \|1\|127\.0\.0\.1\|\d+\|/.test(l)), server.logs.join("\n"))
+    assert.ok(server.logs.some((l) => /<- PORT 127,0,0,1,\d+,\d+/.test(l)), server.logs.join("\n"))
+  } finally {
+    await server.close()
+  }
+})
+
 Deno.test("PORT makes the server connect to the client and RETR arrives there", async () => {
   const server = await startServer()
   const client = await loggedIn(server)
@@ -468,8 +489,9 @@ Deno.test({
       assert.equal(decoder.decode(active.stdout), "over ipv6")
       assert.ok(server.logs.some((l) => l.includes("<- EPSV")), server.logs.join("\n"))
       assert.ok(server.logs.some((l) => /<- EPRT \|2\|::1\|\d+\|/.test(l)), server.logs.join("\n"))
-      const upload = await curl("-g", "-T", "-", `ftp://user:pass@[::1]:${server.port}/up.txt`)
+      const upload = await curl("-g", "-T", `${server.root}/six.txt`, `ftp://user:pass@[::1]:${server.port}/up.txt`)
       assert.equal(upload.code, 0, upload.stderr)
+      assert.equal(await Deno.readTextFile(`${server.root}/up.txt`), "over ipv6")
     } finally {
       await server.close()
     }
