@@ -35,6 +35,53 @@ const timestamp = (date: Date, local: boolean): string =>
     : `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())} ` +
       `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}`
 
+/** The timestamp of the last second logged: lines come in bursts within one second. */
+const cachedTimestamp = (local: boolean) => {
+  let second = NaN
+  let last = ""
+  return (date: Date): string => {
+    const now = Math.floor(date.getTime() / 1000)
+    if (now !== second) {
+      second = now
+      last = timestamp(date, local)
+    }
+    return last
+  }
+}
+
+const encoder = new TextEncoder()
+let pending = ""
+let flushQueued = false
+let flushOnExit = false
+
+/** Write every buffered line to standard error; `writeSync` may write less than asked. */
+const flushStderr = (): void => {
+  flushQueued = false
+  if (pending === "") return
+  const bytes = encoder.encode(pending)
+  pending = ""
+  try {
+    for (let offset = 0; offset < bytes.length;) offset += Deno.stderr.writeSync(bytes.subarray(offset))
+  } catch {
+    // Standard error is gone (closed pipe): logging must not take the server down.
+  }
+}
+
+/**
+ * Lines logged in one turn of the event loop go out in one write, after it: far cheaper than
+ * `console.error` per line. The lines stay in order, and whatever is left is written on exit.
+ */
+const writeStderr = (line: string): void => {
+  pending += line + "\n"
+  if (flushQueued) return
+  flushQueued = true
+  queueMicrotask(flushStderr)
+  if (!flushOnExit) {
+    flushOnExit = true
+    globalThis.addEventListener("unload", flushStderr)
+  }
+}
+
 const text = (message: unknown): string =>
   Array.isArray(message) ? message.map(text).join(" ") : typeof message === "string" ? message : String(message)
 
@@ -48,17 +95,17 @@ export interface FtpLoggerOptions {
   readonly write?: (line: string) => void
 }
 
-const makeLogger = (options: FtpLoggerOptions): Logger.Logger<unknown, void> =>
-  Logger.make(({ logLevel, message, date, fiber, cause }) => {
+const makeLogger = (options: FtpLoggerOptions): Logger.Logger<unknown, void> => {
+  const write = options.write ?? writeStderr
+  const stamp = cachedTimestamp(options.localTime ?? false)
+  return Logger.make(({ logLevel, message, date, fiber, cause }) => {
     const annotations = fiber.getRef(References.CurrentLogAnnotations)
     const session = annotations[SESSION_ANNOTATION]
     const prefix = session === undefined ? "" : `${String(session)} `
     const causeText = cause.reasons.length > 0 ? `\n${String(cause)}` : ""
-    const line = `[${letter[logLevel]} ${timestamp(date, options.localTime ?? false)}] ${prefix}${
-      text(message)
-    }${causeText}`
-    ;(options.write ?? ((l: string) => console.error(l)))(line)
+    write(`[${letter[logLevel]} ${stamp(date)}] ${prefix}${text(message)}${causeText}`)
   })
+}
 
 /**
  * The pyftpdlib-format logger, with the minimum level set from `debug`.
