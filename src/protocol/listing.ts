@@ -9,18 +9,38 @@ import type { FileInfo } from "../fs/filesystem.ts"
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 const HALF_YEAR_MS = 180 * 24 * 60 * 60 * 1000
 
-const two = (n: number): string => String(n).padStart(2, "0")
+const two = (n: number): string => (n < 10 ? "0" : "") + n
+
+/** Small memo tables for the parts of a listing line that repeat across a directory; cleared when full. */
+const MEMO_LIMIT = 4096
+
+const memo = <K, V>(table: Map<K, V>, key: K, make: () => V): V => {
+  let value = table.get(key)
+  if (value === undefined) {
+    if (table.size >= MEMO_LIMIT) table.clear()
+    value = make()
+    table.set(key, value)
+  }
+  return value
+}
 
 /** The `rwx` triplet for one class; `special` replaces the `x` with `s`/`t` (upper-case when not executable). */
 const triplet = (bits: number, special: boolean, letter: string): string =>
   (bits & 4 ? "r" : "-") + (bits & 2 ? "w" : "-") +
   (special ? (bits & 1 ? letter : letter.toUpperCase()) : bits & 1 ? "x" : "-")
 
+const permissionTexts = new Map<number, string>()
+
 const permissions = (info: FileInfo): string => {
   const type = info.kind === "directory" ? "d" : info.kind === "symlink" ? "l" : "-"
-  const mode = info.mode ?? (info.kind === "directory" ? 0o755 : info.kind === "symlink" ? 0o777 : 0o644)
-  return type + triplet(mode >> 6, (mode & 0o4000) !== 0, "s") + triplet(mode >> 3, (mode & 0o2000) !== 0, "s") +
-    triplet(mode, (mode & 0o1000) !== 0, "t")
+  const mode = (info.mode ?? (info.kind === "directory" ? 0o755 : info.kind === "symlink" ? 0o777 : 0o644)) & 0o7777
+  return memo(
+    permissionTexts,
+    type.charCodeAt(0) * 0o10000 + mode,
+    () =>
+      type + triplet(mode >> 6, (mode & 0o4000) !== 0, "s") + triplet(mode >> 3, (mode & 0o2000) !== 0, "s") +
+      triplet(mode, (mode & 0o1000) !== 0, "t"),
+  )
 }
 
 /** `"Nov 21 14:16"` for times within half a year of `now`, `"Nov 21  2025"` otherwise, like `ls -l`. */
@@ -35,6 +55,24 @@ const listTime = (mtime: Date | null, now: number, localTime: boolean): string =
   const minutes = localTime ? date.getMinutes() : date.getUTCMinutes()
   return `${MONTHS[month]} ${day} ${two(hours)}:${two(minutes)}`
 }
+
+// Keyed by the minute of the time, and by whether it is recent, since that picks the form.
+const listTimesUtc = new Map<number, string>()
+const listTimesLocal = new Map<number, string>()
+
+const cachedListTime = (mtime: Date | null, now: number, localTime: boolean): string => {
+  const ms = mtime === null ? NaN : mtime.getTime()
+  if (Number.isNaN(ms)) return listTime(null, now, localTime)
+  const recent = Math.abs(now - ms) < HALF_YEAR_MS
+  const key = Math.floor(ms / 60_000) * 2 + (recent ? 1 : 0)
+  return memo(localTime ? listTimesLocal : listTimesUtc, key, () => listTime(mtime, now, localTime))
+}
+
+const ids = new Map<number, string>()
+
+/** A uid or gid left-aligned in 8 columns, or the placeholder when unknown. */
+const idColumn = (id: number | null, unknown: string): string =>
+  id === null ? unknown : memo(ids, id, () => String(id).padEnd(8))
 
 /**
  * One LIST line in `ls -l` form, as pyftpdlib writes it: permissions, links, owner and group
@@ -53,13 +91,12 @@ const listTime = (mtime: Date | null, now: number, localTime: boolean): string =
  * ```
  */
 export const formatListLine = (info: FileInfo, now: number, localTime: boolean): string => {
-  const owner = (info.uid === null ? "owner" : String(info.uid)).padEnd(8)
-  const group = (info.gid === null ? "group" : String(info.gid)).padEnd(8)
-  const links = String(info.nlink).padStart(3)
+  const nlink = info.nlink
+  const links = nlink < 10 ? "  " + nlink : String(nlink).padStart(3)
   const size = String(info.size).padStart(8)
-  return `${permissions(info)} ${links} ${owner} ${group} ${size} ${
-    listTime(info.mtime, now, localTime)
-  } ${info.name}\r\n`
+  return permissions(info) + " " + links + " " + idColumn(info.uid, "owner   ") + " " +
+    idColumn(info.gid, "group   ") + " " + size + " " + cachedListTime(info.mtime, now, localTime) + " " +
+    info.name + "\r\n"
 }
 
 /**
@@ -85,6 +122,14 @@ export const formatNlstLine = (name: string): string => name + "\r\n"
 export const mlsxTime = (date: Date): string =>
   String(date.getUTCFullYear()).padStart(4, "0") + two(date.getUTCMonth() + 1) + two(date.getUTCDate()) +
   two(date.getUTCHours()) + two(date.getUTCMinutes()) + two(date.getUTCSeconds())
+
+const mlsxTimes = new Map<number, string>()
+
+/** {@link mlsxTime}, remembered per second: the entries of one directory often share their times. */
+const cachedMlsxTime = (date: Date): string => {
+  const ms = date.getTime()
+  return Number.isNaN(ms) ? mlsxTime(date) : memo(mlsxTimes, Math.floor(ms / 1000), () => mlsxTime(date))
+}
 
 const TIME_VAL = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d+))?$/
 
@@ -200,7 +245,8 @@ const mlsxType = (kind: FileInfo["kind"]): string =>
  * One MLSD entry or MLST fact line, without CRLF: the enabled `facts` that are known for `info`,
  * in {@link MLSX_FACTS} order, then a space and `name`. `type` marks the listed directory itself
  * (`cdir`) or its parent (`pdir`). Sizes are omitted for directories, `modify` and `unique` when
- * unknown.
+ * unknown. `facts` is read once per set and remembered, so it must not be changed afterwards (a
+ * session replaces its set on `OPTS MLST`).
  *
  * @example
  * ```ts
@@ -220,13 +266,28 @@ export const formatMlsxLine = (
   name: string,
   type?: "cdir" | "pdir",
 ): string => {
+  const chosen = factMask(facts)
   let line = ""
-  for (const fact of MLSX_FACTS) {
-    if (!facts.has(fact)) continue
+  for (let i = 0; i < MLSX_FACTS.length; i++) {
+    if ((chosen & (1 << i)) === 0) continue
+    const fact = MLSX_FACTS[i]
     const value = factValue(fact, info, perm, type)
-    if (value !== undefined) line += `${fact}=${value};`
+    if (value !== undefined) line += fact + "=" + value + ";"
   }
-  return `${line} ${name}`
+  return line + " " + name
+}
+
+const factMasks = new WeakMap<ReadonlySet<string>, number>()
+
+/** The chosen facts as bits in {@link MLSX_FACTS} order, remembered per set (a session keeps its set). */
+const factMask = (facts: ReadonlySet<string>): number => {
+  let mask = factMasks.get(facts)
+  if (mask === undefined) {
+    mask = 0
+    for (let i = 0; i < MLSX_FACTS.length; i++) if (facts.has(MLSX_FACTS[i])) mask |= 1 << i
+    factMasks.set(facts, mask)
+  }
+  return mask
 }
 
 const factValue = (fact: MlsxFact, info: FileInfo, perm: string, type?: "cdir" | "pdir"): string | undefined => {
@@ -236,7 +297,7 @@ const factValue = (fact: MlsxFact, info: FileInfo, perm: string, type?: "cdir" |
     case "size":
       return info.kind === "directory" ? undefined : String(info.size)
     case "modify":
-      return info.mtime === null ? undefined : mlsxTime(info.mtime)
+      return info.mtime === null ? undefined : cachedMlsxTime(info.mtime)
     case "perm":
       return perm
     case "unique":
