@@ -25,6 +25,12 @@ export type Framed = { readonly kind: "line"; readonly text: string } | { readon
 
 const TOO_LONG: Framed = { kind: "tooLong" }
 
+/** Line bytes held before the buffer grows; most command lines fit, and idle sessions keep this little. */
+const INITIAL_LINE_BYTES = 128
+
+// Decoding a whole line (no `stream` option) keeps no state between calls, so one decoder serves all framers.
+const decoder = new TextDecoder("utf-8", { fatal: false })
+
 /**
  * Frames command lines out of received bytes.
  *
@@ -44,8 +50,7 @@ const TOO_LONG: Framed = { kind: "tooLong" }
  */
 export class CommandFramer {
   readonly #max: number
-  readonly #line: Uint8Array
-  readonly #decoder = new TextDecoder("utf-8", { fatal: false })
+  #line: Uint8Array
   #length = 0
   #pendingCR = false
   #telnet: typeof DATA | typeof AFTER_IAC | typeof AFTER_OPTION = DATA
@@ -60,7 +65,7 @@ export class CommandFramer {
       throw new RangeError(`maxLength must be a positive integer, got ${maxLength}`)
     }
     this.#max = maxLength
-    this.#line = new Uint8Array(maxLength)
+    this.#line = new Uint8Array(Math.min(maxLength, INITIAL_LINE_BYTES))
   }
 
   /** Append received bytes. The chunk is copied, so the caller may reuse its buffer. */
@@ -76,7 +81,7 @@ export class CommandFramer {
    * LF, is dropped.
    */
   next(): Framed | undefined {
-    const line = this.#line
+    let line = this.#line
     const max = this.#max
     while (this.#queue.length > 0) {
       const chunk = this.#queue[0]
@@ -110,7 +115,7 @@ export class CommandFramer {
           continue
         }
         if (b === LF) {
-          result = { kind: "line", text: this.#decoder.decode(line.subarray(0, this.#length)) }
+          result = { kind: "line", text: decoder.decode(line.subarray(0, this.#length)) }
           this.#length = 0
           this.#pendingCR = false
           continue
@@ -122,6 +127,7 @@ export class CommandFramer {
             result = this.#overflow()
             continue
           }
+          if (this.#length === line.length) line = this.#grow()
           line[this.#length++] = CR
         }
         if (b === CR) {
@@ -129,6 +135,7 @@ export class CommandFramer {
         } else if (this.#length === max) {
           result = this.#overflow()
         } else {
+          if (this.#length === line.length) line = this.#grow()
           line[this.#length++] = b
         }
       }
@@ -150,6 +157,14 @@ export class CommandFramer {
    */
   get buffered(): number {
     return this.#length + (this.#pendingCR ? 1 : 0) + this.#telnet + this.#queued
+  }
+
+  /** Double the line buffer, up to `maxLength`; called only when it is full and below the limit. */
+  #grow(): Uint8Array {
+    const bigger = new Uint8Array(Math.min(this.#max, this.#line.length * 2))
+    bigger.set(this.#line)
+    this.#line = bigger
+    return bigger
   }
 
   #overflow(): Framed {
