@@ -401,6 +401,119 @@ Deno.test("ABOR whose LF was sent as urgent data (Python ftplib's abort) still r
   }
 })
 
+/**
+ * A control connection through libc (Linux), which unlike Deno and `node:net` can send TCP urgent
+ * data (`MSG_OOB`), as lftp does for the Telnet Synch before ABOR.
+ */
+const urgentCapable = Deno.build.os === "linux" && (() => {
+  try {
+    Deno.dlopen("libc.so.6", { getpid: { parameters: [], result: "i32" } }).close()
+    return true
+  } catch {
+    return false
+  }
+})()
+
+const openUrgentClient = async (port: number) => {
+  const libc = Deno.dlopen("libc.so.6", {
+    socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+    connect: { parameters: ["i32", "buffer", "u32"], result: "i32", nonblocking: true },
+    send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+    recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize", nonblocking: true },
+    shutdown: { parameters: ["i32", "i32"], result: "i32" },
+    close: { parameters: ["i32"], result: "i32" },
+  })
+  const AF_INET = 2, SOCK_STREAM = 1, MSG_OOB = 1, SHUT_RDWR = 2
+  const fd = libc.symbols.socket(AF_INET, SOCK_STREAM, 0)
+  const address = new Uint8Array(16)
+  new DataView(address.buffer).setUint16(0, AF_INET, true)
+  new DataView(address.buffer).setUint16(2, port, false)
+  address.set([127, 0, 0, 1], 4)
+  if (fd < 0 || (await libc.symbols.connect(fd, address, 16)) !== 0) {
+    libc.close()
+    throw new Error("libc connect failed")
+  }
+  let text = ""
+  const chunk = new Uint8Array(4096)
+  return {
+    send: (bytes: Uint8Array, urgent = false) => {
+      const sent = Number(
+        libc.symbols.send(fd, bytes as Uint8Array<ArrayBuffer>, BigInt(bytes.length), urgent ? MSG_OOB : 0),
+      )
+      if (sent !== bytes.length) throw new Error("libc send failed")
+    },
+    /** The code of the next reply's last line; `null` if none comes within `ms`. */
+    reply: async (ms: number): Promise<number | null> => {
+      const deadline = Date.now() + ms
+      for (;;) {
+        const match = /^(\d{3}) .*\r\n/m.exec(text)
+        if (match !== null) {
+          text = text.slice(match.index + match[0].length)
+          return Number(match[1])
+        }
+        const left = deadline - Date.now()
+        if (left <= 0) return null
+        // A blocking recv on a worker thread; shutdown() in close() ends it if nothing comes.
+        const n = await within(libc.symbols.recv(fd, chunk, 4096n, 0).then(Number), left)
+        if (n === null || n <= 0) return null
+        text += decoder.decode(chunk.subarray(0, n))
+      }
+    },
+    close: async () => {
+      libc.symbols.shutdown(fd, SHUT_RDWR)
+      await sleep(50)
+      libc.symbols.close(fd)
+      libc.close()
+    },
+  }
+}
+
+Deno.test({
+  name: "ABOR after a Telnet Synch whose DM is urgent data (lftp) replies 426 then 226 at once",
+  ignore: !urgentCapable,
+  fn: async () => {
+    const server = await startServer()
+    const client = await openUrgentClient(server.port)
+    try {
+      await makeBigFile(server)
+      assert.equal(await client.reply(5000), 220)
+      for (const [command, code] of [["USER user", 331], ["PASS pass", 230], ["TYPE I", 200]] as const) {
+        client.send(encoder.encode(`${command}\r\n`))
+        assert.equal(await client.reply(5000), code, command)
+      }
+      // No transfer: the Synch and ABOR are answered with 225.
+      client.send(Uint8Array.of(0xff, 0xf4, 0xff))
+      client.send(Uint8Array.of(0xf2), true)
+      client.send(encoder.encode("ABOR\r\n"))
+      assert.equal(await client.reply(2000), 225, "ABOR after a Synch was not answered")
+
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 })
+      const port = (listener.addr as Deno.NetAddr).port
+      client.send(encoder.encode(`PORT 127,0,0,1,${port >> 8},${port & 255}\r\n`))
+      const conn = await listener.accept()
+      listener.close()
+      try {
+        assert.equal(await client.reply(5000), 200)
+        client.send(encoder.encode("RETR big.bin\r\n"))
+        assert.equal(await client.reply(5000), 150)
+        assert.ok((await readSome(conn, 65536)) >= 65536)
+        client.send(Uint8Array.of(0xff, 0xf4, 0xff))
+        client.send(Uint8Array.of(0xf2), true)
+        client.send(encoder.encode("ABOR\r\n"))
+        assert.equal(await client.reply(2000), 426, "ABOR after a Synch was not answered")
+        assert.equal(await client.reply(2000), 226)
+      } finally {
+        conn.close()
+      }
+      client.send(encoder.encode("NOOP\r\n"))
+      assert.equal(await client.reply(2000), 200)
+    } finally {
+      await client.close()
+      await server.close()
+    }
+  },
+})
+
 Deno.test("a command whose LF arrives late is answered once", async () => {
   const server = await startServer()
   const client = await loggedIn(server)

@@ -23,6 +23,15 @@ const encoder = new TextEncoder()
  */
 const LONE_CR_WAIT_MS = 100
 
+/**
+ * Bytes from here up (Telnet commands and IAC, RFC 854) are read one at a time. A Telnet Synch
+ * (`IAC IP IAC DM ABOR`, lftp) sends its DM as TCP urgent data: `recv` stops just before it, and
+ * the runtime (tokio) takes such a short read as "socket drained" and waits for a readiness event
+ * that never comes, since the rest (`ABOR`) is already queued. A read that fills its buffer keeps
+ * the socket readable, so each read starts with one byte, and Telnet bytes are taken one by one.
+ */
+const TELNET_BYTES = 0xf0
+
 /** The two ends of a TCP connection, with IPv4-mapped IPv6 addresses shown as IPv4. */
 export interface Endpoints {
   readonly remoteAddress: string
@@ -58,6 +67,9 @@ export class ControlConnection {
   private closed = false
   /** A read that outlived a {@link LONE_CR_WAIT_MS} wait; the next `readLine` takes its bytes. */
   private pendingRead: Promise<number | null> | undefined
+  /** Whether the next read takes one byte (see {@link TELNET_BYTES}). */
+  private probe = true
+  private pendingProbe = false
   private endsWithCR = false
   /** An LF was assumed after a lone CR: drop the real one if it comes late after all. */
   private assumedLF = false
@@ -75,7 +87,8 @@ export class ControlConnection {
       const framed = this.framer.next()
       if (framed !== undefined) return framed
       if (this.pendingRead === undefined) {
-        const read = this.conn.read(this.buffer)
+        this.pendingProbe = this.probe
+        const read = this.conn.read(this.probe ? this.buffer.subarray(0, 1) : this.buffer)
         // Handled by whoever awaits it; this only keeps an abandoned read from being unhandled.
         read.catch(() => undefined)
         this.pendingRead = read
@@ -89,6 +102,7 @@ export class ControlConnection {
       }
       this.pendingRead = undefined
       if (n === null) return null
+      this.probe = !this.pendingProbe || this.buffer[0] >= TELNET_BYTES
       let chunk = this.buffer.subarray(0, n)
       if (this.assumedLF) {
         this.assumedLF = false
