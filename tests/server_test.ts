@@ -6,7 +6,7 @@ import { Effect } from "effect"
 import assert from "node:assert/strict"
 import net from "node:net"
 import type { HookSession, HooksShape } from "../src/hooks.ts"
-import { eventually, openFds, RawClient, readAll, startServer, type TestServer } from "./helpers.ts"
+import { eventually, openFds, RawClient, readAll as readAllUnbounded, startServer, type TestServer } from "./helpers.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -20,6 +20,23 @@ const within = async <A>(promise: Promise<A>, ms: number): Promise<A | null> => 
     clearTimeout(timer)
   }
 }
+
+/** `promise`'s value; fails the test if it takes longer than `ms` (no await in these tests waits forever). */
+const timed = async <A>(promise: Promise<A>, ms: number, what: string): Promise<A> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Read a data connection to its end, within 20 s. */
+const readAll = (conn: Deno.Conn): Promise<Uint8Array> =>
+  timed(readAllUnbounded(conn), 20_000, "the data connection to end")
 
 const closeQuietly = (conn: { close(): void }) => {
   try {
@@ -114,7 +131,7 @@ Deno.test("maxConsPerIp: a second connection from one address gets 421, another 
   const server = await startServer({ maxConsPerIp: 1 })
   const a = await RawClient.connect(server.port)
   const b = await RawClient.connect(server.port)
-  const other = await greetingFrom("127.0.0.2", server.port)
+  const other = await timed(greetingFrom("127.0.0.2", server.port), 5000, "the greeting from 127.0.0.2")
   let again: RawClient | undefined
   try {
     assert.equal(a.greeting.code, 220)
@@ -200,7 +217,7 @@ Deno.test("every hook fires with the session and the user or file it is about", 
     data = await client.passive()
     await client.send("RETR big.bin")
     assert.equal((await client.readReply()).code, 150)
-    await data.read(new Uint8Array(65536))
+    await timed(data.read(new Uint8Array(65536)), 5000, "the first bytes")
     data.close()
     assert.equal((await client.readReply()).code, 426)
     await expectHook("onIncompleteFileSent", `${root}/big.bin`, "user")
@@ -336,8 +353,10 @@ Deno.test("closing the server with transfers running tells every session 421, cl
       const buffer = new Uint8Array(65536)
       const deadline = Date.now() + 10_000
       while (Date.now() < deadline) {
-        const n = await readerData.read(buffer).catch(() => null)
-        if (n === null) return "ended"
+        const left = deadline - Date.now()
+        const n = await within(readerData.read(buffer).then((r) => r ?? "eof", () => "eof"), left)
+        if (n === null) return "still open"
+        if (n === "eof") return "ended"
         if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
       }
       return "still open"
@@ -355,7 +374,7 @@ Deno.test("closing the server with transfers running tells every session 421, cl
     assert.equal((await idle.command("EPSV")).code, 229)
     const port = (activeTarget.addr as Deno.NetAddr).port
     assert.equal((await active.command(`PORT 127,0,0,1,${port >> 8},${port & 255}`)).code, 200)
-    const activeData = await activeTarget.accept()
+    const activeData = await timed(activeTarget.accept(), 5000, "the PORT connection")
     conns.push(activeData)
 
     const t0 = Date.now()
@@ -400,7 +419,7 @@ Deno.test("time spent in a transfer is not idle time, and an idle session then g
     const buffer = new Uint8Array(65536)
     const slowUntil = Date.now() + 2500
     while (Date.now() < slowUntil) {
-      assert.notEqual(await conn.read(buffer), null, "the transfer ended early")
+      assert.notEqual(await timed(conn.read(buffer), 5000, "data to read"), null, "the transfer ended early")
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     await readAll(conn)

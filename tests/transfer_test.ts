@@ -14,7 +14,7 @@ import {
   eventually,
   openFds,
   RawClient,
-  readAll,
+  readAll as readAllUnbounded,
   type Reply,
   sha256,
   startServer,
@@ -36,6 +36,23 @@ const within = async <A>(promise: Promise<A>, ms: number): Promise<A | null> => 
     clearTimeout(timer)
   }
 }
+
+/** `promise`'s value; fails the test if it takes longer than `ms` (no await in these tests waits forever). */
+const timed = async <A>(promise: Promise<A>, ms: number, what: string): Promise<A> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Read a data connection to its end, within 20 s. */
+const readAll = (conn: Deno.Conn): Promise<Uint8Array> =>
+  timed(readAllUnbounded(conn), 20_000, "the data connection to end")
 
 /** `size` random bytes. */
 const randomBytes = (size: number): Uint8Array => {
@@ -96,7 +113,7 @@ const readSome = async (conn: Deno.Conn, count: number): Promise<number> => {
   const buffer = new Uint8Array(65536)
   let total = 0
   while (total < count) {
-    const n = await conn.read(buffer)
+    const n = await timed(conn.read(buffer), 10_000, "data to read")
     if (n === null) break
     total += n
   }
@@ -490,7 +507,7 @@ Deno.test({
       const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 })
       const port = (listener.addr as Deno.NetAddr).port
       client.send(encoder.encode(`PORT 127,0,0,1,${port >> 8},${port & 255}\r\n`))
-      const conn = await listener.accept()
+      const conn = await timed(listener.accept(), 5000, "the PORT connection")
       listener.close()
       try {
         assert.equal(await client.reply(5000), 200)
