@@ -160,10 +160,8 @@ Deno.test("a Telnet command split across writes is still stripped", () =>
 // The urgent byte of a Telnet Synch leaves the stream, and the read that follows it stops short:
 // the server then sits on the rest of the line until the client sends more. Deno can neither set
 // SO_OOBINLINE nor send urgent data, so python3 plays the client (BSD ftp's abort sequence).
-// server bug: after TCP urgent data (IAC DM sent MSG_OOB) the control read stalls until more bytes arrive (src/net/connection.ts)
 Deno.test({
   name: "ABOR after a Telnet Synch sent as urgent data (IAC IP, IAC DM with MSG_OOB) is answered",
-  ignore: true,
   fn: () =>
     withServer(async (server) => {
       const script = [

@@ -233,8 +233,8 @@ Deno.test("every hook fires with the session and the user or file it is about", 
     await expectHook("onIncompleteFileReceived", `${root}/b.txt`, "user")
 
     assert.equal((await client.command("USER anonymous")).code, 331)
-    // The user logging out is the argument; whether the session still shows it is not specified.
-    await expectHook("onLogout", "user", undefined)
+    // The hook still sees the session of the user who is leaving.
+    await expectHook("onLogout", "user", "user")
     await client.command("USER user")
     await client.command("PASS pass")
     await expectHook("onLogin", "user", "user")

@@ -224,7 +224,11 @@ const masked = (name: string, line: string) => (name === "PASS" ? "PASS ******" 
 /** Run one command through the table: login, argument rule, handler, error replies. */
 export const dispatch = (session: Session, name: string, arg: string): Effect.Effect<void> => {
   const spec = session.server.commands.get(name)
-  if (spec === undefined) return session.reply(500, `Command "${name}" not understood.`)
+  if (spec === undefined) {
+    // Echo only printable ASCII, and not much of it: the reply must not carry a client's control
+    // characters (terminal escapes) into other tools' output or the log.
+    return session.reply(500, `Command "${name.replace(/[^\x21-\x7e]/g, "?").slice(0, 40)}" not understood.`)
+  }
   if (spec.needsLogin && session.account === null) return session.reply(530, "Log in with USER and PASS first.")
   if (spec.arg === "required" && arg === "") return session.reply(501, "Syntax error: command needs an argument.")
   if (spec.arg === "none" && arg !== "") {

@@ -10,6 +10,8 @@ import type { CommandSpec, Session } from "../session.ts"
 const logout = (session: Session): Effect.Effect<void> =>
   Effect.gen(function* () {
     const account = session.account
+    // Fired first, so that the hook still sees who is leaving.
+    if (account !== null) yield* session.hook((h) => h.onLogout, account.user)
     yield* session.releaseData()
     session.account = null
     session.user = null
@@ -18,7 +20,6 @@ const logout = (session: Session): Effect.Effect<void> =>
     session.restOffset = 0
     session.renameFrom = null
     session.epsvAll = false
-    if (account !== null) yield* session.hook((h) => h.onLogout, account.user)
   })
 
 const user: CommandSpec = {
