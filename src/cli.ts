@@ -13,7 +13,7 @@ import "./_no_async_hooks.ts"
  *
  * @module
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /** Why a filesystem operation failed; each reason has exactly one FTP reply. */
 export type FilesystemErrorReason =

@@ -6,7 +6,9 @@
  *
  * @module
  */
-import { Context, type Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 
 /** Who a hook is about. */
 export interface HookSession {
@@ -35,7 +37,7 @@ export interface HooksShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Hooks } from "@ftpd/server"
  * const hooks = Hooks.layer({
  *   onFileReceived: (_session, file) => Effect.log(`received ${file}`),

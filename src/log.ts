@@ -10,7 +10,10 @@
  *
  * @module
  */
-import { Layer, Logger, type LogLevel, References } from "effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import type * as LogLevel from "effect/LogLevel"
+import * as References from "effect/References"
 
 /** The log annotation whose value prefixes a session's log lines. */
 export const SESSION_ANNOTATION = "ftpd.session"
@@ -112,7 +115,7 @@ const makeLogger = (options: FtpLoggerOptions): Logger.Logger<unknown, void> => 
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { FtpLogger } from "@ftpd/server"
  * Effect.runFork(Effect.log("hello").pipe(Effect.provide(FtpLogger.layer({ debug: false }))))
  * ```

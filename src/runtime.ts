@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Runtime } from "effect"
+import * as Runtime from "effect/Runtime"
 
 const signals: ReadonlyArray<Deno.Signal> = ["SIGINT", "SIGTERM"]
 
@@ -13,7 +13,7 @@ const signals: ReadonlyArray<Deno.Signal> = ["SIGINT", "SIGTERM"]
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { runMain } from "@ftpd/server"
  * if (import.meta.main) runMain(Effect.log("hello"))
  * ```

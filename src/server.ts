@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { Context, Data, Effect, FiberSet, Layer, type Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { Authorizer } from "./auth/authorizer.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
 import { Filesystem } from "./fs/filesystem.ts"
@@ -46,7 +51,7 @@ export interface RunningServerShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { RunningServer } from "@ftpd/server"
  * const report = Effect.gen(function* () {
  *   const server = yield* RunningServer
@@ -193,7 +198,8 @@ const make = (
  *
  * @example
  * ```ts
- * import { Effect, Layer } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
  * import { DummyAuthorizer, FtpServer, LocalFilesystem } from "@ftpd/server"
  *
  * const users = DummyAuthorizer.layer((a) => a.addUser("user", "12345", Deno.cwd(), { perm: "elradfmwMT" }))

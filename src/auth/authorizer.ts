@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { Context, type Effect } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
 import type { AuthenticationFailed } from "../errors.ts"
 
 /** One permission letter. */
@@ -44,7 +45,7 @@ export interface AuthorizerShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Authorizer, DummyAuthorizer } from "@ftpd/server"
  * const program = Effect.gen(function* () {
  *   const auth = yield* Authorizer

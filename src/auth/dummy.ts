@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { AuthenticationFailed, AuthorizerError } from "../errors.ts"
 import { type Account, ALL_PERMISSIONS, Authorizer, type AuthorizerShape, WRITE_PERMISSIONS } from "./authorizer.ts"
 
@@ -265,7 +266,7 @@ export class DummyAuthorizer {
    *
    * @example
    * ```ts
-   * import { Effect } from "effect"
+   * import * as Effect from "effect/Effect"
    * import { DummyAuthorizer } from "@ftpd/server"
    * const auth = new DummyAuthorizer().addUser("bob", "pw", Deno.cwd())
    * const account = await Effect.runPromise(auth.authenticate("bob", "pw"))

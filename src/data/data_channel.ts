@@ -7,7 +7,10 @@
  *
  * @module
  */
-import { Duration, Effect, Exit, Scope } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import { DataConnectionError } from "../errors.ts"
 import { plainAddress } from "../protocol/address.ts"
 

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import { DataConnectionError } from "../errors.ts"
 
 /** Leases passive listeners; one per server, shared by its sessions. */

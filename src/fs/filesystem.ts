@@ -7,7 +7,9 @@
  *
  * @module
  */
-import { Context, type Effect, type Scope } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type { FilesystemError } from "../errors.ts"
 
 /** A path as the client sees it (`virtual`, always absolute and normalized) and as the OS sees it (`real`). */
@@ -38,12 +40,6 @@ export interface FileInfo {
 export interface ReadHandle {
   readonly size: number
   readonly readable: ReadableStream<Uint8Array>
-  /**
-   * How far into the file reading has got (absolute offset), if the implementation can tell.
-   * A RETR that pipes `readable` straight into the socket (the fast path, no per-chunk code)
-   * polls it to notice a stalled client and to count the bytes of an incomplete transfer.
-   */
-  readonly position?: () => Promise<number>
 }
 
 /** An open file being written. `write` resolves once every byte of `chunk` is written. */
@@ -94,7 +90,7 @@ export interface FilesystemShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Filesystem, LocalFilesystem } from "@ftpd/server"
  * const program = Effect.gen(function* () {
  *   const fs = yield* Filesystem

@@ -4,7 +4,9 @@
  *
  * @module
  */
-import { Effect, Layer, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { FilesystemError, fromSystemError } from "../errors.ts"
 import {
   type DirectoryListing,
@@ -26,7 +28,7 @@ const LIST_BATCH = 256
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { LocalFilesystem } from "@ftpd/server"
  * const fs = LocalFilesystem.make()
  * const path = await Effect.runPromise(fs.resolve(Deno.cwd(), "/"))
@@ -55,7 +57,7 @@ export const makeLocalFilesystem = (): FilesystemShape => {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { UnixFilesystem } from "@ftpd/server"
  * const fs = UnixFilesystem.make()
  * console.log(await Effect.runPromise(fs.resolve("/srv/ftp", "/a.txt"))) // { virtual: "/a.txt", real: "/srv/ftp/a.txt" }
@@ -74,7 +76,7 @@ export const makeUnixFilesystem = (): FilesystemShape =>
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Filesystem, LocalFilesystem } from "@ftpd/server"
  * const kind = Effect.gen(function* () {
  *   const fs = yield* Filesystem
@@ -304,7 +306,7 @@ const openRead = (path: FtpPath, offset: number): Effect.Effect<ReadHandle, File
       if (after !== undefined) throw after
       if (offset > info.size) throw invalidRest(path)
       if (offset > 0) await file.seek(offset, Deno.SeekMode.Start)
-      return { size: info.size, readable: file.readable, position: () => file.seek(0, Deno.SeekMode.Current) }
+      return { size: info.size, readable: file.readable }
     })
   })
 

@@ -53,7 +53,7 @@ export const endpointsOf = (conn: Deno.Conn): Endpoints => {
 }
 
 /** Write all of `bytes` to `conn` (a single `write` may write fewer). */
-export const writeAll = async (conn: Deno.Conn, bytes: Uint8Array): Promise<void> => {
+export const writeAll = async (conn: Pick<Deno.Conn, "write">, bytes: Uint8Array): Promise<void> => {
   let offset = 0
   while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset))
 }

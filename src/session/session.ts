@@ -8,7 +8,12 @@
  *
  * @module
  */
-import { Cause, Effect, type Exit, Fiber, FiberHandle, References } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberHandle from "effect/FiberHandle"
+import * as References from "effect/References"
 import type { Account, AuthorizerShape, Permission } from "../auth/authorizer.ts"
 import { type DataSetup, releaseSetup } from "../data/data_channel.ts"
 import type { PassivePorts } from "../data/passive_ports.ts"

@@ -3,7 +3,10 @@
  *
  * @module
  */
-import { Effect, Exit, Fiber, Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import { activeTargetRefusal, connectActive, PASSIVE_ACCEPT_TIMEOUT } from "../../data/data_channel.ts"
 import { formatEpsv, formatPasv, isIPv4, parseEprt, parsePort } from "../../protocol/address.ts"
 import type { CommandSpec, Handler, Session } from "../session.ts"

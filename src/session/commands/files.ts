@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { FilesystemError } from "../../errors.ts"
 import type { FtpPath } from "../../fs/filesystem.ts"
 import { mlsxTime, parseMlsxTime } from "../../protocol/listing.ts"

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { FilesystemError } from "../../errors.ts"
 import { featMlstLine, parseOptsMlst } from "../../protocol/listing.ts"
 import type { SiteCommand } from "../../options.ts"

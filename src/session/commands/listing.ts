@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { Effect, Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
 import { sendText } from "../../data/transfer.ts"
 import type { DirectoryListing, FileInfo, FtpPath } from "../../fs/filesystem.ts"
 import { formatListLine, formatMlsxLine, formatNlstLine, mlsxPerm } from "../../protocol/listing.ts"

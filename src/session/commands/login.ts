@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import type { CommandSpec, Session } from "../session.ts"
 
 /** Forget the logged-in user (a second USER, REIN): pyftpdlib's `flush_account`. */

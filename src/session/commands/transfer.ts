@@ -5,7 +5,11 @@
  *
  * @module
  */
-import { Cause, Effect, Exit, FiberHandle, Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberHandle from "effect/FiberHandle"
+import * as Scope from "effect/Scope"
 import {
   acceptPassive,
   type DataSetup,
@@ -156,7 +160,7 @@ const retr: Handler = (session, arg) =>
       direction: "send",
       preliminary: "File status okay. About to open data connection.",
       scope,
-      run: (conn, loop) => sendFile(conn, file, offset, ascii, loop),
+      run: (conn, loop) => sendFile(conn, file, ascii, loop),
     })
   })
 

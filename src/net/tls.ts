@@ -1,0 +1,219 @@
+/**
+ * TLS for FTPS (RFC 4217): a server-side TLS session over a native `Deno.Conn`, exposed with the
+ * same byte API the rest of the server uses for plain connections ({@link Transport}).
+ *
+ * Deno has no server-side `startTls`, so the handshake runs in `node:tls` (`TLSSocket` in server
+ * mode) over `Duplex.fromWeb` of the connection's streams; this works for AUTH TLS on a control
+ * connection, for PROT P data connections and for implicit FTPS, and lets the server see whether
+ * a data connection resumed a TLS session (`isSessionReused()`).
+ *
+ * @module
+ */
+import { Duplex } from "node:stream"
+import * as tls from "node:tls"
+
+/** The byte API of a connection, plain (`Deno.Conn`) or TLS ({@link TlsConn}). */
+export interface Transport {
+  readonly remoteAddr: Deno.Addr
+  readonly localAddr: Deno.Addr
+  read(buffer: Uint8Array): Promise<number | null>
+  write(data: Uint8Array): Promise<number>
+  readonly writable: WritableStream<Uint8Array>
+  closeWrite(): Promise<void>
+  close(): void
+}
+
+/** TLS settings of a server. */
+export interface TlsSettings {
+  /** PEM certificate, or a chain (leaf first). */
+  readonly cert: string
+  /** PEM private key of the certificate. */
+  readonly key: string
+  /** Lowest protocol version accepted (default TLS 1.2). */
+  readonly minVersion?: "TLSv1.2" | "TLSv1.3"
+  /** Ask clients for a certificate (not required to present one). */
+  readonly requestClientCert?: boolean
+  /** PEM CA certificates that client certificates are checked against. */
+  readonly ca?: string
+}
+
+/** A secure context shared by every TLS session of a server (control and data alike). */
+export const makeSecureContext = (settings: TlsSettings): tls.SecureContext =>
+  tls.createSecureContext({
+    cert: settings.cert,
+    key: settings.key,
+    minVersion: settings.minVersion ?? "TLSv1.2",
+    ...(settings.ca === undefined ? {} : { ca: settings.ca }),
+  })
+
+const HIGH_WATER = 1 << 20
+const LOW_WATER = 256 << 10
+
+/** Why a TLS handshake did not complete. */
+export class TlsHandshakeError extends Error {
+  override readonly name = "TlsHandshakeError"
+}
+
+/** A server-side TLS session over a `Deno.Conn`. */
+export class TlsConn implements Transport {
+  private readonly queue: Uint8Array[] = []
+  private queued = 0
+  private ended = false
+  private failure: unknown = undefined
+  private wake: (() => void) | undefined
+  private paused = false
+  private writableStream: WritableStream<Uint8Array> | undefined
+
+  private constructor(readonly socket: tls.TLSSocket, private readonly raw: Deno.Conn) {
+    socket.on("data", (chunk: Uint8Array) => {
+      this.queue.push(chunk)
+      this.queued += chunk.length
+      if (this.queued > HIGH_WATER && !this.paused) {
+        this.paused = true
+        socket.pause()
+      }
+      this.notify()
+    })
+    socket.on("end", () => {
+      this.ended = true
+      this.notify()
+    })
+    socket.on("close", () => {
+      this.ended = true
+      this.notify()
+    })
+    socket.on("error", (error) => {
+      this.failure = error
+      this.notify()
+    })
+  }
+
+  /**
+   * Run the server side of a TLS handshake on `raw`. Fails with {@link TlsHandshakeError} on a
+   * handshake error or after `timeoutMs`; `raw` is closed then.
+   */
+  static accept(
+    raw: Deno.Conn,
+    context: tls.SecureContext,
+    options: { readonly timeoutMs: number; readonly requestCert?: boolean },
+  ): Promise<TlsConn> {
+    const duplex = Duplex.fromWeb({ readable: raw.readable, writable: raw.writable })
+    const socket = new tls.TLSSocket(duplex, {
+      isServer: true,
+      secureContext: context,
+      requestCert: options.requestCert ?? false,
+      rejectUnauthorized: false,
+    })
+    return new Promise<TlsConn>((resolve, reject) => {
+      const fail = (reason: string) => {
+        clearTimeout(timer)
+        socket.destroy()
+        try {
+          raw.close()
+        } catch {
+          // Closed already.
+        }
+        reject(new TlsHandshakeError(reason))
+      }
+      const timer = setTimeout(() => fail(`TLS handshake timed out after ${options.timeoutMs} ms`), options.timeoutMs)
+      socket.once("secure", () => {
+        clearTimeout(timer)
+        socket.removeAllListeners("error")
+        resolve(new TlsConn(socket, raw))
+      })
+      socket.once("error", (error: Error) => fail(`TLS handshake failed: ${error.message}`))
+      socket.once("close", () => fail("TLS handshake failed: connection closed"))
+    })
+  }
+
+  get remoteAddr(): Deno.Addr {
+    return this.raw.remoteAddr
+  }
+
+  get localAddr(): Deno.Addr {
+    return this.raw.localAddr
+  }
+
+  /** Whether this connection resumed an earlier TLS session (RFC 4217 10.2: data connections should). */
+  get sessionReused(): boolean {
+    return this.socket.isSessionReused()
+  }
+
+  /** The negotiated protocol, e.g. `TLSv1.3`. */
+  get protocol(): string {
+    return this.socket.getProtocol() ?? "unknown"
+  }
+
+  private notify() {
+    const wake = this.wake
+    this.wake = undefined
+    wake?.()
+  }
+
+  async read(buffer: Uint8Array): Promise<number | null> {
+    while (this.queue.length === 0) {
+      if (this.failure !== undefined) throw this.failure
+      if (this.ended) return null
+      await new Promise<void>((resolve) => (this.wake = resolve))
+    }
+    let n = 0
+    while (n < buffer.length && this.queue.length > 0) {
+      const head = this.queue[0]
+      const take = Math.min(head.length, buffer.length - n)
+      buffer.set(take === head.length ? head : head.subarray(0, take), n)
+      n += take
+      if (take === head.length) this.queue.shift()
+      else this.queue[0] = head.subarray(take)
+    }
+    this.queued -= n
+    if (this.paused && this.queued < LOW_WATER) {
+      this.paused = false
+      this.socket.resume()
+    }
+    return n
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    if (this.socket.destroyed || this.socket.writableEnded) return Promise.reject(new Deno.errors.BrokenPipe())
+    // The socket keeps a reference until it is written, so a caller's reused buffer must be copied.
+    if (this.socket.write(data.slice())) return Promise.resolve(data.length)
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        this.socket.off("drain", done)
+        this.socket.off("close", done)
+        if (this.socket.destroyed && this.socket.writableLength > 0) reject(new Deno.errors.BrokenPipe())
+        else resolve(data.length)
+      }
+      this.socket.on("drain", done)
+      this.socket.on("close", done)
+    })
+  }
+
+  get writable(): WritableStream<Uint8Array> {
+    this.writableStream ??= new WritableStream<Uint8Array>({
+      write: async (chunk) => {
+        let offset = 0
+        while (offset < chunk.length) offset += await this.write(chunk.subarray(offset))
+      },
+      close: () => this.closeWrite(),
+      abort: () => this.close(),
+    })
+    return this.writableStream
+  }
+
+  /** Send TLS close_notify and end our direction, after everything written has been sent. */
+  closeWrite(): Promise<void> {
+    if (this.socket.destroyed || this.socket.writableEnded) return Promise.resolve()
+    return new Promise((resolve) => this.socket.end(() => resolve()))
+  }
+
+  close(): void {
+    this.socket.destroy()
+    try {
+      this.raw.close()
+    } catch {
+      // Closed already.
+    }
+  }
+}
