@@ -161,7 +161,12 @@ const errorCode = (cause: unknown): string | undefined =>
  * console.log(new DataConnectionError({ message: "Can't open data connection." }).message)
  * ```
  */
-export class DataConnectionError extends Data.Error<{ readonly message: string; readonly cause?: unknown }> {
+export class DataConnectionError extends Data.Error<{
+  readonly message: string
+  readonly cause?: unknown
+  /** The reply code: 425 unless said otherwise (522 for a refused TLS data connection, RFC 4217). */
+  readonly code?: number
+}> {
   /** Discriminator for `Effect.catchTag`. */
   readonly _tag = "DataConnectionError" as const
 }

@@ -37,7 +37,7 @@ export interface HooksShape {
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { Hooks } from "@ftpd/server"
  * const hooks = Hooks.layer({
  *   onFileReceived: (_session, file) => Effect.log(`received ${file}`),

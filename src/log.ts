@@ -115,7 +115,7 @@ const makeLogger = (options: FtpLoggerOptions): Logger.Logger<unknown, void> => 
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { FtpLogger } from "@ftpd/server"
  * Effect.runFork(Effect.log("hello").pipe(Effect.provide(FtpLogger.layer({ debug: false }))))
  * ```

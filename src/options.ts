@@ -77,13 +77,32 @@ export interface ServerOptions {
   readonly encoding?: string
   /** SITE commands added to the built-in CHMOD and HELP. */
   readonly siteCommands?: ReadonlyArray<SiteCommand>
+  /** Certificate and key for FTPS; without them AUTH TLS is refused and no implicit listener starts. */
+  readonly tls?: import("./net/tls.ts").TlsSettings
+  /** Also listen on this port with implicit TLS (TLS from the first byte; conventionally 990). */
+  readonly implicitTlsPort?: number
+  /** Refuse USER and PASS until the control connection is secured with AUTH TLS. Default false. */
+  readonly tlsControlRequired?: boolean
+  /** Refuse PASV/EPSV/PORT/EPRT until PROT P. Default false. */
+  readonly tlsDataRequired?: boolean
+  /**
+   * Refuse a PROT P data connection that does not resume a TLS session (RFC 4217 10.2; vsftpd's
+   * `require_ssl_reuse`). Default false: many clients do not resume.
+   */
+  readonly requireSessionReuse?: boolean
+  /** Seconds a TLS handshake may take before the connection is dropped. Default 30. */
+  readonly tlsHandshakeTimeout?: number
 }
 
 /** Options with every default filled in. */
-export type ResolvedOptions = Required<Omit<ServerOptions, "passivePorts" | "masqueradeAddress">> & {
-  readonly passivePorts: readonly [number, number] | null
-  readonly masqueradeAddress: string | null
-}
+export type ResolvedOptions =
+  & Required<Omit<ServerOptions, "passivePorts" | "masqueradeAddress" | "tls" | "implicitTlsPort">>
+  & {
+    readonly passivePorts: readonly [number, number] | null
+    readonly masqueradeAddress: string | null
+    readonly tls: import("./net/tls.ts").TlsSettings | null
+    readonly implicitTlsPort: number | null
+  }
 
 /** The version of this package, as `-v` prints it. */
 export const VERSION = "0.1.0"
@@ -108,6 +127,12 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
     useLocaltime: options.useLocaltime ?? false,
     encoding: options.encoding ?? "utf8",
     siteCommands: options.siteCommands ?? [],
+    tls: options.tls ?? null,
+    implicitTlsPort: options.implicitTlsPort ?? null,
+    tlsControlRequired: options.tlsControlRequired ?? false,
+    tlsDataRequired: options.tlsDataRequired ?? false,
+    requireSessionReuse: options.requireSessionReuse ?? false,
+    tlsHandshakeTimeout: options.tlsHandshakeTimeout ?? 30,
   }
   const port = (name: string, value: number) => {
     if (!Number.isInteger(value) || value < 0 || value > 65535) {
@@ -130,6 +155,17 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
   nonNegative("dataTimeout", resolved.dataTimeout)
   nonNegative("maxLoginAttempts", resolved.maxLoginAttempts)
   nonNegative("authFailedTimeout", resolved.authFailedTimeout)
+  if (resolved.implicitTlsPort !== null) port("implicitTlsPort", resolved.implicitTlsPort)
+  nonNegative("tlsHandshakeTimeout", resolved.tlsHandshakeTimeout)
+  if (resolved.tls === null) {
+    const needTls = [
+      ["implicitTlsPort", resolved.implicitTlsPort !== null],
+      ["tlsControlRequired", resolved.tlsControlRequired],
+      ["tlsDataRequired", resolved.tlsDataRequired],
+      ["requireSessionReuse", resolved.requireSessionReuse],
+    ] as const
+    for (const [name, set] of needTls) if (set) throw new RangeError(`${name} needs tls (a certificate and key)`)
+  }
   if (!/^utf-?8$/i.test(resolved.encoding)) {
     throw new RangeError(`encoding ${resolved.encoding} is not supported (only utf8)`)
   }

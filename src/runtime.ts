@@ -13,7 +13,7 @@ const signals: ReadonlyArray<Deno.Signal> = ["SIGINT", "SIGTERM"]
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { runMain } from "@ftpd/server"
  * if (import.meta.main) runMain(Effect.log("hello"))
  * ```

@@ -16,7 +16,7 @@ import { Authorizer } from "./auth/authorizer.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
 import { Filesystem } from "./fs/filesystem.ts"
 import { Hooks } from "./hooks.ts"
-import { ControlConnection } from "./net/connection.ts"
+import { makeSecureContext } from "./net/tls.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
 import { plainAddress } from "./protocol/address.ts"
 import { formatReply } from "./protocol/reply.ts"
@@ -41,6 +41,8 @@ export class FtpServerError extends Data.Error<{ readonly message: string; reado
 export interface RunningServerShape {
   /** Where the control connection listens (the real port when `port` was 0). */
   readonly address: { readonly hostname: string; readonly port: number }
+  /** Where the implicit FTPS listener is, if there is one. */
+  readonly implicitTlsAddress: { readonly hostname: string; readonly port: number } | null
   /** Sessions open right now. */
   readonly connections: () => number
 }
@@ -51,7 +53,7 @@ export interface RunningServerShape {
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { RunningServer } from "@ftpd/server"
  * const report = Effect.gen(function* () {
  *   const server = yield* RunningServer
@@ -85,6 +87,16 @@ const listen = (options: ResolvedOptions) =>
       }),
   })
 
+const scopedListener = (options: ResolvedOptions, port: number) =>
+  Effect.acquireRelease(listen({ ...options, port }), (l) =>
+    Effect.sync(() => {
+      try {
+        l.close()
+      } catch {
+        // Closed already.
+      }
+    }))
+
 const encoder = new TextEncoder()
 
 /** Tell a connection over the limits why, then close it, without holding up the accept loop. */
@@ -106,21 +118,24 @@ const make = (
       try: () => resolveOptions(options),
       catch: (cause) => new FtpServerError({ message: (cause as Error).message, cause }),
     })
+    // A bad certificate or key fails here, at startup, not at the first AUTH TLS.
+    const secureContext = resolved.tls === null ? null : yield* Effect.try({
+      try: () => makeSecureContext(resolved.tls!),
+      catch: (cause) =>
+        new FtpServerError({ message: `bad TLS certificate or key: ${(cause as Error).message}`, cause }),
+    })
     const auth = yield* Authorizer
     const fs = yield* Filesystem
     const hooks = yield* Hooks
     const hookFibers = yield* FiberSet.make<void, never>()
-    const listener = yield* Effect.acquireRelease(listen(resolved), (l) =>
-      Effect.sync(() => {
-        try {
-          l.close()
-        } catch {
-          // Closed already.
-        }
-      }))
+    const listener = yield* scopedListener(resolved, resolved.port)
+    const implicitListener = resolved.implicitTlsPort === null
+      ? undefined
+      : yield* scopedListener(resolved, resolved.implicitTlsPort)
     const sessions = yield* FiberSet.make<void, never>()
     const context: ServerContext = {
       options: resolved,
+      tls: secureContext,
       fs,
       auth,
       hooks,
@@ -139,6 +154,20 @@ const make = (
     yield* Effect.logInfo("concurrency model: async (one Effect fiber per session)")
     yield* Effect.logInfo(`masquerade (NAT) address: ${resolved.masqueradeAddress ?? "None"}`)
     yield* Effect.logInfo(`passive ports: ${range}`)
+    if (secureContext === null) yield* Effect.logInfo("TLS: off")
+    else {
+      const implicitAt = implicitListener === undefined
+        ? "no implicit listener"
+        : `implicit TLS on ${hostPort(address.hostname, (implicitListener.addr as Deno.NetAddr).port)}`
+      const yesNo = (on: boolean) => (on ? "yes" : "no")
+      yield* Effect.logInfo(
+        `TLS: explicit (AUTH TLS) on the control port, ${implicitAt}; minimum ${
+          resolved.tls!.minVersion ?? "TLSv1.2"
+        }; control required: ${yesNo(resolved.tlsControlRequired)}; data required: ${
+          yesNo(resolved.tlsDataRequired)
+        }; session reuse required: ${yesNo(resolved.requireSessionReuse)}`,
+      )
+    }
 
     let total = 0
     const perIp = new Map<string, number>()
@@ -149,7 +178,7 @@ const make = (
         if (left === 0) perIp.delete(ip)
         else perIp.set(ip, left)
       })
-    const admit = (conn: Deno.Conn) =>
+    const admit = (conn: Deno.Conn, implicitTls: boolean) =>
       Effect.gen(function* () {
         const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
         if (resolved.maxCons > 0 && total >= resolved.maxCons) {
@@ -165,31 +194,40 @@ const make = (
         perIp.set(ip, fromIp + 1)
         yield* FiberSet.run(
           sessions,
-          runSession(context, new ControlConnection(conn)).pipe(
+          runSession(context, conn, implicitTls).pipe(
             Effect.catchCause((cause) => Effect.logError("Session failed", cause)),
             Effect.ensuring(release(ip)),
           ),
         )
       })
-    const acceptLoop = Effect.gen(function* () {
-      for (;;) {
-        const accepted = yield* Effect.result(Effect.tryPromise(() => listener.accept()))
-        if (accepted._tag === "Success") {
-          yield* admit(accepted.success)
-          continue
+    const acceptLoop = (from: Deno.Listener, implicitTls: boolean) =>
+      Effect.gen(function* () {
+        for (;;) {
+          const accepted = yield* Effect.result(Effect.tryPromise(() => from.accept()))
+          if (accepted._tag === "Success") {
+            yield* admit(accepted.success, implicitTls)
+            continue
+          }
+          const cause = accepted.failure.cause
+          if (cause instanceof Deno.errors.BadResource || cause instanceof Deno.errors.Interrupted) return
+          // Out of file descriptors and the like: keep serving the sessions we have, retry soon.
+          yield* Effect.logError(`accept failed: ${String(cause)}`)
+          yield* Effect.sleep("100 millis")
         }
-        const cause = accepted.failure.cause
-        if (cause instanceof Deno.errors.BadResource || cause instanceof Deno.errors.Interrupted) return
-        // Out of file descriptors and the like: keep serving the sessions we have, retry soon.
-        yield* Effect.logError(`accept failed: ${String(cause)}`)
-        yield* Effect.sleep("100 millis")
-      }
-    })
-    yield* Effect.forkScoped(acceptLoop)
+      })
+    yield* Effect.forkScoped(acceptLoop(listener, false))
+    if (implicitListener !== undefined) yield* Effect.forkScoped(acceptLoop(implicitListener, true))
     yield* Effect.addFinalizer(() =>
       Effect.logInfo(`>>> shutting down FTP server (${total} active sessions), pid=${Deno.pid} <<<`)
     )
-    return { address: { hostname: address.hostname, port: address.port }, connections: () => total }
+    return {
+      address: { hostname: address.hostname, port: address.port },
+      implicitTlsAddress: implicitListener === undefined ? null : {
+        hostname: address.hostname,
+        port: (implicitListener.addr as Deno.NetAddr).port,
+      },
+      connections: () => total,
+    }
   })
 
 /**
@@ -198,8 +236,7 @@ const make = (
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
+ * import { Effect, Layer } from "effect"
  * import { DummyAuthorizer, FtpServer, LocalFilesystem } from "@ftpd/server"
  *
  * const users = DummyAuthorizer.layer((a) => a.addUser("user", "12345", Deno.cwd(), { perm: "elradfmwMT" }))

@@ -45,7 +45,7 @@ export interface AuthorizerShape {
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { Authorizer, DummyAuthorizer } from "@ftpd/server"
  * const program = Effect.gen(function* () {
  *   const auth = yield* Authorizer

@@ -90,7 +90,7 @@ export interface FilesystemShape {
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { Filesystem, LocalFilesystem } from "@ftpd/server"
  * const program = Effect.gen(function* () {
  *   const fs = yield* Filesystem

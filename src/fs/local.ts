@@ -28,7 +28,7 @@ const LIST_BATCH = 256
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { LocalFilesystem } from "@ftpd/server"
  * const fs = LocalFilesystem.make()
  * const path = await Effect.runPromise(fs.resolve(Deno.cwd(), "/"))
@@ -57,7 +57,7 @@ export const makeLocalFilesystem = (): FilesystemShape => {
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { UnixFilesystem } from "@ftpd/server"
  * const fs = UnixFilesystem.make()
  * console.log(await Effect.runPromise(fs.resolve("/srv/ftp", "/a.txt"))) // { virtual: "/a.txt", real: "/srv/ftp/a.txt" }
@@ -76,7 +76,7 @@ export const makeUnixFilesystem = (): FilesystemShape =>
  *
  * @example
  * ```ts
- * import * as Effect from "effect/Effect"
+ * import { Effect } from "effect"
  * import { Filesystem, LocalFilesystem } from "@ftpd/server"
  * const kind = Effect.gen(function* () {
  *   const fs = yield* Filesystem

@@ -7,8 +7,10 @@
  *
  * @module
  */
+import type * as tls from "node:tls"
 import { CommandFramer, type Framed } from "../protocol/framer.ts"
 import { plainAddress } from "../protocol/address.ts"
+import { TlsConn, type Transport } from "./tls.ts"
 
 const READ_SIZE = 4096
 const CR = 13
@@ -40,8 +42,8 @@ export interface Endpoints {
   readonly localPort: number
 }
 
-/** Addresses of a connected `Deno.Conn`. */
-export const endpointsOf = (conn: Deno.Conn): Endpoints => {
+/** Addresses of a connection. */
+export const endpointsOf = (conn: Pick<Deno.Conn, "remoteAddr" | "localAddr">): Endpoints => {
   const remote = conn.remoteAddr as Deno.NetAddr
   const local = conn.localAddr as Deno.NetAddr
   return {
@@ -74,11 +76,38 @@ export class ControlConnection {
   /** An LF was assumed after a lone CR: drop the real one if it comes late after all. */
   private assumedLF = false
 
-  constructor(readonly conn: Deno.Conn, maxLineLength = 2048) {
-    this.endpoints = endpointsOf(conn)
+  /** What bytes are read from and written to: the TCP connection, or TLS over it after AUTH TLS. */
+  private conn: Transport
+
+  /** `transport` is `raw` itself, or (implicit FTPS) a TLS session already running over it. */
+  constructor(readonly raw: Deno.Conn, transport: Transport = raw, maxLineLength = 2048) {
+    this.conn = transport
+    this.endpoints = endpointsOf(raw)
     this.framer = new CommandFramer(maxLineLength)
+    // TLS reads come from the TLS layer's buffer: the one-byte probe is only for the raw socket.
+    this.probe = transport === raw
     // Replies are small and often answer pipelined commands: do not let Nagle hold them back.
-    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true)
+    if ("setNoDelay" in raw) (raw as Deno.TcpConn).setNoDelay(true)
+  }
+
+  /** The TLS session of the control connection, if it is secured. */
+  get tls(): TlsConn | undefined {
+    return this.conn instanceof TlsConn ? this.conn : undefined
+  }
+
+  /**
+   * Whether the connection can switch to TLS now: no byte after the AUTH line may be buffered,
+   * or plaintext sent before the handshake would be taken as if it had come over TLS.
+   */
+  get canUpgrade(): boolean {
+    return this.pendingRead === undefined && this.framer.buffered === 0 && !this.endsWithCR
+  }
+
+  /** Run the server side of a TLS handshake (AUTH TLS), after the replies written so far are sent. */
+  async upgrade(context: tls.SecureContext, options: { timeoutMs: number; requestCert?: boolean }): Promise<void> {
+    await this.writing
+    this.conn = await TlsConn.accept(this.raw, context, options)
+    this.probe = false
   }
 
   /** The next line, `tooLong` for a refused overlong line, or `null` when the peer closed. */
@@ -143,6 +172,7 @@ export class ControlConnection {
     this.closed = true
     try {
       this.conn.close()
+      if (this.conn !== this.raw) this.raw.close()
     } catch {
       // Already closed by the runtime.
     }

@@ -9,12 +9,21 @@ import { fileCommands } from "./commands/files.ts"
 import { infoCommands } from "./commands/info.ts"
 import { listingCommands } from "./commands/listing.ts"
 import { loginCommands } from "./commands/login.ts"
+import { tlsCommands } from "./commands/tls.ts"
 import { transferCommands } from "./commands/transfer.ts"
 import type { CommandSpec } from "./session.ts"
 
 /** Every built-in command, by name. */
 export const builtinCommands: ReadonlyMap<string, CommandSpec> = new Map(
-  [...loginCommands, ...infoCommands, ...fileCommands, ...dataCommands, ...transferCommands, ...listingCommands].map(
+  [
+    ...loginCommands,
+    ...infoCommands,
+    ...fileCommands,
+    ...dataCommands,
+    ...transferCommands,
+    ...listingCommands,
+    ...tlsCommands,
+  ].map(
     (spec) => [spec.name, spec] as const,
   ),
 )

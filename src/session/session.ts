@@ -22,7 +22,8 @@ import { type DataConnectionError, FilesystemError, filesystemReply } from "../e
 import type { FilesystemShape, FtpPath } from "../fs/filesystem.ts"
 import type { HookSession, HooksShape } from "../hooks.ts"
 import { SESSION_ANNOTATION } from "../log.ts"
-import type { ControlConnection } from "../net/connection.ts"
+import { ControlConnection, endpointsOf } from "../net/connection.ts"
+import { TlsConn } from "../net/tls.ts"
 import { parseCommand } from "../protocol/command.ts"
 import type { Framed } from "../protocol/framer.ts"
 import { DEFAULT_MLSX_FACTS } from "../protocol/listing.ts"
@@ -33,6 +34,8 @@ import type { ResolvedOptions } from "../options.ts"
 /** What every session of one server shares. */
 export interface ServerContext {
   readonly options: ResolvedOptions
+  /** The TLS context shared by every control and data connection, when FTPS is configured. */
+  readonly tls: import("node:tls").SecureContext | null
   readonly fs: FilesystemShape
   readonly auth: AuthorizerShape
   readonly hooks: HooksShape
@@ -102,6 +105,10 @@ export class Session {
   data: DataSetup | null = null
   epsvAll = false
   mlstFacts: ReadonlySet<string> = new Set(DEFAULT_MLSX_FACTS)
+  /** PBSZ was given after AUTH TLS (RFC 4217 9: PROT needs it first). */
+  pbsz = false
+  /** PROT P: data connections are TLS. */
+  protP = false
   transfer: ActiveTransfer | null = null
   lastReplyCode = 0
   /** Set by QUIT (and by too many failed logins): the loop ends after this command. */
@@ -245,7 +252,7 @@ export const dispatch = (session: Session, name: string, arg: string): Effect.Ef
         const { code, text } = filesystemReply(error)
         return session.reply(code, text)
       },
-      DataConnectionError: (error) => session.reply(425, error.message),
+      DataConnectionError: (error) => session.reply(error.code ?? 425, error.message),
     }),
     Effect.catchDefect((defect) =>
       Effect.andThen(
@@ -272,9 +279,33 @@ const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effe
     yield* session.hook((h) => h.onDisconnect)
   })
 
+/**
+ * Implicit FTPS: TLS from the first byte. A failed or stalled handshake (garbage, a plain FTP
+ * client, a client that never finishes) costs this connection only; it is logged and closed.
+ */
+const implicitHandshake = (server: ServerContext, raw: Deno.Conn): Effect.Effect<ControlConnection | undefined> =>
+  Effect.tryPromise(() =>
+    TlsConn.accept(raw, server.tls!, {
+      timeoutMs: server.options.tlsHandshakeTimeout * 1000,
+      requestCert: server.options.tls?.requestClientCert ?? false,
+    })
+  ).pipe(
+    Effect.map((tls) => new ControlConnection(raw, tls)),
+    Effect.catch((error) => {
+      const { remoteAddress, remotePort } = endpointsOf(raw)
+      return Effect.as(
+        Effect.logWarning(`${remoteAddress}:${remotePort} implicit TLS: ${String(error.cause)}`),
+        undefined,
+      )
+    }),
+    Effect.onInterrupt(() => Effect.sync(() => raw.close())),
+  )
+
 /** Serve one control connection until QUIT, disconnect, timeout or interruption. */
-export const runSession = (server: ServerContext, conn: ControlConnection): Effect.Effect<void> =>
+export const runSession = (server: ServerContext, raw: Deno.Conn, implicitTls: boolean): Effect.Effect<void> =>
   Effect.gen(function* () {
+    const conn = implicitTls ? yield* implicitHandshake(server, raw) : new ControlConnection(raw)
+    if (conn === undefined) return
     const session = new Session(conn, server)
     yield* Effect.addFinalizer((exit) => closeSession(session, exit))
     // Made after the finalizer above, so it closes first: a running transfer is interrupted

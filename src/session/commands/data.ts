@@ -23,8 +23,14 @@ const openPassive = (session: Session) =>
     return (listener.addr as Deno.NetAddr).port
   })
 
+/** With `tlsDataRequired`, data connections may only be set up after PROT P (RFC 4217 9: 521). */
+const refusedInClear = (session: Session): boolean => session.options.tlsDataRequired && !session.protP
+
+const clearRefusal = (session: Session) => session.reply(521, "SSL/TLS required on the data channel: use PROT P first.")
+
 const pasv: Handler = (session) =>
   Effect.gen(function* () {
+    if (refusedInClear(session)) return yield* clearRefusal(session)
     if (session.epsvAll) return yield* session.reply(501, "PASV not allowed after EPSV ALL.")
     const local = session.conn.endpoints.localAddress
     if (!isIPv4(local)) return yield* session.reply(425, "PASV is IPv4 only: use EPSV on an IPv6 connection.")
@@ -38,6 +44,7 @@ const familyOf = (session: Session): 1 | 2 => (isIPv4(session.conn.endpoints.loc
 
 const epsv: Handler = (session, arg) =>
   Effect.gen(function* () {
+    if (refusedInClear(session) && arg.trim().toUpperCase() !== "ALL") return yield* clearRefusal(session)
     const protocol = arg.trim().toUpperCase()
     if (protocol === "ALL") {
       // RFC 2428 3: from now on only EPSV may set up data connections.
@@ -82,6 +89,7 @@ const openActive = (session: Session, host: string, port: number) =>
 
 const port: Handler = (session, arg) =>
   Effect.gen(function* () {
+    if (refusedInClear(session)) return yield* clearRefusal(session)
     if (session.epsvAll) return yield* session.reply(501, "PORT not allowed after EPSV ALL.")
     if (familyOf(session) !== 1) {
       return yield* session.reply(425, "PORT is IPv4 only: use EPRT on an IPv6 connection.")
@@ -93,6 +101,7 @@ const port: Handler = (session, arg) =>
 
 const eprt: Handler = (session, arg) =>
   Effect.gen(function* () {
+    if (refusedInClear(session)) return yield* clearRefusal(session)
     if (session.epsvAll) return yield* session.reply(501, "EPRT not allowed after EPSV ALL.")
     const target = parseEprt(arg)
     if (target === "syntax") return yield* session.reply(501, "Invalid EPRT format.")

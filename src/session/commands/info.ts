@@ -32,6 +32,7 @@ const help: Handler = (session, arg) => {
 const feat: Handler = (session) =>
   session.reply(211, [
     "Features supported:",
+    ...(session.server.tls === null ? [] : ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"]),
     "EPRT",
     "EPSV",
     "MDTM",

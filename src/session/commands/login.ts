@@ -30,6 +30,9 @@ const user: CommandSpec = {
   help: "Syntax: USER <SP> user-name (set username).",
   handler: (session, arg) =>
     Effect.gen(function* () {
+      if (session.options.tlsControlRequired && session.conn.tls === undefined) {
+        return yield* session.reply(530, "SSL/TLS required on the control channel: use AUTH TLS first.")
+      }
       if (session.account !== null) yield* logout(session)
       session.user = arg
       // The same reply for every name: no user enumeration (RFC 2577).

@@ -21,6 +21,8 @@ import { finishConnection, type LoopOptions, receiveFile, sendFile, TransferStal
 import { DataConnectionError, FilesystemError } from "../../errors.ts"
 import type { FtpPath, WriteOptions } from "../../fs/filesystem.ts"
 import { basename } from "../../protocol/path.ts"
+import { endpointsOf } from "../../net/connection.ts"
+import { TlsConn, type Transport } from "../../net/tls.ts"
 import type { ActiveTransfer, CommandSpec, Handler, Session } from "../session.ts"
 
 /** What one transfer does once its data connection is open. */
@@ -33,7 +35,7 @@ export interface TransferPlan {
   readonly preliminary: string
   /** Owns what `run` uses (the open file); closed when the transfer ends, before its reply. */
   readonly scope: Scope.Closeable
-  readonly run: (conn: Deno.Conn, options: LoopOptions) => Promise<void>
+  readonly run: (conn: Transport, options: LoopOptions) => Promise<void>
 }
 
 /** Reply 425 unless a PASV/EPSV/PORT/EPRT prepared a data connection (checked before any file is opened). */
@@ -42,7 +44,7 @@ export const needData = (session: Session): Effect.Effect<boolean> =>
 
 const failureReply = (cause: Cause.Cause<unknown>): readonly [number, string] => {
   const error = Cause.squash(cause)
-  if (error instanceof DataConnectionError) return [425, error.message]
+  if (error instanceof DataConnectionError) return [error.code ?? 425, error.message]
   if (error instanceof TransferStalled) return [426, "Transfer aborted: data connection timed out."]
   if (error instanceof FilesystemError) {
     return error.reason === "NoSpace"
@@ -109,7 +111,7 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
     yield* session.reply(150, plan.preliminary)
     const dataTimeout = options.dataTimeout > 0 ? options.dataTimeout : Infinity
     const body = Effect.gen(function* () {
-      const conn = setup.kind === "passive"
+      const raw = setup.kind === "passive"
         ? yield* acceptPassive(
           setup.listener,
           session.remoteAddress,
@@ -117,6 +119,7 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
           Math.min(PASSIVE_ACCEPT_TIMEOUT, dataTimeout),
         ).pipe(Effect.flatMap(scopedConn))
         : setup.conn
+      const conn = session.protP ? yield* secureData(session, raw) : raw
       yield* Effect.tryPromise({
         try: (signal) =>
           plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress })
@@ -130,6 +133,43 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
       Effect.asVoid,
     )
     active.fiber = yield* FiberHandle.run(session.transfers, body)
+  })
+
+/**
+ * PROT P: run the TLS handshake on a data connection (the client may have started it before the
+ * transfer command, as curl does; its hello simply waits in the socket). With
+ * `requireSessionReuse`, a connection that does not resume a TLS session is refused with 522.
+ */
+const secureData = (session: Session, raw: Deno.Conn): Effect.Effect<Transport, DataConnectionError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { options } = session
+    const conn = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          TlsConn.accept(raw, session.server.tls!, {
+            timeoutMs: options.tlsHandshakeTimeout * 1000,
+            requestCert: options.tls?.requestClientCert ?? false,
+          }),
+        catch: (cause) =>
+          new DataConnectionError({ message: `Can't open data connection: ${(cause as Error).message}.`, cause }),
+      }),
+      (tls) => Effect.sync(() => tls.close()),
+    )
+    if (options.requireSessionReuse && !conn.sessionReused) {
+      const { remoteAddress, remotePort } = endpointsOf(raw)
+      yield* session.warn(
+        `Refused PROT P data connection from ${remoteAddress}:${remotePort} (${conn.protocol}): it did not resume ` +
+          "the TLS session of the control connection and requireSessionReuse is on. The client does not " +
+          "support TLS session resumption, or the connection came from someone else.",
+      )
+      return yield* Effect.fail(
+        new DataConnectionError({
+          message: "Data connection must resume the TLS session of the control connection (RFC 4217 10.2).",
+          code: 522,
+        }),
+      )
+    }
+    return conn
   })
 
 /** Open a file in a fresh scope for a transfer; the scope is closed if opening fails. */
