@@ -141,6 +141,7 @@ const make = (
       hooks,
       passivePorts: makePassivePorts(resolved.passivePorts),
       commands: builtinCommands,
+      sessions: new Set(),
       runHook: (hook) =>
         hook === undefined
           ? Effect.void
@@ -215,6 +216,20 @@ const make = (
           yield* Effect.sleep("100 millis")
         }
       })
+    if (resolved.timeout > 0) {
+      const period = Math.min(1000, Math.max(50, resolved.timeout * 100))
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const sweep = setInterval(() => {
+            const now = Date.now()
+            for (const session of context.sessions) session.checkIdle(now)
+          }, period)
+          Deno.unrefTimer(sweep)
+          return sweep
+        }),
+        (sweep) => Effect.sync(() => clearInterval(sweep)),
+      )
+    }
     yield* Effect.forkScoped(acceptLoop(listener, false))
     if (implicitListener !== undefined) yield* Effect.forkScoped(acceptLoop(implicitListener, true))
     yield* Effect.addFinalizer(() =>

@@ -12,7 +12,8 @@ import { CommandFramer, type Framed } from "../protocol/framer.ts"
 import { plainAddress } from "../protocol/address.ts"
 import { TlsConn, type Transport } from "./tls.ts"
 
-const READ_SIZE = 4096
+/** Commands are short; a longer line just takes several reads. */
+const READ_SIZE = 512
 const CR = 13
 const LF = 10
 const encoder = new TextEncoder()

@@ -12,7 +12,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberHandle from "effect/FiberHandle"
+import type * as Scope from "effect/Scope"
 import * as References from "effect/References"
 import type { Account, AuthorizerShape, Permission } from "../auth/authorizer.ts"
 import { type DataSetup, releaseSetup } from "../data/data_channel.ts"
@@ -41,6 +41,8 @@ export interface ServerContext {
   readonly hooks: HooksShape
   readonly passivePorts: PassivePorts
   readonly commands: ReadonlyMap<string, CommandSpec>
+  /** Every open session, for the server's idle sweep. */
+  readonly sessions: Set<Session>
   /** Run a hook in the server's hook fibers: never blocks the caller. */
   readonly runHook: (hook: Effect.Effect<void> | undefined) => Effect.Effect<void>
 }
@@ -117,8 +119,10 @@ export class Session {
   debugLog = false
   private lastActivity = Date.now()
 
-  /** The slot of the running transfer's fiber; set when the session starts. */
-  transfers!: FiberHandle.FiberHandle<void, never>
+  /** The session's scope: transfers are forked into it, so that its end interrupts them. */
+  scope!: Scope.Scope
+  /** Set by the idle sweep when it closed the session. */
+  timedOut = false
 
   constructor(readonly conn: ControlConnection, readonly server: ServerContext) {}
 
@@ -205,29 +209,27 @@ export class Session {
     this.lastActivity = Date.now()
   }
 
-  /**
-   * The next command line, or `null` when the client closed the connection, or `"timeout"`
-   * after `timeout` seconds without a command. Time spent in a transfer is not idle time.
-   */
-  async readCommand(): Promise<Framed | null | "timeout"> {
-    const timeoutMs = this.options.timeout * 1000
-    const line = this.conn.readLine().catch(() => null)
-    if (timeoutMs === 0) return this.touch(await line)
-    for (;;) {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const remaining = Math.max(1, this.lastActivity + timeoutMs - Date.now())
-      const tick = new Promise<"tick">((resolve) => (timer = setTimeout(() => resolve("tick"), remaining)))
-      const result = await Promise.race([line, tick])
-      clearTimeout(timer)
-      if (result !== "tick") return this.touch(result)
-      if (this.transfer !== null) this.lastActivity = Date.now()
-      else if (Date.now() - this.lastActivity >= timeoutMs) return "timeout"
-    }
+  /** The next command line, or `null` when the client closed the connection (or the idle timeout closed it). */
+  async readCommand(): Promise<Framed | null> {
+    const line = await this.conn.readLine().catch(() => null)
+    this.lastActivity = Date.now()
+    return line
   }
 
-  private touch(result: Framed | null): Framed | null {
-    this.lastActivity = Date.now()
-    return result
+  /**
+   * Called about once a second by the server's idle sweep: a session with no command for
+   * `timeout` seconds, and no transfer running (transfer time is not idle time), gets 421 and is
+   * closed, which ends its pending read. One sweep for all sessions costs less than a timer per
+   * command per session.
+   */
+  checkIdle(now: number): void {
+    const timeoutMs = this.options.timeout * 1000
+    if (timeoutMs === 0 || this.timedOut || this.transfer !== null || now - this.lastActivity < timeoutMs) return
+    this.timedOut = true
+    this.lastReplyCode = 421
+    const close = () => this.conn.close()
+    this.conn.write(formatReply(421, "Control connection timed out.")).then(close, close)
+    setTimeout(close, 1000)
   }
 }
 
@@ -307,10 +309,13 @@ export const runSession = (server: ServerContext, raw: Deno.Conn, implicitTls: b
     const conn = implicitTls ? yield* implicitHandshake(server, raw) : new ControlConnection(raw)
     if (conn === undefined) return
     const session = new Session(conn, server)
+    // Transfers forked into this scope later register their finalizers after this one, so they
+    // close first: a running transfer is interrupted (data connection and file closed) before
+    // the session says 421 and closes.
     yield* Effect.addFinalizer((exit) => closeSession(session, exit))
-    // Made after the finalizer above, so it closes first: a running transfer is interrupted
-    // (data connection and file closed) before the session says 421 and closes.
-    session.transfers = yield* FiberHandle.make<void, never>()
+    session.scope = yield* Effect.scope
+    server.sessions.add(session)
+    yield* Effect.addFinalizer(() => Effect.sync(() => server.sessions.delete(session)))
     const level = yield* References.MinimumLogLevel
     session.debugLog = level === "Debug" || level === "Trace" || level === "All"
     yield* session.log("FTP session opened (connect)")
@@ -318,10 +323,8 @@ export const runSession = (server: ServerContext, raw: Deno.Conn, implicitTls: b
     yield* session.reply(220, server.options.banner)
     while (!session.closing) {
       const framed = yield* Effect.promise(() => session.readCommand())
-      if (framed === null) break
-      if (framed === "timeout") {
-        yield* session.reply(421, "Control connection timed out.")
-        yield* session.log("Control connection timed out.")
+      if (framed === null) {
+        if (session.timedOut) yield* session.log("Control connection timed out.")
         break
       }
       if (framed.kind === "tooLong") {

@@ -8,7 +8,6 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberHandle from "effect/FiberHandle"
 import * as Scope from "effect/Scope"
 import {
   acceptPassive,
@@ -132,7 +131,7 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
       Effect.exit,
       Effect.asVoid,
     )
-    active.fiber = yield* FiberHandle.run(session.transfers, body)
+    active.fiber = yield* Effect.forkIn(body, session.scope)
   })
 
 /**
