@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { createPrivateKey, X509Certificate } from "node:crypto"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
 
@@ -37,14 +38,51 @@ export interface TlsSettings {
   readonly ca?: string
 }
 
-/** A secure context shared by every TLS session of a server (control and data alike). */
-export const makeSecureContext = (settings: TlsSettings): tls.SecureContext =>
-  tls.createSecureContext({
+const pemBlock = (text: string, label: string): string | undefined =>
+  new RegExp(`-----BEGIN (${label})-----[\\s\\S]+?-----END \\1-----`).exec(text)?.[0]
+
+const parsed = <A>(what: string, parse: () => A): A => {
+  try {
+    return parse()
+  } catch (error) {
+    throw new Error(`${what} can't be parsed: ${(error as Error).message}`)
+  }
+}
+
+/**
+ * Deno's `createSecureContext` checks nothing, so a bad pair would only fail each handshake (as
+ * "unsupported protocol"): parse both and match them here. A file holding both (pyftpdlib's
+ * certfile without keyfile) is fine: each side takes its own block.
+ */
+const checkPair = (settings: TlsSettings): void => {
+  const cert = pemBlock(settings.cert, "CERTIFICATE")
+  if (cert === undefined) throw new Error("the certificate is not in PEM form (no BEGIN CERTIFICATE block)")
+  const key = pemBlock(settings.key, "(?:RSA |EC )?PRIVATE KEY")
+  if (key === undefined) {
+    throw new Error(
+      settings.key.includes("ENCRYPTED PRIVATE KEY")
+        ? "the private key is encrypted: decrypt it first (openssl pkey -in key.pem -out plain.pem)"
+        : "the key is not a PEM private key (no BEGIN PRIVATE KEY block)",
+    )
+  }
+  const x509 = parsed("the certificate", () => new X509Certificate(cert))
+  const privateKey = parsed("the private key", () => createPrivateKey(key))
+  if (!x509.checkPrivateKey(privateKey)) throw new Error("the private key does not match the certificate")
+}
+
+/**
+ * A secure context shared by every TLS session of a server (control and data alike). Throws if
+ * the certificate or the key can't be parsed, or if they do not belong together.
+ */
+export const makeSecureContext = (settings: TlsSettings): tls.SecureContext => {
+  checkPair(settings)
+  return tls.createSecureContext({
     cert: settings.cert,
     key: settings.key,
     minVersion: settings.minVersion ?? "TLSv1.2",
     ...(settings.ca === undefined ? {} : { ca: settings.ca }),
   })
+}
 
 const HIGH_WATER = 1 << 20
 const LOW_WATER = 256 << 10
