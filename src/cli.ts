@@ -9,7 +9,13 @@ import "./_no_async_hooks.ts"
  *
  * Before it binds anything it checks, with `Deno.permissions.query`, that the process may listen
  * on the control and passive ports and read (and with `-w` write) the shared directory, and
- * prints one line per missing grant naming the flag that gives it.
+ * prints one line per missing grant naming the flag that gives it. With `--tls` it also needs to
+ * read the certificate and key, and to listen on `--implicit-tls-port`; a certificate or key that
+ * is missing, does not parse or does not match the other stops it there too (exit 2).
+ *
+ * ```sh
+ * deno run --allow-net --allow-read=. src/cli.ts --tls --certfile cert.pem --keyfile key.pem --tls-control-required
+ * ```
  *
  * @module
  */
@@ -20,6 +26,7 @@ import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
 import { DummyAuthorizer } from "./auth/dummy.ts"
 import { AuthorizerError } from "./errors.ts"
 import { LocalFilesystem } from "./fs/local.ts"
+import { makeSecureContext, type TlsSettings } from "./net/tls.ts"
 import { FtpLogger } from "./log.ts"
 import { resolveOptions, type ServerOptions, VERSION } from "./options.ts"
 import { isIPv4 } from "./protocol/address.ts"
@@ -38,6 +45,15 @@ export interface CliConfig {
   readonly write: boolean
   /** `-D`: log every command and reply. */
   readonly debug: boolean
+  /** `--tls`: the certificate and key files (absolute paths), read by {@link loadTls}; `null` without TLS. */
+  readonly tls: TlsFiles | null
+}
+
+/** Where `--certfile` and `--keyfile` point. */
+export interface TlsFiles {
+  readonly certFile: string
+  /** The `--keyfile`, or the certfile when it was not given (a file holding both). */
+  readonly keyFile: string
 }
 
 /** The outcome of {@link parseCli}: serve, print a text and exit 0, or report a usage error. */
@@ -120,6 +136,37 @@ const FLAGS: ReadonlyArray<Flag> = [
     metavar: "N",
     help: `failed logins before the connection is closed (default: ${DEFAULTS.maxLoginAttempts})`,
   },
+  { long: "tls", help: "enable FTPS: AUTH TLS on the control port, PROT P data connections (requires --certfile)" },
+  {
+    long: "certfile",
+    metavar: "PATH",
+    help: "the PEM certificate for --tls (a chain may follow it; the key too, if --keyfile is not given)",
+  },
+  { long: "keyfile", metavar: "PATH", help: "the PEM private key of the certificate (default: the certfile)" },
+  {
+    long: "tls-control-required",
+    help: "refuse USER and PASS until the control connection is secured with AUTH TLS (with --tls)",
+  },
+  { long: "tls-data-required", help: "refuse PASV, EPSV, PORT and EPRT until PROT P (with --tls)" },
+  {
+    long: "implicit-tls-port",
+    metavar: "PORT",
+    help: "also listen on this port with implicit TLS, TLS from the first byte (conventionally 990; with --tls)",
+  },
+  {
+    long: "require-session-reuse",
+    help: "refuse a PROT P data connection that does not resume a TLS session (RFC 4217 10.2; with --tls)",
+  },
+]
+
+/** Flags that only mean something with `--tls`. */
+const TLS_ONLY = [
+  "certfile",
+  "keyfile",
+  "tls-control-required",
+  "tls-data-required",
+  "implicit-tls-port",
+  "require-session-reuse",
 ]
 
 const USAGE = `usage: ftpd [options]
@@ -136,6 +183,8 @@ Deno permissions, checked before the server starts:
   --allow-net             listen on the interface and port, and on the passive ports
   --allow-read=PATH       read the shared directory
   --allow-write=PATH      write the shared directory (only with -w)
+  --allow-read=FILE       read the --certfile and --keyfile (only with --tls)
+  --allow-net=HOST:PORT   listen on the --implicit-tls-port
 
 Example: deno run --allow-net --allow-read=. --allow-write=. src/cli.ts -w -p 2121`
 
@@ -276,10 +325,26 @@ const toConfig = (values: Values): CliConfig => {
   // pyftpdlib ignores -P alone; refusing it keeps a server the user meant to protect from going anonymous.
   if (username === undefined && password !== undefined) fail("argument -P/--password: requires -u/--username")
   const timeout = value("timeout", count)
+  const tls = flag("tls")
+  if (!tls) {
+    const given = TLS_ONLY.find((long) => values[long] !== undefined)
+    if (given !== undefined) fail(`argument --${given}: requires --tls`)
+  }
+  const certFile = value("certfile", String)
+  const keyFile = value("keyfile", String)
+  if (tls && !certFile) fail("argument --tls: requires a certificate (--certfile PATH)")
+  if (keyFile === "") fail("argument --keyfile: must not be empty")
+  const controlPort = value("port", port) ?? DEFAULTS.port
+  const implicitTlsPort = value("implicit-tls-port", port)
+  if (implicitTlsPort !== undefined && implicitTlsPort !== 0 && implicitTlsPort === controlPort) {
+    fail(`argument --implicit-tls-port: must differ from the control port (${controlPort})`)
+  }
+  /** A TLS switch: present only when on, so that the options without --tls stay as they were. */
+  const on = (long: string): true | undefined => flag(long) || undefined
   return {
     options: setOnly<ServerOptions>({
       host: value("interface", address) ?? DEFAULTS.host,
-      port: value("port", port) ?? DEFAULTS.port,
+      port: controlPort,
       passivePorts: value("range", portRange),
       masqueradeAddress: value("nat-address", ipv4),
       timeout,
@@ -292,11 +357,16 @@ const toConfig = (values: Values): CliConfig => {
       maxCons: value("max-cons", count),
       maxConsPerIp: value("max-cons-per-ip", count),
       maxLoginAttempts: value("max-login-attempts", count),
+      implicitTlsPort,
+      tlsControlRequired: on("tls-control-required"),
+      tlsDataRequired: on("tls-data-required"),
+      requireSessionReuse: on("require-session-reuse"),
     }),
     directory: resolve(value("directory", String) ?? "."),
     user: username === undefined ? null : { name: username, password: password! },
     write: flag("write"),
     debug: flag("debug"),
+    tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
   }
 }
 
@@ -356,9 +426,68 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
     const what = `net access to passive ports chosen by the system on ${host}`
     need(await granted({ name: "net", host: `${host}:0` }), what, `--allow-net=${host}:0`)
   }
+  const implicitPort = config.options.implicitTlsPort
+  if (implicitPort !== undefined) {
+    need(
+      await granted({ name: "net", host: `${host}:${implicitPort}` }),
+      `net access to listen on ${host}:${implicitPort} (implicit TLS)`,
+      `--allow-net=${host}:${implicitPort}`,
+    )
+  }
   need(await granted({ name: "read", path: dir }), `read access to ${dir}`, `--allow-read=${dir}`)
   if (config.write) need(await granted({ name: "write", path: dir }), `write access to ${dir}`, `--allow-write=${dir}`)
+  if (config.tls !== null) {
+    for (const file of new Set([config.tls.certFile, config.tls.keyFile])) {
+      need(await granted({ name: "read", path: file }), `read access to ${file}`, `--allow-read=${file}`)
+    }
+  }
   return missing
+}
+
+/** Why the TLS files of `--tls` can't be used; `message` names the flag and the file. */
+export class TlsFilesError extends Error {
+  override readonly name = "TlsFilesError"
+}
+
+const readPem = async (long: "certfile" | "keyfile", path: string): Promise<string> => {
+  try {
+    return await Deno.readTextFile(path)
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : error instanceof Deno.errors.IsADirectory
+      ? "is a directory"
+      : String((error as Error).message ?? error)
+    throw new TlsFilesError(`argument --${long}: can't read ${path}: ${reason}`)
+  }
+}
+
+/**
+ * Read the certificate and key of `--tls` and check that they parse and belong together, so that
+ * a bad pair stops the command at startup rather than failing every AUTH TLS. Throws a
+ * {@link TlsFilesError} naming the flag and the file.
+ *
+ * @example
+ * ```ts
+ * import { loadTls, parseCli } from "@ftpd/server/cli"
+ * const parsed = parseCli(["--tls", "--certfile", "/etc/ssl/ftpd.pem"])
+ * if (parsed.kind === "run" && parsed.config.tls) console.log((await loadTls(parsed.config.tls)).cert.length)
+ * ```
+ */
+export const loadTls = async (files: TlsFiles): Promise<TlsSettings> => {
+  const cert = await readPem("certfile", files.certFile)
+  const key = files.keyFile === files.certFile ? cert : await readPem("keyfile", files.keyFile)
+  try {
+    makeSecureContext({ cert, key })
+  } catch (error) {
+    const named = files.keyFile === files.certFile
+      ? `--certfile ${files.certFile} (which must hold the key too, since --keyfile is not given)`
+      : `--certfile ${files.certFile} and --keyfile ${files.keyFile}`
+    throw new TlsFilesError(`${named}: ${(error as Error).message}`)
+  }
+  return { cert, key }
 }
 
 const usageError = (message: string): never => {
@@ -384,6 +513,15 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     for (const line of missing) console.error(line)
     return Deno.exit(2)
   }
+  let tls: TlsSettings | undefined
+  try {
+    tls = config.tls === null ? undefined : await loadTls(config.tls)
+  } catch (error) {
+    if (!(error instanceof TlsFilesError)) throw error
+    // Not a usage mistake: the files are wrong, so no "Try 'ftpd --help'" hint.
+    console.error(`ftpd: error: ${error.message}`)
+    return Deno.exit(2)
+  }
   const perm = config.write ? ALL_PERMISSIONS : READ_PERMISSIONS
   let authorizer: DummyAuthorizer
   try {
@@ -395,7 +533,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)
     throw error
   }
-  runMain(serve(config, authorizer))
+  runMain(serve({ ...config, options: { ...config.options, tls } }, authorizer))
 }
 
 if (import.meta.main) await main(Deno.args)

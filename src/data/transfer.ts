@@ -27,6 +27,7 @@ export class TransferStalled extends Error {
 }
 
 const RECEIVE_BUFFER = 1 << 20
+const MIN_BUFFER = 64 << 10
 /** 4 MiB reads: as fast as piping the file stream (whose chunks grow to 16 MiB each), at a quarter of the memory. */
 const SEND_BUFFER = 4 << 20
 const SEND_CHUNK = 1 << 20
@@ -102,13 +103,16 @@ export const sendFile = (
   file: ReadHandle,
   ascii: boolean,
   options: LoopOptions,
+  /** Bytes expected (size minus the REST offset): a small file gets a small buffer. */
+  expected: number = SEND_BUFFER,
 ): Promise<void> => {
   const { progress } = options
   const convert = ascii ? new ToNetworkAscii() : undefined
   return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
     const byob = convert === undefined ? byobReader(file.readable) : undefined
     if (byob !== undefined) {
-      let buffer = new ArrayBuffer(SEND_BUFFER)
+      // One byte more than expected, so that the read which finds the end needs no second buffer.
+      let buffer = new ArrayBuffer(Math.min(SEND_BUFFER, Math.max(MIN_BUFFER, expected + 1)))
       try {
         for (;;) {
           const { done, value } = await byob.read(new Uint8Array(buffer))
@@ -156,13 +160,15 @@ export const receiveFile = (
   const { progress } = options
   const convert = ascii ? new FromNetworkAscii() : undefined
   return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
-    const buffer = new Uint8Array(RECEIVE_BUFFER)
+    // Start small (many uploads are small files) and double while reads fill the buffer.
+    let buffer = new Uint8Array(MIN_BUFFER)
     for (;;) {
       const n = await conn.read(buffer)
       if (n === null) break
       progress.bytes += n
       const chunk = buffer.subarray(0, n)
       await file.write(convert === undefined ? chunk : convert.convert(chunk))
+      if (n === buffer.length && buffer.length < RECEIVE_BUFFER) buffer = new Uint8Array(buffer.length * 2)
     }
     if (convert !== undefined) {
       const rest = convert.flush()

@@ -199,7 +199,7 @@ const retr: Handler = (session, arg) =>
       direction: "send",
       preliminary: "File status okay. About to open data connection.",
       scope,
-      run: (conn, loop) => sendFile(conn, file, ascii, loop),
+      run: (conn, loop) => sendFile(conn, file, ascii, loop, file.size - offset),
     })
   })
 
