@@ -430,7 +430,7 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
   if (implicitPort !== undefined) {
     need(
       await granted({ name: "net", host: `${host}:${implicitPort}` }),
-      `net access to listen on ${host}:${implicitPort} (implicit TLS)`,
+      `net access to listen on ${host}:${implicitPort} for implicit TLS`,
       `--allow-net=${host}:${implicitPort}`,
     )
   }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict"
 import { Buffer } from "node:buffer"
 import { Readable, Writable } from "node:stream"
 import { Client, FTPError } from "basic-ftp"
-import { type CliConfig, parseCli } from "../src/cli.ts"
+import { type CliConfig, loadTls, parseCli, TlsFilesError } from "../src/cli.ts"
+import { curl, makeCertificate, type TestCertificate } from "./helpers.ts"
 
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname
 
@@ -34,6 +35,7 @@ Deno.test("no flags: anonymous read-only share of the current directory on [::]:
     user: null,
     write: false,
     debug: false,
+    tls: null,
   })
 })
 
@@ -79,7 +81,36 @@ Deno.test("every flag in its long form sets its option", () => {
     user: { name: "bob", password: "secret" },
     write: true,
     debug: true,
+    tls: null,
   })
+})
+
+Deno.test("the FTPS flags in their long form set their options, with the files as absolute paths", () => {
+  const config = run([
+    "--tls",
+    "--certfile=certs/cert.pem",
+    "--keyfile=/etc/ftpd/key.pem",
+    "--tls-control-required",
+    "--tls-data-required",
+    "--implicit-tls-port=990",
+    "--require-session-reuse",
+  ])
+  assert.deepEqual(config.tls, { certFile: `${Deno.cwd()}/certs/cert.pem`, keyFile: "/etc/ftpd/key.pem" })
+  assert.equal(config.options.implicitTlsPort, 990)
+  assert.equal(config.options.tlsControlRequired, true)
+  assert.equal(config.options.tlsDataRequired, true)
+  assert.equal(config.options.requireSessionReuse, true)
+})
+
+Deno.test("--tls alone turns on explicit FTPS only; --keyfile defaults to the certfile, as in pyftpdlib", () => {
+  const config = run(["--tls", "--certfile", "/etc/ftpd/both.pem"])
+  assert.deepEqual(config.tls, { certFile: "/etc/ftpd/both.pem", keyFile: "/etc/ftpd/both.pem" })
+  assert.equal(config.options.implicitTlsPort, undefined)
+  assert.equal(config.options.tlsControlRequired, undefined)
+  assert.equal(config.options.tlsDataRequired, undefined)
+  assert.equal(config.options.requireSessionReuse, undefined)
+  // Port 0 for both is allowed: each gets its own free port.
+  assert.equal(run(["--tls", "--certfile", "c", "-p", "0", "--implicit-tls-port", "0"]).options.implicitTlsPort, 0)
 })
 
 Deno.test("every short flag means its long form", () => {
@@ -159,6 +190,13 @@ Deno.test("-h and --help print usage listing every flag with its default", () =>
         "--max-cons N",
         "--max-cons-per-ip N",
         "--max-login-attempts N",
+        "--tls",
+        "--certfile PATH",
+        "--keyfile PATH",
+        "--tls-control-required",
+        "--tls-data-required",
+        "--implicit-tls-port PORT",
+        "--require-session-reuse",
         "-v, --version",
       ]
     ) assert.match(text, new RegExp(`^  ${name}$`, "m"), name)
@@ -203,12 +241,119 @@ Deno.test("a bad value or flag is one clear error naming the flag", () => {
     [["-i", ""], /-i\/--interface: invalid address ''/],
     [["-n", "nat.example.com"], /-n\/--nat-address: expected an IPv4 address, got 'nat.example.com'/],
     [["-n", "1.2.3.256"], /-n\/--nat-address: .* got '1.2.3.256'/],
+    [["--tls"], /^argument --tls: requires a certificate \(--certfile PATH\)$/],
+    [["--tls", "--keyfile", "k.pem"], /^argument --tls: requires a certificate \(--certfile PATH\)$/],
+    [["--tls", "--certfile", ""], /^argument --tls: requires a certificate/],
+    [["--tls", "--certfile", "c.pem", "--keyfile", ""], /^argument --keyfile: must not be empty$/],
+    [["--certfile", "c.pem"], /^argument --certfile: requires --tls$/],
+    [["--keyfile", "k.pem"], /^argument --keyfile: requires --tls$/],
+    [["--tls-control-required"], /^argument --tls-control-required: requires --tls$/],
+    [["--tls-data-required"], /^argument --tls-data-required: requires --tls$/],
+    [["--implicit-tls-port", "990"], /^argument --implicit-tls-port: requires --tls$/],
+    [["--require-session-reuse"], /^argument --require-session-reuse: requires --tls$/],
+    [["--tls", "--certfile", "c", "--implicit-tls-port", "x"], /--implicit-tls-port: expected an integer .* got 'x'/],
+    [["--tls", "--certfile", "c", "--implicit-tls-port", "-1"], /--implicit-tls-port: .* got '-1'/],
+    [["--tls", "--certfile", "c", "--implicit-tls-port", "65536"], /--implicit-tls-port: .* got '65536'/],
+    [
+      ["--tls", "--certfile", "c", "-p", "2121", "--implicit-tls-port", "2121"],
+      /^argument --implicit-tls-port: must differ from the control port \(2121\)$/,
+    ],
+    [["--tls", "--certfile", "c", "--implicit-tls-port", "2121"], /must differ from the control port \(2121\)/],
   ]
   for (const [argv, message] of cases) {
     const text = error(argv)
     assert.match(text, message, `${argv.join(" ")} → ${text}`)
     assert.ok(!text.includes("\n"), `one line: ${text}`)
   }
+})
+
+// loadTls: the --certfile and --keyfile, read and checked before the server starts
+
+/** A certificate in a temporary directory, removed after `f`. */
+const withCertificate = async (f: (cert: TestCertificate) => Promise<void>): Promise<void> => {
+  const cert = await makeCertificate()
+  try {
+    await f(cert)
+  } finally {
+    await cert.remove()
+  }
+}
+
+const tlsError = async (promise: Promise<unknown>): Promise<string> => {
+  const error = await promise.then(() => undefined, (e) => e)
+  assert.ok(error instanceof TlsFilesError, `expected a TlsFilesError, got ${error}`)
+  assert.ok(!error.message.includes("\n"), `one line: ${error.message}`)
+  return error.message
+}
+
+Deno.test("loadTls reads a matching certificate and key", async () => {
+  await withCertificate(async (cert) => {
+    assert.deepEqual(await loadTls({ certFile: cert.certFile, keyFile: cert.keyFile }), {
+      cert: cert.cert,
+      key: cert.key,
+    })
+  })
+})
+
+Deno.test("loadTls takes certificate and key from one file when --keyfile is not given", async () => {
+  await withCertificate(async (cert) => {
+    const both = `${cert.dir}/both.pem`
+    await Deno.writeTextFile(both, cert.cert + cert.key)
+    const settings = await loadTls({ certFile: both, keyFile: both })
+    assert.equal(settings.cert, cert.cert + cert.key)
+    assert.equal(settings.key, cert.cert + cert.key)
+  })
+})
+
+Deno.test("loadTls refuses a missing or unreadable file, naming the flag and the path", async () => {
+  await withCertificate(async (cert) => {
+    const missing = `${cert.dir}/missing.pem`
+    assert.equal(
+      await tlsError(loadTls({ certFile: missing, keyFile: cert.keyFile })),
+      `argument --certfile: can't read ${missing}: no such file`,
+    )
+    assert.equal(
+      await tlsError(loadTls({ certFile: cert.certFile, keyFile: missing })),
+      `argument --keyfile: can't read ${missing}: no such file`,
+    )
+    assert.equal(
+      await tlsError(loadTls({ certFile: cert.dir, keyFile: cert.keyFile })),
+      `argument --certfile: can't read ${cert.dir}: is a directory`,
+    )
+  })
+})
+
+Deno.test("loadTls refuses a key that does not match the certificate", async () => {
+  await withCertificate(async (cert) => {
+    const other = await makeCertificate()
+    try {
+      assert.equal(
+        await tlsError(loadTls({ certFile: cert.certFile, keyFile: other.keyFile })),
+        `--certfile ${cert.certFile} and --keyfile ${other.keyFile}: the private key does not match the certificate`,
+      )
+    } finally {
+      await other.remove()
+    }
+  })
+})
+
+Deno.test("loadTls refuses files that are not a PEM certificate and key", async () => {
+  await withCertificate(async (cert) => {
+    const junk = `${cert.dir}/junk.pem`
+    await Deno.writeTextFile(junk, "not a certificate\n")
+    const broken = `${cert.dir}/broken.pem`
+    await Deno.writeTextFile(broken, cert.cert.replace(/\n[A-Za-z0-9+/]{20}/, "\n!!!!"))
+    const cases: Array<[string, string, RegExp]> = [
+      [junk, cert.keyFile, /: the certificate is not in PEM form \(no BEGIN CERTIFICATE block\)$/],
+      [cert.keyFile, cert.keyFile, /: the certificate is not in PEM form/],
+      [cert.certFile, junk, /: the key is not a PEM private key \(no BEGIN PRIVATE KEY block\)$/],
+      [cert.certFile, cert.certFile, /which must hold the key too.*: the key is not a PEM private key/],
+      [broken, cert.keyFile, /: the certificate can't be parsed: /],
+    ]
+    for (const [certFile, keyFile, message] of cases) {
+      assert.match(await tlsError(loadTls({ certFile, keyFile })), message, `${certFile} ${keyFile}`)
+    }
+  })
 })
 
 // The command, as a user runs it
@@ -352,7 +497,8 @@ const kill = (process: Deno.ChildProcess) => {
   }
 }
 
-const startCli = async (dir: string, args: string[]): Promise<RunningCli> => {
+/** `permissions` are added to the net and share grants. */
+const startCli = async (dir: string, args: string[], permissions: string[] = []): Promise<RunningCli> => {
   const process = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -360,6 +506,7 @@ const startCli = async (dir: string, args: string[]): Promise<RunningCli> => {
       "--allow-net=127.0.0.1",
       `--allow-read=${dir}`,
       `--allow-write=${dir}`,
+      ...permissions,
       CLI,
       ...["-i", "127.0.0.1", "-p", "0", "-d", dir, ...args],
     ],
@@ -392,9 +539,13 @@ const startCli = async (dir: string, args: string[]): Promise<RunningCli> => {
 }
 
 /** Start `ftpd` in a fresh share, run `f` against it, and make sure the process is gone afterwards. */
-const withCli = async (args: string[], f: (cli: RunningCli, dir: string) => Promise<void>): Promise<void> => {
+const withCli = async (
+  args: string[],
+  f: (cli: RunningCli, dir: string) => Promise<void>,
+  permissions: string[] = [],
+): Promise<void> => {
   await withShare(async (dir) => {
-    const cli = await startCli(dir, args)
+    const cli = await startCli(dir, args, permissions)
     try {
       await f(cli, dir)
     } finally {
@@ -483,5 +634,128 @@ Deno.test("ftpd -u -P admits that user only", async () => {
     const text = await session(cli.port, { user: "bob", password: "secret" }, (client) => download(client, "hello.txt"))
     assert.equal(text, "hello from ftpd\n")
     assert.equal(await interrupt(cli), 130, cli.log())
+  })
+})
+
+// FTPS from the command line
+
+Deno.test("ftpd --tls with a certfile that does not exist exits 2 with one error line, before binding", async () => {
+  await withShare(async (dir) => {
+    const certFile = `${dir}/missing.pem`
+    const { code, stdout, stderr } = await runCli(
+      ["--allow-net=127.0.0.1", `--allow-read=${dir}`],
+      ["-i", "127.0.0.1", "-p", "0", "-d", dir, "--tls", "--certfile", certFile],
+    )
+    assert.equal(code, 2)
+    assert.equal(stdout, "")
+    assert.equal(stderr, `ftpd: error: argument --certfile: can't read ${certFile}: no such file\n`)
+  })
+})
+
+Deno.test("ftpd --tls with a key that does not match the certificate exits 2 with one error line", async () => {
+  await withShare(async (dir) => {
+    await withCertificate(async (cert) => {
+      const other = await makeCertificate()
+      try {
+        const { code, stdout, stderr } = await runCli(
+          ["--allow-net=127.0.0.1", `--allow-read=${dir},${cert.dir},${other.dir}`],
+          ["-i", "127.0.0.1", "-p", "0", "-d", dir, "--tls", "--certfile", cert.certFile, "--keyfile", other.keyFile],
+        )
+        assert.equal(code, 2)
+        assert.equal(stdout, "")
+        assert.equal(
+          stderr,
+          `ftpd: error: --certfile ${cert.certFile} and --keyfile ${other.keyFile}: ` +
+            "the private key does not match the certificate\n",
+        )
+      } finally {
+        await other.remove()
+      }
+    })
+  })
+})
+
+Deno.test("ftpd --tls without read permission for the certificate and key names --allow-read for each", async () => {
+  await withShare(async (dir) => {
+    await withCertificate(async (cert) => {
+      const { code, stderr } = await runCli(
+        ["--allow-net=127.0.0.1", `--allow-read=${dir}`],
+        ["-i", "127.0.0.1", "-p", "0", "-d", dir, "--tls", "--certfile", cert.certFile, "--keyfile", cert.keyFile],
+      )
+      assert.equal(code, 2)
+      assert.equal(
+        stderr,
+        `ftpd: missing permission: read access to ${cert.certFile} (add --allow-read=${cert.certFile})\n` +
+          `ftpd: missing permission: read access to ${cert.keyFile} (add --allow-read=${cert.keyFile})\n`,
+      )
+    })
+  })
+})
+
+Deno.test("ftpd --implicit-tls-port without net permission for it exits 2 naming --allow-net", async () => {
+  await withShare(async (dir) => {
+    await withCertificate(async (cert) => {
+      const { code, stderr } = await runCli(
+        ["--allow-net=127.0.0.1:2121,127.0.0.1:0", `--allow-read=${dir},${cert.dir}`],
+        ["-i", "127.0.0.1", "-d", dir, "--tls", "--certfile", cert.certFile, "--keyfile", cert.keyFile].concat(
+          ["--implicit-tls-port", "990"],
+        ),
+      )
+      assert.equal(code, 2)
+      assert.equal(
+        stderr,
+        "ftpd: missing permission: net access to listen on 127.0.0.1:990 for implicit TLS" +
+          " (add --allow-net=127.0.0.1:990)\n",
+      )
+    })
+  })
+})
+
+Deno.test("ftpd without --tls says so in its banner and refuses AUTH TLS with 502", async () => {
+  await withCli([], async (cli) => {
+    assert.match(cli.log(), /\] TLS: off\n/)
+    const client = new Client(5_000)
+    try {
+      assert.equal(
+        await replyCode(client.access({ host: "127.0.0.1", port: cli.port, ...anonymous, secure: true })),
+        502,
+      )
+    } finally {
+      client.close()
+    }
+    assert.equal(await interrupt(cli), 130, cli.log())
+  })
+})
+
+Deno.test("ftpd --tls serves explicit and implicit FTPS, requires TLS on the control connection, and says so in its banner", async () => {
+  await withCertificate(async (cert) => {
+    await withCli(
+      [
+        ...["--tls", "--certfile", cert.certFile, "--keyfile", cert.keyFile],
+        ...["--implicit-tls-port", "0", "--tls-control-required", "-u", "bob", "-P", "secret"],
+      ],
+      async (cli) => {
+        const banner =
+          /\] TLS: explicit \(AUTH TLS\) on the control port, implicit TLS on 127\.0\.0\.1:(\d+); minimum TLSv1\.2; control required: yes; data required: no; session reuse required: no\n/
+            .exec(cli.log())
+        assert.ok(banner, cli.log())
+        const implicitPort = Number(banner[1])
+        assert.notEqual(implicitPort, cli.port)
+
+        const explicit = await curl("--ssl-reqd", "-k", `ftp://bob:secret@127.0.0.1:${cli.port}/hello.txt`)
+        assert.equal(explicit.code, 0, explicit.stderr)
+        assert.equal(new TextDecoder().decode(explicit.stdout), "hello from ftpd\n")
+        const implicit = await curl("-k", `ftps://bob:secret@127.0.0.1:${implicitPort}/hello.txt`)
+        assert.equal(implicit.code, 0, implicit.stderr)
+        assert.equal(new TextDecoder().decode(implicit.stdout), "hello from ftpd\n")
+
+        // A client that logs in without AUTH TLS is refused before it sends its password.
+        const plain = await replyCode(session(cli.port, { user: "bob", password: "secret" }, () => Promise.resolve()))
+        assert.equal(plain, 530)
+        assert.match(cli.log(), /AUTH SSL successful \(TLSv1\.[23]\)/)
+        assert.equal(await interrupt(cli), 130, cli.log())
+      },
+      [`--allow-read=${cert.dir}`],
+    )
   })
 })

@@ -227,3 +227,61 @@ export const eventually = async (condition: () => boolean | Promise<boolean>, ti
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }
+
+/** A self-signed certificate made by {@link makeCertificate}; nothing of it is ever committed. */
+export interface TestCertificate {
+  /** The temporary directory holding `cert.pem` and `key.pem`. */
+  readonly dir: string
+  readonly certFile: string
+  readonly keyFile: string
+  /** PEM text of the certificate. */
+  readonly cert: string
+  /** PEM text of the (unencrypted) private key. */
+  readonly key: string
+  /** Remove the directory. */
+  remove(): Promise<void>
+}
+
+/**
+ * A fresh self-signed certificate for `localhost` and `127.0.0.1` (P-256, valid for a day),
+ * made with `openssl` in a temporary directory.
+ */
+export const makeCertificate = async (commonName = "localhost"): Promise<TestCertificate> => {
+  // Not under /dev/shm: Deno lets a process read files below /dev only with --allow-all.
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-cert-" }))
+  const remove = () => Deno.remove(dir, { recursive: true }).catch(() => undefined)
+  try {
+    const certFile = `${dir}/cert.pem`
+    const keyFile = `${dir}/key.pem`
+    const out = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        keyFile,
+        "-out",
+        certFile,
+        "-days",
+        "1",
+        "-subj",
+        `/CN=${commonName}`,
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output()
+    if (!out.success) throw new Error(`openssl req failed: ${decoder.decode(out.stderr)}`)
+    const [cert, key] = await Promise.all([Deno.readTextFile(certFile), Deno.readTextFile(keyFile)])
+    return { dir, certFile, keyFile, cert, key, remove }
+  } catch (error) {
+    await remove()
+    throw error
+  }
+}
