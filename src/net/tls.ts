@@ -86,6 +86,69 @@ export const makeSecureContext = (settings: TlsSettings): tls.SecureContext => {
 
 const HIGH_WATER = 1 << 20
 const LOW_WATER = 256 << 10
+const RAW_READ_SIZE = 64 << 10
+
+/** Holds back reads from the TCP connection while the decrypted bytes wait to be read. */
+class ReadGate {
+  private waiting: (() => void) | undefined
+  private closed = false
+
+  close(): void {
+    this.closed = true
+  }
+
+  open(): void {
+    this.closed = false
+    const waiting = this.waiting
+    this.waiting = undefined
+    waiting?.()
+  }
+
+  wait(): Promise<void> | undefined {
+    return this.closed ? new Promise((resolve) => (this.waiting = resolve)) : undefined
+  }
+}
+
+/**
+ * `raw` as the Duplex node:tls reads ciphertext from and writes it to. Backpressure is applied
+ * here, by not reading `raw` while the gate is closed, rather than by pausing the TLSSocket: on
+ * Deno a paused TLSSocket still takes in ciphertext, and when the peer's FIN arrives it is
+ * destroyed with the plaintext it held back, so an upload lost its tail while the transfer still
+ * looked complete.
+ */
+const rawDuplex = (raw: Deno.Conn, gate: ReadGate): Duplex => {
+  let reading = false
+  const duplex: Duplex = new Duplex({
+    allowHalfOpen: true,
+    read() {
+      if (reading) return
+      reading = true
+      void (async () => {
+        try {
+          await gate.wait()
+          const chunk = new Uint8Array(RAW_READ_SIZE)
+          const n = await raw.read(chunk)
+          reading = false
+          duplex.push(n === null ? null : chunk.subarray(0, n))
+        } catch (error) {
+          duplex.destroy(error as Error)
+        }
+      })()
+    },
+    write(chunk: Uint8Array, _encoding, done) {
+      writeAll(raw, chunk).then(() => done(), done)
+    },
+    final(done) {
+      raw.closeWrite().then(() => done(), () => done())
+    },
+  })
+  return duplex
+}
+
+const writeAll = async (conn: Deno.Conn, bytes: Uint8Array): Promise<void> => {
+  let offset = 0
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset))
+}
 
 /** Why a TLS handshake did not complete. */
 export class TlsHandshakeError extends Error {
@@ -99,17 +162,17 @@ export class TlsConn implements Transport {
   private ended = false
   private failure: unknown = undefined
   private wake: (() => void) | undefined
-  private paused = false
   private writableStream: WritableStream<Uint8Array> | undefined
 
-  private constructor(readonly socket: tls.TLSSocket, private readonly raw: Deno.Conn) {
+  private constructor(
+    readonly socket: tls.TLSSocket,
+    private readonly raw: Deno.Conn,
+    private readonly gate: ReadGate,
+  ) {
     socket.on("data", (chunk: Uint8Array) => {
       this.queue.push(chunk)
       this.queued += chunk.length
-      if (this.queued > HIGH_WATER && !this.paused) {
-        this.paused = true
-        socket.pause()
-      }
+      if (this.queued > HIGH_WATER) gate.close()
       this.notify()
     })
     socket.on("end", () => {
@@ -135,8 +198,8 @@ export class TlsConn implements Transport {
     context: tls.SecureContext,
     options: { readonly timeoutMs: number; readonly requestCert?: boolean },
   ): Promise<TlsConn> {
-    const duplex = Duplex.fromWeb({ readable: raw.readable, writable: raw.writable })
-    const socket = new tls.TLSSocket(duplex, {
+    const gate = new ReadGate()
+    const socket = new tls.TLSSocket(rawDuplex(raw, gate), {
       isServer: true,
       secureContext: context,
       requestCert: options.requestCert ?? false,
@@ -154,13 +217,16 @@ export class TlsConn implements Transport {
         reject(new TlsHandshakeError(reason))
       }
       const timer = setTimeout(() => fail(`TLS handshake timed out after ${options.timeoutMs} ms`), options.timeoutMs)
+      const failed = (error: Error) => fail(`TLS handshake failed: ${error.message}`)
+      const closed = () => fail("TLS handshake failed: connection closed")
       socket.once("secure", () => {
         clearTimeout(timer)
-        socket.removeAllListeners("error")
-        resolve(new TlsConn(socket, raw))
+        socket.off("error", failed)
+        socket.off("close", closed)
+        resolve(new TlsConn(socket, raw, gate))
       })
-      socket.once("error", (error: Error) => fail(`TLS handshake failed: ${error.message}`))
-      socket.once("close", () => fail("TLS handshake failed: connection closed"))
+      socket.once("error", failed)
+      socket.once("close", closed)
     })
   }
 
@@ -204,10 +270,7 @@ export class TlsConn implements Transport {
       else this.queue[0] = head.subarray(take)
     }
     this.queued -= n
-    if (this.paused && this.queued < LOW_WATER) {
-      this.paused = false
-      this.socket.resume()
-    }
+    if (this.queued < LOW_WATER) this.gate.open()
     return n
   }
 
