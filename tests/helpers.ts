@@ -272,6 +272,9 @@ export const makeCertificate = async (commonName = "localhost"): Promise<TestCer
         `/CN=${commonName}`,
         "-addext",
         "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        // Not a CA: rustls (Deno's TLS client) refuses a CA certificate as a server's own.
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
       ],
       stdin: "null",
       stdout: "piped",

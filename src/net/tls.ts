@@ -114,9 +114,9 @@ class ReadGate {
  * here, by not reading `raw` while the gate is closed, rather than by pausing the TLSSocket: on
  * Deno a paused TLSSocket still takes in ciphertext, and when the peer's FIN arrives it is
  * destroyed with the plaintext it held back, so an upload lost its tail while the transfer still
- * looked complete.
+ * looked complete. `ended` hears of the peer's FIN or a read error first (see {@link TlsConn.accept}).
  */
-const rawDuplex = (raw: Deno.Conn, gate: ReadGate): Duplex => {
+const rawDuplex = (raw: Deno.Conn, gate: ReadGate, ended: (error?: unknown) => void): Duplex => {
   let reading = false
   const duplex: Duplex = new Duplex({
     allowHalfOpen: true,
@@ -129,8 +129,10 @@ const rawDuplex = (raw: Deno.Conn, gate: ReadGate): Duplex => {
           const chunk = new Uint8Array(RAW_READ_SIZE)
           const n = await raw.read(chunk)
           reading = false
+          if (n === null) ended()
           duplex.push(n === null ? null : chunk.subarray(0, n))
         } catch (error) {
+          ended(error)
           duplex.destroy(error as Error)
         }
       })()
@@ -183,10 +185,7 @@ export class TlsConn implements Transport {
       this.ended = true
       this.notify()
     })
-    socket.on("error", (error) => {
-      this.failure = error
-      this.notify()
-    })
+    socket.on("error", (error) => this.fail(error))
   }
 
   /**
@@ -199,7 +198,9 @@ export class TlsConn implements Transport {
     options: { readonly timeoutMs: number; readonly requestCert?: boolean },
   ): Promise<TlsConn> {
     const gate = new ReadGate()
-    const socket = new tls.TLSSocket(rawDuplex(raw, gate), {
+    // node:tls on Deno does not report a peer that leaves mid-handshake: hear it from the TCP side.
+    let peerLeft = (_error?: unknown) => {}
+    const socket = new tls.TLSSocket(rawDuplex(raw, gate, (error) => peerLeft(error)), {
       isServer: true,
       secureContext: context,
       requestCert: options.requestCert ?? false,
@@ -219,11 +220,18 @@ export class TlsConn implements Transport {
       const timer = setTimeout(() => fail(`TLS handshake timed out after ${options.timeoutMs} ms`), options.timeoutMs)
       const failed = (error: Error) => fail(`TLS handshake failed: ${error.message}`)
       const closed = () => fail("TLS handshake failed: connection closed")
+      peerLeft = (error) => (error === undefined ? closed() : failed(error as Error))
       socket.once("secure", () => {
         clearTimeout(timer)
         socket.off("error", failed)
         socket.off("close", closed)
-        resolve(new TlsConn(socket, raw, gate))
+        const conn = new TlsConn(socket, raw, gate)
+        // From here the TLS layer reports the end of the stream (after the data before it); a
+        // TCP error is recorded in case the TLS layer does not pass it on.
+        peerLeft = (error) => {
+          if (error !== undefined) conn.fail(error)
+        }
+        resolve(conn)
       })
       socket.once("error", failed)
       socket.once("close", closed)
@@ -246,6 +254,11 @@ export class TlsConn implements Transport {
   /** The negotiated protocol, e.g. `TLSv1.3`. */
   get protocol(): string {
     return this.socket.getProtocol() ?? "unknown"
+  }
+
+  private fail(error: unknown) {
+    this.failure ??= error
+    this.notify()
   }
 
   private notify() {

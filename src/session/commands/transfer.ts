@@ -156,10 +156,14 @@ const secureData = (session: Session, raw: Deno.Conn): Effect.Effect<Transport, 
     )
     if (options.requireSessionReuse && !conn.sessionReused) {
       const { remoteAddress, remotePort } = endpointsOf(raw)
+      // Deno's TLS server (rustls under node:tls) resumes TLS 1.3 sessions only, so under TLS 1.2
+      // even a client that offers its session gets a full handshake: say so, or the admin would blame the client.
+      const why = conn.protocol === "TLSv1.2"
+        ? "This server can resume TLS 1.3 sessions only: the client must use TLS 1.3, or requireSessionReuse be off."
+        : "The client does not support TLS session resumption, or the connection came from someone else."
       yield* session.warn(
         `Refused PROT P data connection from ${remoteAddress}:${remotePort} (${conn.protocol}): it did not resume ` +
-          "the TLS session of the control connection and requireSessionReuse is on. The client does not " +
-          "support TLS session resumption, or the connection came from someone else.",
+          `the TLS session of the control connection and requireSessionReuse is on. ${why}`,
       )
       return yield* Effect.fail(
         new DataConnectionError({
