@@ -5,7 +5,7 @@
 import { Client } from "basic-ftp"
 import assert from "node:assert/strict"
 import { Readable, Writable } from "node:stream"
-import { curl, eventually, RawClient, sha256 } from "./helpers.ts"
+import { curl, eventually, makeCertificate, RawClient, sha256 } from "./helpers.ts"
 
 const repo = new URL("..", import.meta.url)
 
@@ -199,4 +199,53 @@ Deno.test("effect_app: serves uploads and its stats fiber logs sessions and file
     await waitFor(/stats: 0 session\(s\) open, 1 file\(s\) received/)
     assert.equal(await Deno.readTextFile(`${dir}/app.txt`), "from the app")
   })
+})
+
+Deno.test("tls_ftpd: explicit FTPS with basic-ftp, implicit FTPS with curl, and no login in clear", async () => {
+  const cert = await makeCertificate()
+  try {
+    const args = ["--certfile", cert.certFile, "--keyfile", cert.keyFile, "--implicit-port", "0"]
+    await withExample("tls_ftpd", args, async ({ port, waitFor }, dir) => {
+      const banner = await waitFor(
+        /TLS: explicit \(AUTH TLS\) on the control port, implicit TLS on 127\.0\.0\.1:(\d+);.*/,
+      )
+      assert.match(banner[0], /control required: yes/)
+      const implicitPort = Number(banner[1])
+
+      const data = new TextEncoder().encode("sent over TLS only\n")
+      const client = new Client(10_000)
+      try {
+        await client.access({
+          host: "127.0.0.1",
+          port,
+          user: "user",
+          password: "12345",
+          secure: true,
+          secureOptions: { ca: cert.cert, servername: "localhost" },
+        })
+        await upload(client, data, "secret.txt")
+        assert.deepEqual((await client.list()).map((f) => f.name), ["secret.txt"])
+        assert.deepEqual(await download(client, "secret.txt"), data)
+      } finally {
+        client.close()
+      }
+      assert.deepEqual(await Deno.readFile(`${dir}/secret.txt`), data)
+
+      // curl checks the certificate against the test's own, for 127.0.0.1.
+      const implicit = await curl("--cacert", cert.certFile, `ftps://user:12345@127.0.0.1:${implicitPort}/secret.txt`)
+      assert.equal(implicit.code, 0, implicit.stderr)
+      assert.deepEqual(implicit.stdout, data)
+
+      const plain = await RawClient.connect(port)
+      try {
+        const user = await plain.command("USER user")
+        assert.equal(user.code, 530)
+        assert.match(user.text, /AUTH TLS/)
+      } finally {
+        plain.close()
+      }
+    })
+  } finally {
+    await cert.remove()
+  }
 })
