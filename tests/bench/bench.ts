@@ -16,6 +16,7 @@
 import { parseArgs } from "node:util"
 import {
   ftpdAvailable,
+  ftpdCliHasTls,
   ftpdSpec,
   killAll,
   pyftpdlibSpec,
@@ -41,6 +42,8 @@ import {
 const USAGE = `Usage: deno task bench [options]
 
   --quick            small sizes, 1 repetition, under a minute for both servers
+                     (PROT P rows: explicit FTPS with a self-signed certificate made by openssl at start;
+                     the OpenSSL reference row needs socat)
   --server NAME      ftpd | pyftpdlib | both (default both)
   --size SIZE        bytes of the single-file RETR/STOR, e.g. 256M, 1G (default 1G, --quick 256M)
   --reps N           repetitions per measurement; the median is reported (default 3, --quick 1)
@@ -203,7 +206,7 @@ const main = async (): Promise<number> => {
   const pyVersion = pyftpdlibVersion()
   for (const name of wanted) {
     if (name === "ftpd") {
-      if (ftpdAvailable()) specs.push(ftpdSpec)
+      if (ftpdAvailable()) specs.push(ftpdSpec(ftpdCliHasTls()))
       else missing.push("ftpd: src/cli.ts does not exist yet, so there is no ftpd column")
     } else {
       if (pyVersion !== null) specs.push(pyftpdlibSpec())
@@ -228,11 +231,17 @@ const main = async (): Promise<number> => {
   }, (guardSeconds + 60) * 1000)
   Deno.unrefTimer(hardLimit)
 
+  const socatVersion = /socat version (\S+)/.exec(text("socat", ["-V"]))?.[1] ?? null
   const info = machine()
   console.log(
     `machine: ${info.nproc} CPUs (${info.cpu}), ${info.memoryGiB} GiB, Linux ${info.kernel}; ` +
-      `deno ${info.deno}; ${info.curl}; pyftpdlib ${pyVersion ?? "not installed"}`,
+      `deno ${info.deno}; ${info.curl}; pyftpdlib ${pyVersion ?? "not installed"}; ` +
+      `socat ${socatVersion ?? "not installed"}`,
   )
+  const ftpdTls = specs.some((spec) => spec.name === "ftpd")
+    ? (ftpdCliHasTls() ? "src/cli.ts --tls" : "tests/bench/ftpd_server.ts (src/cli.ts has no --tls yet)")
+    : null
+  if (ftpdTls !== null) console.log(`ftpd with FTPS: ${ftpdTls}`)
   console.log(
     `workload: ${quick ? "--quick, " : ""}size ${formatSize(size)}, ${reps} rep(s) (median), ` +
       `${config.multiClients}×${formatSize(config.multiSize)}, ${config.burstClients} clients, ` +
@@ -251,6 +260,9 @@ const main = async (): Promise<number> => {
   if (!fixture.onTmpfs) console.log("note: /dev/shm is not usable; the files are on the temp dir's filesystem")
   console.log(`files ready in ${((performance.now() - started) / 1000).toFixed(1)} s under ${fixture.root}\n`)
 
+  if (fixture.tls === null) {
+    console.log(`note: no certificate (${fixture.tlsError}), so no PROT P rows; they need openssl`)
+  }
   const names = specs.map((spec) => spec.name)
   const rows: RowResult[] = []
   // The same failure in several workloads (a server that does not start, say) is listed once.
@@ -275,6 +287,18 @@ const main = async (): Promise<number> => {
           )
           break outer
         }
+        const needs = workload.needs ?? {}
+        const skip = needs.tls && fixture.tls === null
+          ? `skipped: no certificate (${fixture.tlsError})`
+          : needs.tls && spec.tlsArgv === undefined
+          ? `skipped: ${spec.tlsMissing}`
+          : needs.socat && socatVersion === null
+          ? "skipped: socat is not installed (`apt-get install -y socat` adds the OpenSSL reference rows)"
+          : null
+        if (skip !== null) {
+          addNote(spec.name, workload.name, skip)
+          continue
+        }
         const t0 = performance.now()
         const logPath = `${fixture.root}/../${spec.name}-${workload.name}.log`
         const rounds = workload.restartEachRep ? config.reps : 1
@@ -282,7 +306,7 @@ const main = async (): Promise<number> => {
         for (let round = 0; round < rounds; round++) {
           let server = null
           try {
-            server = await startServer(spec, fixture.root, logPath)
+            server = await startServer(spec, fixture.root, logPath, needs.tls ? fixture.tls : null)
             const result = await workload.run(server, fixture, roundConfig)
             ;(peak[spec.name] ??= []).push(server.sample().hwmKiB / KiB)
             for (const row of workloadRows) {
@@ -325,7 +349,10 @@ const main = async (): Promise<number> => {
   for (const row of rows) {
     const ftpd = row.values.ftpd?.median
     const py = row.values.pyftpdlib?.median
-    if (ftpd !== undefined && py !== undefined && Number.isFinite(ftpd) && Number.isFinite(py) && py !== 0) {
+    if (
+      !row.noRatio && ftpd !== undefined && py !== undefined && Number.isFinite(ftpd) && Number.isFinite(py) &&
+      py !== 0
+    ) {
       row.ratio = ftpd / py
     }
     if (row.target !== undefined && ftpd !== undefined && Number.isFinite(ftpd)) {

@@ -52,7 +52,7 @@ const closeQuietly = (conn: Deno.Conn | null) => {
 
 /** A control connection. Every operation fails with `FtpClientError` once the armed deadline passes. */
 export class FtpClient {
-  readonly #conn: Deno.TcpConn
+  #conn: Deno.Conn
   readonly #host: string
   #pending = new Uint8Array(0)
   #readBuf = new Uint8Array(8192)
@@ -164,6 +164,30 @@ export class FtpClient {
       throw new FtpClientError(`${what}: expected ${code}, got ${JSON.stringify(reply.text)}`)
     }
     return reply
+  }
+
+  /**
+   * Explicit FTPS (RFC 4217): AUTH TLS, the TLS handshake on the control connection (the server's
+   * certificate checked against `caCert` for `hostname`), PBSZ 0 and PROT P.
+   */
+  async secure(caCert: string, hostname = "localhost"): Promise<void> {
+    await this.expect("AUTH TLS", 234)
+    if (this.#pending.length > 0) throw new FtpClientError("AUTH TLS: bytes after the 234 reply")
+    try {
+      this.#conn = await Deno.startTls(this.#conn as Deno.TcpConn, { hostname, caCerts: [caCert] })
+    } catch (error) {
+      this.#fail("the TLS handshake of the control connection", error)
+    }
+    await this.expect("PBSZ 0", 200)
+    await this.expect("PROT P", 200)
+  }
+
+  /** EPSV: the passive port the server announces (on the control connection's host). */
+  async epsv(): Promise<number> {
+    const reply = await this.expect("EPSV", 229)
+    const m = /\(([^\d])\1\1(\d+)\1\)/.exec(reply.text)
+    if (m === null) throw new FtpClientError(`EPSV: no port in ${JSON.stringify(reply.text)}`)
+    return Number(m[2])
   }
 
   /** USER and PASS. */

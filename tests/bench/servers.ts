@@ -13,10 +13,22 @@ export const USER = "bench"
 export const PASSWORD = "bench"
 export const HOST = "127.0.0.1"
 
+/** The bench's self-signed certificate (generated at start into its temp dir). */
+export interface TlsFiles {
+  readonly certfile: string
+  readonly keyfile: string
+  /** The certificate's PEM text, for clients that verify it. */
+  readonly cert: string
+}
+
 /** How to start one server: the argv for a control port, a root and a passive range. */
 export interface ServerSpec {
   readonly name: ServerName
   readonly argv: (port: number, root: string, passive: readonly [number, number]) => string[]
+  /** The same server with explicit FTPS (AUTH TLS) on; absent when this machine cannot run it. */
+  readonly tlsArgv?: (port: number, root: string, passive: readonly [number, number], tls: TlsFiles) => string[]
+  /** Why `tlsArgv` is absent, and how to add it. */
+  readonly tlsMissing?: string
 }
 
 /** CPU seconds (utime + stime, every thread) and memory of a process at one moment. */
@@ -28,7 +40,8 @@ export interface ProcSample {
   readonly hwmKiB: number
 }
 
-const CLK_TCK = (() => {
+/** Clock ticks per second of /proc's CPU times. */
+export const CLK_TCK: number = (() => {
   try {
     const out = new Deno.Command("getconf", { args: ["CLK_TCK"], stdout: "piped", stderr: "null" }).outputSync()
     const ticks = Number(new TextDecoder().decode(out.stdout).trim())
@@ -161,10 +174,12 @@ export const startServer = async (
   spec: ServerSpec,
   root: string,
   logPath: string,
+  tls: TlsFiles | null = null,
   timeoutMs = 30_000,
 ): Promise<RunningServer> => {
   const { port, passive } = pickPorts(1000)
-  const argv = spec.argv(port, root, passive)
+  if (tls !== null && spec.tlsArgv === undefined) throw new Error(`${spec.name}: ${spec.tlsMissing ?? "no TLS"}`)
+  const argv = tls === null ? spec.argv(port, root, passive) : spec.tlsArgv!(port, root, passive, tls)
   // `exec` replaces the shell, so the child's pid is the server's pid; output goes straight to a file
   // and costs the benchmark process nothing.
   const child = spawnTracked("sh", {
@@ -228,18 +243,38 @@ export const startServer = async (
 /** Directory of the repository this file lives in. */
 export const repoRoot: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "")
 
-/** ftpd, run by the same `deno` that runs the benchmark. */
-export const ftpdSpec: ServerSpec = {
+const ftpdFlags = (port: number, root: string, [from, to]: readonly [number, number]) => [
+  ...["-i", HOST, "-p", String(port), "-d", root, "-u", USER, "-P", PASSWORD, "-w"],
+  ...["--max-cons", "0", "--max-cons-per-ip", "0", "-r", `${from}-${to}`],
+]
+
+/** Whether `src/cli.ts --help` lists `--certfile` (the CLI's FTPS flags). */
+export const ftpdCliHasTls = (): boolean =>
+  run(Deno.execPath(), ["run", "--allow-all", `${repoRoot}/src/cli.ts`, "--help"]).stdout.includes("--certfile")
+
+/**
+ * ftpd, run by the same `deno` that runs the benchmark. With TLS it is `src/cli.ts --tls --certfile
+ * --keyfile` when the CLI has those flags, else `tests/bench/ftpd_server.ts`, which takes the same
+ * flags and builds the same server from `mod.ts`.
+ */
+export const ftpdSpec = (cliHasTls: boolean = ftpdCliHasTls()): ServerSpec => ({
   name: "ftpd",
-  argv: (port, root, [from, to]) => [
+  argv: (port, root, passive) => [
     Deno.execPath(),
     "run",
     "--allow-all",
     `${repoRoot}/src/cli.ts`,
-    ...["-i", HOST, "-p", String(port), "-d", root, "-u", USER, "-P", PASSWORD, "-w"],
-    ...["--max-cons", "0", "--max-cons-per-ip", "0", "-r", `${from}-${to}`],
+    ...ftpdFlags(port, root, passive),
   ],
-}
+  tlsArgv: (port, root, passive, tls) => [
+    Deno.execPath(),
+    "run",
+    "--allow-all",
+    cliHasTls ? `${repoRoot}/src/cli.ts` : `${repoRoot}/tests/bench/ftpd_server.ts`,
+    ...ftpdFlags(port, root, passive),
+    ...["--tls", "--certfile", tls.certfile, "--keyfile", tls.keyfile],
+  ],
+})
 
 const PYTHON = "/usr/bin/python3"
 
@@ -279,8 +314,39 @@ export const pyftpdlibSpec = (): ServerSpec => {
     "import sys; from pyftpdlib import servers, __main__ as m; servers.FTPServer.max_cons = 0; " +
     "sys.argv[0] = 'pyftpdlib'; m.main()",
   ]
+  // No TLS flags on pyftpdlib's command line: TLS_FTPHandler with the settings `-w -u -P -r` give.
+  const tlsLauncher = [
+    "-c",
+    [
+      "import sys",
+      "from pyftpdlib.authorizers import DummyAuthorizer",
+      "from pyftpdlib.handlers import TLS_FTPHandler",
+      "from pyftpdlib.servers import FTPServer",
+      "host, port, root, lo, hi, cert, key, user, password = sys.argv[1:]",
+      "authorizer = DummyAuthorizer()",
+      "authorizer.add_user(user, password, root, perm='elradfmwMT')",
+      "handler = TLS_FTPHandler",
+      "handler.certfile, handler.keyfile, handler.authorizer = cert, key, authorizer",
+      "handler.passive_ports = list(range(int(lo), int(hi) + 1))",
+      "server = FTPServer((host, int(port)), handler)",
+      "server.max_cons, server.max_cons_per_ip = 0, 0",
+      "server.serve_forever()",
+    ].join("\n"),
+  ]
+  const tlsCheck = run(PYTHON, ["-c", "import OpenSSL; from pyftpdlib.handlers import TLS_FTPHandler"])
   return {
     name: "pyftpdlib",
+    ...(tlsCheck.code === 0
+      ? {
+        tlsArgv: (port: number, root: string, [from, to]: readonly [number, number], tls: TlsFiles) => [
+          PYTHON,
+          ...tlsLauncher,
+          ...[HOST, String(port), root, String(from), String(to), tls.certfile, tls.keyfile, USER, PASSWORD],
+        ],
+      }
+      : {
+        tlsMissing: "its TLS needs PyOpenSSL, which is not installed (`apt-get install -y python3-openssl` adds it)",
+      }),
     argv: (port, root, [from, to]) => [
       PYTHON,
       ...launcher,

@@ -7,7 +7,7 @@
  */
 
 import { FtpClient } from "./ftp_client.ts"
-import { HOST, PASSWORD, type RunningServer, spawnTracked, USER } from "./servers.ts"
+import { CLK_TCK, HOST, PASSWORD, pickPorts, type RunningServer, spawnTracked, type TlsFiles, USER } from "./servers.ts"
 
 export const KiB = 1024
 export const MiB = 1024 * KiB
@@ -37,6 +37,9 @@ export interface BenchConfig {
 export interface Fixture {
   readonly root: string
   readonly onTmpfs: boolean
+  /** The self-signed certificate for the FTPS rows, or null (and why) when openssl could not make one. */
+  readonly tls: TlsFiles | null
+  readonly tlsError?: string
 }
 
 /** A measurement row: what it is, its unit, which direction is better, and the issue's target for ftpd. */
@@ -47,6 +50,8 @@ export interface RowSpec {
   readonly better: "higher" | "lower"
   /** Target on ftpd/pyftpdlib (`ratio`) or on ftpd's own value (`absolute`). */
   readonly target?: { readonly kind: "ratio" | "absolute"; readonly op: "<=" | ">=" | "=="; readonly value: number }
+  /** No ftpd/pyftpdlib ratio: the row measures something else in each server's round (a reference). */
+  readonly noRatio?: boolean
 }
 
 /** Samples per row key, plus notes such as the first failure messages. */
@@ -59,6 +64,8 @@ export interface Workload {
   readonly name: string
   /** Run each repetition on a newly started server (for memory, which a process does not give back). */
   readonly restartEachRep?: boolean
+  /** The server is started with FTPS on (`tls`); the workload needs socat (`socat`). */
+  readonly needs?: { readonly tls?: boolean; readonly socat?: boolean }
   readonly rows: (config: BenchConfig) => RowSpec[]
   readonly run: (server: RunningServer, fixture: Fixture, config: BenchConfig) => Promise<WorkloadResult>
 }
@@ -99,6 +106,32 @@ const writeFile = async (path: string, size: number, block: Uint8Array) => {
   }
 }
 
+/**
+ * A self-signed certificate for localhost valid one day, outside the served root. `CA:FALSE` and a
+ * subjectAltName because rustls (Deno.startTls, the bench's own control connection) refuses a CA
+ * certificate as a server's and ignores the CN.
+ */
+const makeCertificate = (dir: string): TlsFiles | { error: string } => {
+  const certfile = `${dir}/cert.pem`
+  const keyfile = `${dir}/key.pem`
+  try {
+    const out = new Deno.Command("openssl", {
+      args: [
+        ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"],
+        ...["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"],
+        ...["-keyout", keyfile, "-out", certfile],
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).outputSync()
+    if (out.code !== 0) return { error: `openssl req failed: ${new TextDecoder().decode(out.stderr).trim()}` }
+    return { certfile, keyfile, cert: Deno.readTextFileSync(certfile) }
+  } catch (error) {
+    return { error: `openssl is not installed (${error instanceof Error ? error.message : error})` }
+  }
+}
+
 /** Create the served tree in a fresh directory under /dev/shm (tmpfs), or the system temp dir without it. */
 export const createFixture = async (config: BenchConfig): Promise<Fixture> => {
   let dir: string
@@ -109,7 +142,10 @@ export const createFixture = async (config: BenchConfig): Promise<Fixture> => {
     dir = await Deno.makeTempDir({ prefix: "ftpd-bench-" })
     onTmpfs = false
   }
-  const fixture = { root: `${dir}/root`, onTmpfs }
+  const tls = makeCertificate(dir)
+  const fixture: Fixture = "error" in tls
+    ? { root: `${dir}/root`, onTmpfs, tls: null, tlsError: tls.error }
+    : { root: `${dir}/root`, onTmpfs, tls }
   const { root } = fixture
   try {
     await Deno.mkdir(`${root}/many`, { recursive: true })
@@ -172,81 +208,130 @@ const curl = async (args: string[], maxSeconds: number, expectBytes: number): Pr
 /** Seconds a curl transfer of `bytes` may take: 20 MiB/s at worst, plus slack. */
 const curlLimit = (bytes: number) => 30 + bytes / (20 * MiB)
 
-const retrBig: Workload = {
-  name: "retr",
-  rows: (c) => [
-    {
-      key: "retr_mibs",
-      label: `RETR ${formatSize(c.size)}, 1 client`,
-      unit: "MiB/s",
-      better: "higher",
-      target: { kind: "ratio", op: ">=", value: 1.0 },
-    },
-    {
-      key: "retr_cpu",
-      label: `RETR ${formatSize(c.size)}, server CPU`,
-      unit: "CPU-s/GiB",
-      better: "lower",
-      target: { kind: "ratio", op: "<=", value: 1.0 },
-    },
-  ],
-  run: async (server, _fixture, config) => {
-    const mibs: number[] = []
-    const cpu: number[] = []
-    // One untimed transfer first: the first run after a start pays for warming up, not for the transfer.
-    await curl(["-o", "/dev/null", url(server, "big.bin")], curlLimit(config.size), config.size)
-    for (let rep = 0; rep < config.reps; rep++) {
-      guard(config)
-      const before = server.sample()
-      const r = await curl(["-o", "/dev/null", url(server, "big.bin")], curlLimit(config.size), config.size)
-      const after = server.sample()
-      mibs.push(r.bytes / MiB / r.transferSeconds)
-      cpu.push((after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB))
+/** curl's flags for explicit FTPS with PROT P (AUTH TLS, PBSZ 0, PROT P), the self-signed certificate accepted. */
+const CURL_TLS = ["--ssl-reqd", "-k"]
+
+/**
+ * pyftpdlib (1.5.x) resets a PROT P data connection whose client starts TLS before the transfer
+ * command, which curl does; curl then falls back to PASV and fails with "(13) Bad PASV/EPSV
+ * response". That is a known pyftpdlib limitation (issue 3), not a bench error: it becomes a note,
+ * and pyftpdlib's PROT P figures come from the socat rows, whose TLS starts after the command.
+ */
+const knownTlsFailure = async (
+  server: RunningServer,
+  tls: boolean,
+  first: () => Promise<unknown>,
+): Promise<WorkloadResult | null> => {
+  try {
+    await first()
+    return null
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    if (!tls || server.name !== "pyftpdlib" || !message.includes("(13)")) throw error
+    return {
+      samples: {},
+      notes: [
+        `curl --ssl-reqd fails (${message.replace(/^curl exited with \d+: /, "")}): pyftpdlib resets a PROT P ` +
+        "data connection whose TLS starts before RETR/STOR, as curl's does; see the socat rows for its PROT P figures",
+      ],
     }
-    return { samples: { retr_mibs: mibs, retr_cpu: cpu }, notes: [] }
-  },
+  }
 }
 
-const storBig: Workload = {
-  name: "stor",
-  rows: (c) => [
-    {
-      key: "stor_mibs",
-      label: `STOR ${formatSize(c.size)}, 1 client`,
-      unit: "MiB/s",
-      better: "higher",
-      target: { kind: "ratio", op: ">=", value: 1.4 },
+const makeRetr = (tls: boolean): Workload => {
+  const key = tls ? "ftps_retr" : "retr"
+  const what = tls ? "PROT P RETR" : "RETR"
+  return {
+    name: tls ? "retr-tls" : "retr",
+    ...(tls ? { needs: { tls: true } } : {}),
+    rows: (c) => [
+      {
+        key: `${key}_mibs`,
+        label: `${what} ${formatSize(c.size)}, 1 client${tls ? " (curl)" : ""}`,
+        unit: "MiB/s",
+        better: "higher",
+        // Issue 3: PROT P RETR >= 1.2 GiB/s; issue 5: plain RETR >= pyftpdlib.
+        target: tls ? { kind: "absolute", op: ">=", value: 1228.8 } : { kind: "ratio", op: ">=", value: 1.0 },
+      },
+      {
+        key: `${key}_cpu`,
+        label: `${what} ${formatSize(c.size)}, server CPU`,
+        unit: "CPU-s/GiB",
+        better: "lower",
+        ...(tls ? {} : { target: { kind: "ratio", op: "<=", value: 1.0 } as const }),
+      },
+    ],
+    run: async (server, _fixture, config) => {
+      const mibs: number[] = []
+      const cpu: number[] = []
+      const args = [...(tls ? CURL_TLS : []), "-o", "/dev/null", url(server, "big.bin")]
+      // One untimed transfer first: the first run after a start pays for warming up, not for the transfer.
+      const failed = await knownTlsFailure(server, tls, () => curl(args, curlLimit(config.size), config.size))
+      if (failed !== null) return failed
+      for (let rep = 0; rep < config.reps; rep++) {
+        guard(config)
+        const before = server.sample()
+        const r = await curl(args, curlLimit(config.size), config.size)
+        const after = server.sample()
+        mibs.push(r.bytes / MiB / r.transferSeconds)
+        cpu.push((after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB))
+      }
+      return { samples: { [`${key}_mibs`]: mibs, [`${key}_cpu`]: cpu }, notes: [] }
     },
-    {
-      key: "stor_cpu",
-      label: `STOR ${formatSize(c.size)}, server CPU`,
-      unit: "CPU-s/GiB",
-      better: "lower",
-      target: { kind: "ratio", op: "<=", value: 0.7 },
-    },
-  ],
-  run: async (server, fixture, config) => {
-    const mibs: number[] = []
-    const cpu: number[] = []
-    const uploaded = `${fixture.root}/upload.bin`
-    const upload = () =>
-      curl(["-T", `${fixture.root}/big.bin`, url(server, "upload.bin")], curlLimit(config.size), config.size)
-    // Untimed: the first upload into fresh tmpfs pages was 2-4x slower in every trial, for either server.
-    await upload()
-    for (let rep = 0; rep < config.reps; rep++) {
-      guard(config)
+  }
+}
+
+const makeStor = (tls: boolean): Workload => {
+  const key = tls ? "ftps_stor" : "stor"
+  const what = tls ? "PROT P STOR" : "STOR"
+  return {
+    name: tls ? "stor-tls" : "stor",
+    ...(tls ? { needs: { tls: true } } : {}),
+    rows: (c) => [
+      {
+        key: `${key}_mibs`,
+        label: `${what} ${formatSize(c.size)}, 1 client${tls ? " (curl)" : ""}`,
+        unit: "MiB/s",
+        better: "higher",
+        ...(tls ? {} : { target: { kind: "ratio", op: ">=", value: 1.4 } as const }),
+      },
+      {
+        key: `${key}_cpu`,
+        label: `${what} ${formatSize(c.size)}, server CPU`,
+        unit: "CPU-s/GiB",
+        better: "lower",
+        ...(tls ? {} : { target: { kind: "ratio", op: "<=", value: 0.7 } as const }),
+      },
+    ],
+    run: async (server, fixture, config) => {
+      const mibs: number[] = []
+      const cpu: number[] = []
+      const name = tls ? "upload-tls.bin" : "upload.bin"
+      const uploaded = `${fixture.root}/${name}`
+      const upload = () =>
+        curl(
+          [...(tls ? CURL_TLS : []), "-T", `${fixture.root}/big.bin`, url(server, name)],
+          curlLimit(config.size),
+          config.size,
+        )
+      // Untimed: the first upload into fresh tmpfs pages was 2-4x slower in every trial, for either server.
+      const failed = await knownTlsFailure(server, tls, upload)
+      if (failed !== null) return failed
+      for (let rep = 0; rep < config.reps; rep++) {
+        guard(config)
+        await Deno.remove(uploaded).catch(() => {})
+        const before = server.sample()
+        const r = await upload()
+        const after = server.sample()
+        const stored = (await Deno.stat(uploaded)).size
+        if (stored !== config.size) throw new Error(`STOR left ${stored} bytes on disk, expected ${config.size}`)
+        mibs.push(r.bytes / MiB / r.transferSeconds)
+        cpu.push((after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB))
+      }
       await Deno.remove(uploaded).catch(() => {})
-      const before = server.sample()
-      const r = await upload()
-      const after = server.sample()
-      const stored = (await Deno.stat(uploaded)).size
-      if (stored !== config.size) throw new Error(`STOR left ${stored} bytes on disk, expected ${config.size}`)
-      mibs.push(r.bytes / MiB / r.transferSeconds)
-      cpu.push((after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB))
-    }
-    await Deno.remove(uploaded).catch(() => {})
-    return { samples: { stor_mibs: mibs, stor_cpu: cpu }, notes: [] }
-  },
+      return { samples: { [`${key}_mibs`]: mibs, [`${key}_cpu`]: cpu }, notes: [] }
+    },
+  }
 }
 
 const retrMany: Workload = {
@@ -567,5 +652,250 @@ const idle: Workload = {
   },
 }
 
+/** socat's buffer size (`-b`): 256 KiB reads and writes, on both ends. */
+const SOCAT_BUFFER = String(256 * KiB)
+
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+/** Wait for `child` to exit with 0 within `limitMs` (killed otherwise); resolves with its stderr. */
+const exitedOk = async (child: Deno.ChildProcess, what: string, limitMs: number): Promise<string> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL")
+      } catch {
+        // Exited in between.
+      }
+      reject(new Error(`${what} took over ${limitMs} ms`))
+    }, limitMs)
+  })
+  try {
+    const out = await Promise.race([child.output(), timeout])
+    if (out.code !== 0) throw new Error(`${what} exited with ${out.code}: ${decode(out.stderr).trim().slice(-400)}`)
+    return decode(out.stderr)
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The socat client: OpenSSL does the TLS of the data connection (`args` are its two addresses). */
+const socat = (args: string[]): Deno.ChildProcess =>
+  spawnTracked("socat", { args: ["-u", "-b", SOCAT_BUFFER, ...args], stdin: "null", stdout: "piped", stderr: "piped" })
+
+/** Whether something listens on 127.0.0.1:`port` (from /proc/net/tcp, without connecting to it). */
+const listening = (port: number): boolean => {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`
+  return Deno.readTextFileSync("/proc/net/tcp").split("\n").some((line) => {
+    const fields = line.trim().split(/\s+/)
+    return fields[1] === local && fields[3] === "0A"
+  })
+}
+
+/**
+ * The OpenSSL reference: `socat OPENSSL-LISTEN` serves `big.bin` once (OpenSSL encrypts, 256 KiB
+ * reads from tmpfs), downloaded by the same socat client as the FTP rows. Its CPU time is read from
+ * the cutime/cstime of the `sh` that waited for it.
+ */
+const opensslOnce = async (fixture: Fixture, config: BenchConfig): Promise<{ mibs: number; cpu: number }> => {
+  const tls = fixture.tls!
+  const { port } = pickPorts(1)
+  const limitMs = curlLimit(config.size) * 1000
+  const server = spawnTracked("sh", {
+    args: [
+      "-c",
+      'socat -U -b "$1" "OPENSSL-LISTEN:$2,bind=127.0.0.1,cert=$3,key=$4,verify=0,reuseaddr" "OPEN:$5,rdonly"; ' +
+      'code=$?; cat /proc/$$/stat >&2; exit "$code"',
+      "sh",
+      SOCAT_BUFFER,
+      String(port),
+      tls.certfile,
+      tls.keyfile,
+      `${fixture.root}/big.bin`,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  })
+  const serverDone = exitedOk(server, "socat OPENSSL-LISTEN", limitMs + 10_000)
+  serverDone.catch(() => {})
+  for (let i = 0; i < 200 && !listening(port); i++) await sleep(25)
+  if (!listening(port)) {
+    try {
+      server.kill("SIGKILL")
+    } catch {
+      // Exited already.
+    }
+    await serverDone.catch((error) => {
+      throw new Error(`socat OPENSSL-LISTEN did not listen on ${port}: ${error.message}`)
+    })
+    throw new Error(`socat OPENSSL-LISTEN did not listen on ${port} within 5 s`)
+  }
+  const t0 = performance.now()
+  await exitedOk(socat([`OPENSSL:${HOST}:${port},verify=0`, "/dev/null"]), "socat OPENSSL client", limitMs)
+  const seconds = (performance.now() - t0) / 1000
+  const stat = (await serverDone).trim().split("\n").at(-1) ?? ""
+  // Fields after the last ")": index 0 is field 3 (state); cutime is field 16, cstime field 17.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  const cpuSeconds = (Number(fields[13]) + Number(fields[14])) / CLK_TCK
+  return { mibs: config.size / MiB / seconds, cpu: cpuSeconds / (config.size / GiB) }
+}
+
+/**
+ * PROT P through the bench's own client: the control connection (AUTH TLS, PBSZ 0, PROT P, TYPE I,
+ * EPSV) in Deno, the data connection's TLS in socat/OpenSSL, which starts only after RETR/STOR is
+ * sent (so pyftpdlib, which resets a data connection whose TLS starts earlier, works too). The time
+ * runs from sending the command to both the 226 and socat's exit. Next to it, in the same rounds,
+ * the same socat client downloads the same file from socat OPENSSL-LISTEN: the OpenSSL figure.
+ */
+const tlsOpenssl: Workload = {
+  name: "tls-openssl",
+  needs: { tls: true, socat: true },
+  rows: (c) => [
+    {
+      key: "socat_retr_mibs",
+      label: `PROT P RETR ${formatSize(c.size)}, socat/OpenSSL client`,
+      unit: "MiB/s",
+      better: "higher",
+      target: { kind: "absolute", op: ">=", value: 1228.8 },
+    },
+    {
+      key: "socat_retr_cpu",
+      label: `PROT P RETR ${formatSize(c.size)}, socat client, server CPU`,
+      unit: "CPU-s/GiB",
+      better: "lower",
+    },
+    {
+      key: "socat_stor_mibs",
+      label: `PROT P STOR ${formatSize(c.size)}, socat/OpenSSL client`,
+      unit: "MiB/s",
+      better: "higher",
+    },
+    {
+      key: "socat_stor_cpu",
+      label: `PROT P STOR ${formatSize(c.size)}, socat client, server CPU`,
+      unit: "CPU-s/GiB",
+      better: "lower",
+    },
+    {
+      key: "openssl_mibs",
+      label: `  reference: socat OPENSSL-LISTEN, same client, same file`,
+      unit: "MiB/s",
+      better: "higher",
+      noRatio: true,
+    },
+    {
+      key: "openssl_cpu",
+      label: `  reference: socat OPENSSL-LISTEN, server CPU`,
+      unit: "CPU-s/GiB",
+      better: "lower",
+      noRatio: true,
+    },
+    {
+      key: "openssl_ratio",
+      label: `  OpenSSL MiB/s / server's PROT P RETR MiB/s`,
+      unit: "x",
+      better: "lower",
+      target: { kind: "absolute", op: "<=", value: 1.3 },
+      noRatio: true,
+    },
+  ],
+  run: async (server, fixture, config) => {
+    const timeoutMs = curlLimit(config.size) * 1000
+    const samples: Record<string, number[]> = {
+      socat_retr_mibs: [],
+      socat_retr_cpu: [],
+      socat_stor_mibs: [],
+      socat_stor_cpu: [],
+      openssl_mibs: [],
+      openssl_cpu: [],
+      openssl_ratio: [],
+    }
+    const client = await FtpClient.connect(HOST, server.port, 30_000)
+    const uploaded = `${fixture.root}/upload-socat.bin`
+    try {
+      await client.secure(fixture.tls!.cert)
+      await client.login(USER, PASSWORD)
+      await client.expect("TYPE I", 200)
+      const transfer = async (command: string, addresses: (port: number) => string[]) => {
+        client.arm(timeoutMs + 10_000)
+        const port = await client.epsv()
+        const before = server.sample()
+        const t0 = performance.now()
+        await client.send(command)
+        const child = socat(addresses(port))
+        const done = exitedOk(child, `socat client of ${command}`, timeoutMs)
+        done.catch(() => {})
+        try {
+          let reply = await client.readReply()
+          if (reply.code === 125 || reply.code === 150) reply = await client.readReply()
+          if (reply.code !== 226) {
+            throw new Error(`${command}: expected 150 then 226, got ${JSON.stringify(reply.text)}`)
+          }
+        } catch (error) {
+          try {
+            child.kill("SIGKILL")
+          } catch {
+            // Exited already.
+          }
+          throw error
+        }
+        await done
+        const seconds = (performance.now() - t0) / 1000
+        const after = server.sample()
+        return { mibs: config.size / MiB / seconds, cpu: (after.cpuSeconds - before.cpuSeconds) / (config.size / GiB) }
+      }
+      const retr = () => transfer("RETR big.bin", (port) => [`OPENSSL:${HOST}:${port},verify=0`, "/dev/null"])
+      const stor = async () => {
+        await Deno.remove(uploaded).catch(() => {})
+        const r = await transfer(
+          "STOR upload-socat.bin",
+          (port) => [`OPEN:${fixture.root}/big.bin,rdonly`, `OPENSSL:${HOST}:${port},verify=0`],
+        )
+        const stored = (await Deno.stat(uploaded)).size
+        if (stored !== config.size) throw new Error(`PROT P STOR left ${stored} bytes on disk, expected ${config.size}`)
+        return r
+      }
+      // Untimed warm-ups, as in the curl rows.
+      await retr()
+      await stor()
+      // At least 3 rounds even with --quick: one pair of single transfers made the ratio swing by 0.3.
+      for (let rep = 0; rep < Math.max(config.reps, 3); rep++) {
+        guard(config)
+        const down = await retr()
+        // The server's last TLS close and our socat's exit settle before the reference starts.
+        await sleep(200)
+        const reference = await opensslOnce(fixture, config)
+        await sleep(200)
+        const up = await stor()
+        samples.socat_retr_mibs.push(down.mibs)
+        samples.socat_retr_cpu.push(down.cpu)
+        samples.socat_stor_mibs.push(up.mibs)
+        samples.socat_stor_cpu.push(up.cpu)
+        samples.openssl_mibs.push(reference.mibs)
+        samples.openssl_cpu.push(reference.cpu)
+        samples.openssl_ratio.push(reference.mibs / down.mibs)
+      }
+      client.arm(30_000)
+      await client.quit()
+    } finally {
+      client.close()
+      await Deno.remove(uploaded).catch(() => {})
+    }
+    return { samples, notes: [] }
+  },
+}
+
 /** In the order they run and are printed; each one gets a freshly started server. */
-export const workloads: readonly Workload[] = [retrBig, storBig, retrMany, burst, logins, listings, idle]
+export const workloads: readonly Workload[] = [
+  makeRetr(false),
+  makeRetr(true),
+  tlsOpenssl,
+  makeStor(false),
+  makeStor(true),
+  retrMany,
+  burst,
+  logins,
+  listings,
+  idle,
+]
