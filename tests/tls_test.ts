@@ -324,10 +324,10 @@ for (const secure of [true, "implicit"] as const) {
 // curl: explicit with --ssl-reqd (its data TLS handshake starts before the transfer command) and implicit
 
 /**
- * curl before 8.x (7.88.1 on Debian 12) closes an upload's data connection without reading the
+ * Older curl releases (7.88.1 on Debian 12) close an upload's data connection without reading the
  * TLS 1.3 session tickets the server sent after the handshake, so the kernel resets the connection
  * and drops what curl had not sent yet (curl issue #6149; the server answers 426, see the test
- * below). TLS 1.2 has no tickets after the handshake: curl uploads use it.
+ * below). TLS 1.2 has no tickets after the handshake, so curl uploads here use it.
  */
 const CURL_UPLOAD_TLS = ["--tls-max", "1.2"]
 
