@@ -6,7 +6,7 @@ import { Client } from "basic-ftp"
 import assert from "node:assert/strict"
 import net from "node:net"
 import { Readable, Writable } from "node:stream"
-import { curl, RawClient, readAll as readAllUnbounded, type Reply, startServer, type TestServer } from "./helpers.ts"
+import { curl, RawClient, readAll, type Reply, startServer, type TestServer, within } from "./helpers.ts"
 
 const decoder = new TextDecoder()
 
@@ -35,33 +35,6 @@ const epsvPort = (reply: Reply): number => {
 
 /** The PORT argument for `host:port`. */
 const portArg = (host: string, port: number) => `${host.replaceAll(".", ",")},${port >> 8},${port & 255}`
-
-/** `promise`'s value, or `null` if it takes longer than `ms`. */
-const within = async <A>(promise: Promise<A>, ms: number): Promise<A | null> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** `promise`'s value; fails the test if it takes longer than `ms` (no await in these tests waits forever). */
-const timed = async <A>(promise: Promise<A>, ms: number, what: string): Promise<A> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Read a data connection to its end, within 20 s. */
-const readAll = (conn: Deno.Conn): Promise<Uint8Array> =>
-  timed(readAllUnbounded(conn), 20_000, "the data connection to end")
 
 /** A logged-in raw client in binary mode. */
 const loggedIn = async (server: TestServer, hostname = "127.0.0.1"): Promise<RawClient> => {

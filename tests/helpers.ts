@@ -188,9 +188,45 @@ export class RawClient {
   }
 }
 
-/** Read a data connection to its end. */
-export const readAll = async (conn: Deno.Conn): Promise<Uint8Array> =>
-  new Uint8Array(await new Response(conn.readable).arrayBuffer())
+/** `promise`'s value, or `null` if it takes longer than `ms`. */
+export const within = async <A>(promise: Promise<A>, ms: number): Promise<A | null> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** `promise`'s value; fails the test if it takes longer than `ms` (no await in a test waits forever). */
+export const timed = async <A>(promise: Promise<A>, ms: number, what: string): Promise<A> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Read a data connection to its end, within 20 s. */
+export const readAll = (conn: Deno.Conn): Promise<Uint8Array> =>
+  timed(
+    new Response(conn.readable).arrayBuffer().then((buffer) => new Uint8Array(buffer)),
+    20_000,
+    "the data connection to end",
+  )
+
+/** Close a connection that may be closed already. */
+export const closeQuietly = (conn: { close(): void }): void => {
+  try {
+    conn.close()
+  } catch {
+    // Closed already.
+  }
+}
 
 /** Write `data` to a data connection and close it. */
 export const writeAllAndClose = async (conn: Deno.Conn, data: Uint8Array): Promise<void> => {

@@ -6,7 +6,16 @@
 import assert from "node:assert/strict"
 import { Readable, Writable } from "node:stream"
 import { Client, FTPError } from "basic-ftp"
-import { curl, RawClient, readAll, type Reply, startServer, type TestServer, writeAllAndClose } from "./helpers.ts"
+import {
+  closeQuietly,
+  curl,
+  RawClient,
+  readAll,
+  type Reply,
+  startServer,
+  type TestServer,
+  writeAllAndClose,
+} from "./helpers.ts"
 
 /**
  * A temporary tree, removed afterwards:
@@ -72,14 +81,6 @@ const withRaw = async (tree: Tree, f: (raw: RawClient) => Promise<void>): Promis
     await f(raw)
   } finally {
     raw.close()
-  }
-}
-
-const closeQuietly = (conn: Deno.Conn) => {
-  try {
-    conn.close()
-  } catch {
-    // Closed when its stream ended.
   }
 }
 

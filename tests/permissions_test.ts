@@ -4,7 +4,15 @@
  * Then `overridePerm` and the read-only anonymous user.
  */
 import assert from "node:assert/strict"
-import { RawClient, readAll, type Reply, startServer, type TestServerOptions, writeAllAndClose } from "./helpers.ts"
+import {
+  closeQuietly,
+  RawClient,
+  readAll,
+  type Reply,
+  startServer,
+  type TestServerOptions,
+  writeAllAndClose,
+} from "./helpers.ts"
 
 const ALL = "elradfmwMT"
 const OLD = new Date(Date.UTC(2020, 0, 1, 0, 0, 0))
@@ -59,14 +67,6 @@ const asUser = async (
   } finally {
     raw?.close()
     await server.close()
-  }
-}
-
-const closeQuietly = (conn: Deno.Conn) => {
-  try {
-    conn.close()
-  } catch {
-    // Closed when its stream ended.
   }
 }
 

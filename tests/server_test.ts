@@ -6,45 +6,20 @@ import { Effect } from "effect"
 import assert from "node:assert/strict"
 import net from "node:net"
 import type { HookSession, HooksShape } from "../src/hooks.ts"
-import { eventually, openFds, RawClient, readAll as readAllUnbounded, startServer, type TestServer } from "./helpers.ts"
+import {
+  closeQuietly,
+  eventually,
+  openFds,
+  RawClient,
+  readAll,
+  startServer,
+  type TestServer,
+  timed,
+  within,
+} from "./helpers.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-
-/** `promise`'s value, or `null` if it takes longer than `ms`. */
-const within = async <A>(promise: Promise<A>, ms: number): Promise<A | null> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** `promise`'s value; fails the test if it takes longer than `ms` (no await in these tests waits forever). */
-const timed = async <A>(promise: Promise<A>, ms: number, what: string): Promise<A> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Read a data connection to its end, within 20 s. */
-const readAll = (conn: Deno.Conn): Promise<Uint8Array> =>
-  timed(readAllUnbounded(conn), 20_000, "the data connection to end")
-
-const closeQuietly = (conn: { close(): void }) => {
-  try {
-    conn.close()
-  } catch {
-    // Closed already.
-  }
-}
 
 /** A logged-in raw client in binary mode. */
 const loggedIn = async (server: TestServer): Promise<RawClient> => {

@@ -9,6 +9,7 @@ import { cpuUsage } from "node:process"
 import { Readable, Writable } from "node:stream"
 import { Client } from "basic-ftp"
 import {
+  closeQuietly,
   curl,
   eventually,
   makeCertificate,
@@ -20,6 +21,7 @@ import {
   type TestCertificate,
   type TestServer,
   type TestServerOptions,
+  timed,
 } from "./helpers.ts"
 import type { TlsSettings } from "../src/net/tls.ts"
 
@@ -92,27 +94,6 @@ const randomBytes = (size: number): Uint8Array => {
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Race `promise` against a deadline, so that no wait in a test is unbounded. */
-const within = async <A>(ms: number, what: string, promise: Promise<A>): Promise<A> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-const closeQuietly = (conn: Deno.Conn) => {
-  try {
-    conn.close()
-  } catch {
-    // Closed already.
-  }
-}
 
 /**
  * A raw FTP client whose control connection can be secured (AUTH TLS, or TLS from the start for
@@ -712,7 +693,7 @@ Deno.test("requireSessionReuse: a data connection with a fresh TLS session gets 
           "Data connection must resume the TLS session of the control connection (RFC 4217 10.2).",
         )
         // Nothing of the file went out.
-        const received = await within(5000, "data EOF", readAll(conn).catch(() => new Uint8Array()))
+        const received = await timed(readAll(conn).catch(() => new Uint8Array()), 5000, "data EOF")
         assert.equal(received.length, 0)
       } finally {
         closeQuietly(conn)
@@ -786,7 +767,7 @@ const captureClientHello = async (): Promise<Uint8Array> => {
     try {
       const handshake = tls.handshake().catch(() => undefined)
       const buffer = new Uint8Array(4096)
-      const n = await within(5000, "ClientHello", server.read(buffer))
+      const n = await timed(server.read(buffer), 5000, "ClientHello")
       assert.ok(n !== null && n > 100 && buffer[0] === 0x16, "a TLS handshake record")
       closeQuietly(server)
       await handshake
@@ -804,13 +785,13 @@ const captureClientHello = async (): Promise<Uint8Array> => {
 const closedWithin = async (conn: Deno.Conn, ms: number): Promise<boolean> => {
   const buffer = new Uint8Array(65536)
   try {
-    return await within(
-      ms,
-      "server close",
+    return await timed(
       (async () => {
         for (let i = 0; i < 1000; i++) if ((await conn.read(buffer)) === null) return true
         return false
       })(),
+      ms,
+      "server close",
     )
   } catch (error) {
     return !String(error).includes("nothing within")
@@ -850,7 +831,7 @@ Deno.test("bad handshakes each cost one session, are logged and closed, while ot
       const aborter = await connect(ftps.implicitPort)
       await aborter.write(hello)
       const serverHello = new Uint8Array(8192)
-      assert.ok(((await within(5000, "ServerHello", aborter.read(serverHello))) ?? 0) > 0)
+      assert.ok(((await timed(aborter.read(serverHello), 5000, "ServerHello")) ?? 0) > 0)
       aborter.close()
       // 5. Garbage after AUTH TLS on the explicit port.
       const authGarbage = await FtpsClient.connect(ftps.port, ftps.cert)
@@ -863,7 +844,7 @@ Deno.test("bad handshakes each cost one session, are logged and closed, while ot
 
         assert.ok(await closedWithin(garbage, 3000), "garbage: closed")
         assert.ok(await closedWithin(silent, 3000), "silent: closed by the timeout")
-        assert.match(await within(5000, "plain client", plainClient), /connection closed/)
+        assert.match(await timed(plainClient, 5000, "plain client"), /connection closed/)
         assert.ok(await authGarbage.closedByServer(3000), "garbage after AUTH TLS: closed")
       } finally {
         authGarbage.close()

@@ -10,15 +10,18 @@ import net from "node:net"
 import { Readable, Writable } from "node:stream"
 import type { HooksShape } from "../src/hooks.ts"
 import {
+  closeQuietly,
   curl,
   eventually,
   openFds,
   RawClient,
-  readAll as readAllUnbounded,
+  readAll,
   type Reply,
   sha256,
   startServer,
   type TestServer,
+  timed,
+  within,
   writeAllAndClose,
 } from "./helpers.ts"
 
@@ -26,33 +29,6 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** `promise`'s value, or `null` if it takes longer than `ms`. */
-const within = async <A>(promise: Promise<A>, ms: number): Promise<A | null> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** `promise`'s value; fails the test if it takes longer than `ms` (no await in these tests waits forever). */
-const timed = async <A>(promise: Promise<A>, ms: number, what: string): Promise<A> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Read a data connection to its end, within 20 s. */
-const readAll = (conn: Deno.Conn): Promise<Uint8Array> =>
-  timed(readAllUnbounded(conn), 20_000, "the data connection to end")
 
 /** `size` random bytes. */
 const randomBytes = (size: number): Uint8Array => {
@@ -118,14 +94,6 @@ const readSome = async (conn: Deno.Conn, count: number): Promise<number> => {
     total += n
   }
   return total
-}
-
-const closeQuietly = (conn: { close(): void }) => {
-  try {
-    conn.close()
-  } catch {
-    // Closed already.
-  }
 }
 
 /** Hooks that record each call as `name file-or-user`. */

@@ -12,8 +12,13 @@ import { CommandFramer, type Framed } from "../protocol/framer.ts"
 import { plainAddress } from "../protocol/address.ts"
 import { TlsConn, type Transport } from "./tls.ts"
 
-/** Commands are short; a longer line just takes several reads. */
+/**
+ * Commands are short, so a connection reads 512 bytes at a time (an idle session's buffer is
+ * most of its memory); one whose reads fill that (pipelining, a flood) switches to 4 KiB, since
+ * each read is a runtime op of its own.
+ */
 const READ_SIZE = 512
+const BUSY_READ_SIZE = 4096
 const CR = 13
 const LF = 10
 const encoder = new TextEncoder()
@@ -65,7 +70,7 @@ export const writeAll = async (conn: Pick<Deno.Conn, "write">, bytes: Uint8Array
 export class ControlConnection {
   readonly endpoints: Endpoints
   private readonly framer: CommandFramer
-  private readonly buffer = new Uint8Array(READ_SIZE)
+  private buffer = new Uint8Array(READ_SIZE)
   private writing: Promise<void> = Promise.resolve()
   private closed = false
   /** A read that outlived a {@link LONE_CR_WAIT_MS} wait; the next `readLine` takes its bytes. */
@@ -134,6 +139,8 @@ export class ControlConnection {
       if (n === null) return null
       this.probe = !this.pendingProbe || this.buffer[0] >= TELNET_BYTES
       let chunk = this.buffer.subarray(0, n)
+      // The framer keeps `chunk` until it is consumed: a bigger buffer is a new one, never a reuse.
+      if (n === READ_SIZE && this.buffer.length === READ_SIZE) this.buffer = new Uint8Array(BUSY_READ_SIZE)
       if (this.assumedLF) {
         this.assumedLF = false
         if (chunk[0] === LF) chunk = chunk.subarray(1)

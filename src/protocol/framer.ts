@@ -68,10 +68,14 @@ export class CommandFramer {
     this.#line = new Uint8Array(Math.min(maxLength, INITIAL_LINE_BYTES))
   }
 
-  /** Append received bytes. The chunk is copied, so the caller may reuse its buffer. */
+  /**
+   * Append received bytes. The chunk is kept, not copied (a copy per read is garbage per command,
+   * and a flood of one endless line would be all garbage): do not change its bytes until `next()`
+   * has returned `undefined`, which means every pushed byte has been consumed.
+   */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
-    this.#queue.push(chunk.slice())
+    this.#queue.push(chunk)
     this.#queued += chunk.length
   }
 
