@@ -71,6 +71,24 @@ export interface ServerOptions {
   readonly maxLoginAttempts?: number
   /** Seconds to wait before replying 530 to a bad password. Default 3. */
   readonly authFailedTimeout?: number
+  /** Most simultaneous logged-in sessions of one user (530 at the login over it); 0 for no limit (the default). */
+  readonly maxSessionsPerUser?: number
+  /** Seconds a connection may take to log in before 421 and close; 0 disables. Default 60. */
+  readonly loginTimeout?: number
+  /**
+   * Failed logins from one address within `banWindow` seconds that ban it for `banDuration`
+   * seconds (421 at connect); 0 never bans (the default). Used when no `Bans` layer is provided.
+   */
+  readonly banAfterFailures?: number
+  /** Seconds over which failed logins are counted for `banAfterFailures`. Default 600. */
+  readonly banWindow?: number
+  /** Seconds a ban lasts. Default 3600. */
+  readonly banDuration?: number
+  /**
+   * Commands one session may send per second; the session that sends more gets 421 and is closed
+   * (pyftpdlib's anti_flood demo, which uses 300). 0 for no limit (the default, as in pyftpdlib).
+   */
+  readonly maxCommandsPerSecond?: number
   /** Show times in listings in local time instead of UTC. Default false. */
   readonly useLocaltime?: boolean
   /** Name of the encoding paths use on the wire; only `utf8` is supported. */
@@ -124,6 +142,12 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
     banner: options.banner ?? `ftpd ${VERSION} ready.`,
     maxLoginAttempts: options.maxLoginAttempts ?? 3,
     authFailedTimeout: options.authFailedTimeout ?? 3,
+    maxSessionsPerUser: options.maxSessionsPerUser ?? 0,
+    loginTimeout: options.loginTimeout ?? 60,
+    banAfterFailures: options.banAfterFailures ?? 0,
+    banWindow: options.banWindow ?? 600,
+    banDuration: options.banDuration ?? 3600,
+    maxCommandsPerSecond: options.maxCommandsPerSecond ?? 0,
     useLocaltime: options.useLocaltime ?? false,
     encoding: options.encoding ?? "utf8",
     siteCommands: options.siteCommands ?? [],
@@ -155,6 +179,12 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
   nonNegative("dataTimeout", resolved.dataTimeout)
   nonNegative("maxLoginAttempts", resolved.maxLoginAttempts)
   nonNegative("authFailedTimeout", resolved.authFailedTimeout)
+  nonNegative("maxSessionsPerUser", resolved.maxSessionsPerUser)
+  nonNegative("loginTimeout", resolved.loginTimeout)
+  nonNegative("banAfterFailures", resolved.banAfterFailures)
+  nonNegative("banWindow", resolved.banWindow)
+  nonNegative("banDuration", resolved.banDuration)
+  nonNegative("maxCommandsPerSecond", resolved.maxCommandsPerSecond)
   if (resolved.implicitTlsPort !== null) port("implicitTlsPort", resolved.implicitTlsPort)
   nonNegative("tlsHandshakeTimeout", resolved.tlsHandshakeTimeout)
   if (resolved.tls === null) {

@@ -11,8 +11,10 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { Authorizer } from "./auth/authorizer.ts"
+import { BANNED_TEXT, Bans, type BansShape } from "./bans.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
 import { Filesystem } from "./fs/filesystem.ts"
 import { Hooks } from "./hooks.ts"
@@ -45,6 +47,8 @@ export interface RunningServerShape {
   readonly implicitTlsAddress: { readonly hostname: string; readonly port: number } | null
   /** Sessions open right now. */
   readonly connections: () => number
+  /** The ban list in use: the `Bans` service provided, or the in-memory one built from the options. */
+  readonly bans: BansShape
 }
 
 /**
@@ -99,15 +103,17 @@ const scopedListener = (options: ResolvedOptions, port: number) =>
 
 const encoder = new TextEncoder()
 
+const closeQuietly = (conn: Deno.Conn) => {
+  try {
+    conn.close()
+  } catch {
+    // Closed already.
+  }
+}
+
 /** Tell a connection over the limits why, then close it, without holding up the accept loop. */
 const refuse = (conn: Deno.Conn, text: string) => {
-  conn.write(encoder.encode(formatReply(421, text))).catch(() => undefined).finally(() => {
-    try {
-      conn.close()
-    } catch {
-      // Closed already.
-    }
-  })
+  conn.write(encoder.encode(formatReply(421, text))).catch(() => undefined).finally(() => closeQuietly(conn))
 }
 
 const make = (
@@ -127,6 +133,12 @@ const make = (
     const auth = yield* Authorizer
     const fs = yield* Filesystem
     const hooks = yield* Hooks
+    const bans = Option.getOrElse(yield* Effect.serviceOption(Bans), () =>
+      Bans.make({
+        banAfterFailures: resolved.banAfterFailures,
+        banWindow: resolved.banWindow,
+        banDuration: resolved.banDuration,
+      }))
     const hookFibers = yield* FiberSet.make<void, never>()
     const listener = yield* scopedListener(resolved, resolved.port)
     const implicitListener = resolved.implicitTlsPort === null
@@ -142,6 +154,8 @@ const make = (
       passivePorts: makePassivePorts(resolved.passivePorts),
       commands: builtinCommands,
       sessions: new Set(),
+      userSessions: new Map(),
+      bans,
       runHook: (hook) =>
         hook === undefined
           ? Effect.void
@@ -182,6 +196,11 @@ const make = (
     const admit = (conn: Deno.Conn, implicitTls: boolean) =>
       Effect.gen(function* () {
         const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
+        // Checked first, so that a banned address costs no session, no slot and no TLS handshake.
+        if (yield* bans.isBanned(ip)) {
+          yield* Effect.logWarning(`${ip} refused: banned.`)
+          return refuse(conn, BANNED_TEXT)
+        }
         if (resolved.maxCons > 0 && total >= resolved.maxCons) {
           yield* Effect.logWarning(`${ip} refused: too many connections (${total}).`)
           return refuse(conn, "Too many connections. Service temporarily unavailable.")
@@ -200,7 +219,8 @@ const make = (
             Effect.ensuring(release(ip)),
           ),
         )
-      })
+        // A custom ban list may be slow: a connection waiting on it is closed if the server stops.
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => closeQuietly(conn))))
     const acceptLoop = (from: Deno.Listener, implicitTls: boolean) =>
       Effect.gen(function* () {
         for (;;) {
@@ -216,8 +236,9 @@ const make = (
           yield* Effect.sleep("100 millis")
         }
       })
-    if (resolved.timeout > 0) {
-      const period = Math.min(1000, Math.max(50, resolved.timeout * 100))
+    const sweptTimeouts = [resolved.timeout, resolved.loginTimeout].filter((seconds) => seconds > 0)
+    if (sweptTimeouts.length > 0) {
+      const period = Math.min(1000, Math.max(50, Math.min(...sweptTimeouts) * 100))
       yield* Effect.acquireRelease(
         Effect.sync(() => {
           const sweep = setInterval(() => {
@@ -242,6 +263,7 @@ const make = (
         port: (implicitListener.addr as Deno.NetAddr).port,
       },
       connections: () => total,
+      bans,
     }
   })
 

@@ -15,6 +15,7 @@ import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import * as References from "effect/References"
 import type { Account, AuthorizerShape, Permission } from "../auth/authorizer.ts"
+import type { BansShape } from "../bans.ts"
 import { type DataSetup, releaseSetup } from "../data/data_channel.ts"
 import type { PassivePorts } from "../data/passive_ports.ts"
 import type { Progress } from "../data/transfer.ts"
@@ -43,6 +44,10 @@ export interface ServerContext {
   readonly commands: ReadonlyMap<string, CommandSpec>
   /** Every open session, for the server's idle sweep. */
   readonly sessions: Set<Session>
+  /** Logged-in sessions per user, for `maxSessionsPerUser`. */
+  readonly userSessions: Map<string, number>
+  /** The ban list: failed logins and floods are counted here. */
+  readonly bans: BansShape
   /** Run a hook in the server's hook fibers: never blocks the caller. */
   readonly runHook: (hook: Effect.Effect<void> | undefined) => Effect.Effect<void>
 }
@@ -118,11 +123,17 @@ export class Session {
   /** Whether debug logging (`-D`: every command and reply) is on; read once per session. */
   debugLog = false
   private lastActivity = Date.now()
+  /** When the connection opened or its user logged out (REIN, a second USER): `loginTimeout` runs from here. */
+  loginStarted = Date.now()
+  /** The user this session counts against `maxSessionsPerUser`, while logged in. */
+  private slotUser: string | null = null
+  private commandWindowStart = 0
+  private commandsInWindow = 0
 
   /** The session's scope: transfers are forked into it, so that its end interrupts them. */
   scope!: Scope.Scope
-  /** Set by the idle sweep when it closed the session. */
-  timedOut = false
+  /** Set by the idle sweep when it closed the session: the reason, for the log. */
+  timedOut: string | null = null
 
   constructor(readonly conn: ControlConnection, readonly server: ServerContext) {}
 
@@ -197,6 +208,52 @@ export class Session {
     return setup === null ? Effect.void : releaseSetup(setup)
   }
 
+  /** Count a login of `user` against `maxSessionsPerUser`; `false` (nothing counted) when the user is at the limit. */
+  claimUserSlot(user: string): boolean {
+    const sessions = this.server.userSessions
+    const count = sessions.get(user) ?? 0
+    const max = this.options.maxSessionsPerUser
+    if (max > 0 && count >= max) return false
+    this.releaseUserSlot()
+    sessions.set(user, count + 1)
+    this.slotUser = user
+    return true
+  }
+
+  /** Give back the slot of the logged-in user: on logout, REIN, a second USER, and the session's end. */
+  releaseUserSlot(): void {
+    const user = this.slotUser
+    if (user === null) return
+    this.slotUser = null
+    const left = (this.server.userSessions.get(user) ?? 1) - 1
+    if (left === 0) this.server.userSessions.delete(user)
+    else this.server.userSessions.set(user, left)
+  }
+
+  /** Count a failed login (or a command flood) against the client's address, and log the ban it causes. */
+  recordFailure(): Effect.Effect<void> {
+    return Effect.flatMap(
+      this.server.bans.recordFailure(this.remoteAddress),
+      (banned) =>
+        banned ? this.warn(`${this.remoteAddress} banned: too many failed logins or command floods.`) : Effect.void,
+    )
+  }
+
+  /**
+   * Count one command against `maxCommandsPerSecond`; `true` when it is over the limit. A fixed
+   * one-second window, as pyftpdlib's anti_flood demo: cheap, and a burst at a window's edge of at
+   * most twice the limit is no threat.
+   */
+  floods(now: number): boolean {
+    const max = this.options.maxCommandsPerSecond
+    if (max === 0) return false
+    if (now - this.commandWindowStart >= 1000) {
+      this.commandWindowStart = now
+      this.commandsInWindow = 0
+    }
+    return ++this.commandsInWindow > max
+  }
+
   /** Wait until the running transfer (if any) has ended. */
   readonly awaitTransfer: Effect.Effect<void> = Effect.suspend(() => {
     const fiber = this.transfer?.fiber
@@ -217,18 +274,27 @@ export class Session {
   }
 
   /**
-   * Called about once a second by the server's idle sweep: a session with no command for
-   * `timeout` seconds, and no transfer running (transfer time is not idle time), gets 421 and is
-   * closed, which ends its pending read. One sweep for all sessions costs less than a timer per
-   * command per session.
+   * Called about once a second by the server's idle sweep: a session not logged in `loginTimeout`
+   * seconds after it connected, or with no command for `timeout` seconds and no transfer running
+   * (transfer time is not idle time), gets 421 and is closed, which ends its pending read. One
+   * sweep for all sessions costs less than a timer per command per session.
    */
   checkIdle(now: number): void {
+    if (this.timedOut !== null) return
+    const loginMs = this.options.loginTimeout * 1000
+    if (loginMs > 0 && this.account === null && now - this.loginStarted >= loginMs) {
+      return this.timeOut(`No login within ${this.options.loginTimeout} seconds: closing control connection.`)
+    }
     const timeoutMs = this.options.timeout * 1000
-    if (timeoutMs === 0 || this.timedOut || this.transfer !== null || now - this.lastActivity < timeoutMs) return
-    this.timedOut = true
+    if (timeoutMs === 0 || this.transfer !== null || now - this.lastActivity < timeoutMs) return
+    this.timeOut("Control connection timed out.")
+  }
+
+  private timeOut(text: string): void {
+    this.timedOut = text
     this.lastReplyCode = 421
     const close = () => this.conn.close()
-    this.conn.write(formatReply(421, "Control connection timed out.")).then(close, close)
+    this.conn.write(formatReply(421, text)).then(close, close)
     setTimeout(close, 1000)
   }
 }
@@ -276,6 +342,7 @@ const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effe
       yield* session.reply(421, "Server shutting down.").pipe(Effect.timeoutOption("1 second"))
     }
     yield* session.releaseData()
+    session.releaseUserSlot()
     session.conn.close()
     yield* session.log("FTP session closed (disconnect).")
     yield* session.hook((h) => h.onDisconnect)
@@ -324,7 +391,13 @@ export const runSession = (server: ServerContext, raw: Deno.Conn, implicitTls: b
     while (!session.closing) {
       const framed = yield* Effect.promise(() => session.readCommand())
       if (framed === null) {
-        if (session.timedOut) yield* session.log("Control connection timed out.")
+        if (session.timedOut !== null) yield* session.log(session.timedOut)
+        break
+      }
+      if (session.floods(Date.now())) {
+        yield* session.reply(421, "Too many commands per second: disconnecting.")
+        yield* session.warn(`Disconnected: more than ${server.options.maxCommandsPerSecond} commands per second.`)
+        yield* session.recordFailure()
         break
       }
       if (framed.kind === "tooLong") {

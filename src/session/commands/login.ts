@@ -5,6 +5,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { BANNED_TEXT } from "../../bans.ts"
 import type { CommandSpec, Session } from "../session.ts"
 
 /** Forget the logged-in user (a second USER, REIN): pyftpdlib's `flush_account`. */
@@ -14,6 +15,8 @@ const logout = (session: Session): Effect.Effect<void> =>
     // Fired first, so that the hook still sees who is leaving.
     if (account !== null) yield* session.hook((h) => h.onLogout, account.user)
     yield* session.releaseData()
+    session.releaseUserSlot()
+    session.loginStarted = Date.now()
     session.account = null
     session.user = null
     session.cwd = "/"
@@ -22,6 +25,13 @@ const logout = (session: Session): Effect.Effect<void> =>
     session.renameFrom = null
     session.epsvAll = false
   })
+
+/** The address is banned: 421 and close (RFC 959: 421 is the reply of a server closing the connection). */
+const banned = (session: Session): Effect.Effect<void> => {
+  session.user = null
+  session.closing = true
+  return session.reply(421, BANNED_TEXT)
+}
 
 const user: CommandSpec = {
   name: "USER",
@@ -50,9 +60,16 @@ const pass: CommandSpec = {
       if (session.account !== null) return yield* session.reply(503, "User already authenticated.")
       const name = session.user
       if (name === null) return yield* session.reply(503, "Login with USER first.")
+      // A session opened before its address was banned gets no more guesses.
+      if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session)
       const result = yield* Effect.result(session.server.auth.authenticate(name, arg))
       if (result._tag === "Success") {
         const account = result.success
+        if (!session.claimUserSlot(account.user)) {
+          session.user = null
+          yield* session.log(`USER '${account.user}' refused: too many sessions for this user.`)
+          return yield* session.reply(530, "Too many sessions for this user.")
+        }
         session.account = account
         session.loginAttempts = 0
         session.cwd = "/"
@@ -63,12 +80,15 @@ const pass: CommandSpec = {
       session.user = null
       session.loginAttempts++
       yield* session.hook((h) => h.onLoginFailed, name)
+      // Counted before the delay, so that guesses from parallel sessions all count at once.
+      yield* session.recordFailure()
       // Slow down password guessing (RFC 2577); only this session waits.
       if (session.options.authFailedTimeout > 0) {
         yield* Effect.sleep(Duration.seconds(session.options.authFailedTimeout))
       }
       const text = result.failure.message
       yield* session.log(`USER '${name}' failed login.`)
+      if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session)
       if (session.loginAttempts >= session.options.maxLoginAttempts) {
         session.closing = true
         return yield* session.reply(530, `${text} Too many failed logins: disconnecting.`)
