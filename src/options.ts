@@ -110,6 +110,27 @@ export interface ServerOptions {
   readonly requireSessionReuse?: boolean
   /** Seconds a TLS handshake may take before the connection is dropped. Default 30. */
   readonly tlsHandshakeTimeout?: number
+  /** Upload bandwidth (client to server: STOR, APPE, STOU) of each session in bytes/s; 0 for none (the default). */
+  readonly readLimit?: number
+  /** Download bandwidth (server to client: RETR, LIST, NLST, MLSD) of each session in bytes/s; 0 for none (default). */
+  readonly writeLimit?: number
+  /** Upload bandwidth of each user in bytes/s, shared by all of that user's sessions; 0 for none (the default). */
+  readonly userReadLimit?: number
+  /** Download bandwidth of each user in bytes/s, shared by all of that user's sessions; 0 for none (the default). */
+  readonly userWriteLimit?: number
+  /** Upload bandwidth of the whole server in bytes/s; 0 for no limit (the default). */
+  readonly globalReadLimit?: number
+  /** Download bandwidth of the whole server in bytes/s; 0 for no limit (the default). */
+  readonly globalWriteLimit?: number
+  /**
+   * Store uploads (STOR, STOU) under a hidden temporary name in the same directory
+   * (`.ftpd-upload-<random>-<name>`) and rename it over the target only once the whole file has
+   * arrived, so that nobody ever sees half a file; a failed or cut upload deletes the temporary file
+   * and leaves the target as it was. REST before STOR is refused (550): a cut upload leaves nothing to
+   * resume. APPE still appends in place (making it atomic would copy the whole file first).
+   * Default false.
+   */
+  readonly atomicUploads?: boolean
 }
 
 /** Options with every default filled in. */
@@ -124,6 +145,15 @@ export type ResolvedOptions =
 
 /** The version of this package, as `-v` prints it. */
 export const VERSION = "0.1.0"
+
+const limitNames = [
+  "readLimit",
+  "writeLimit",
+  "userReadLimit",
+  "userWriteLimit",
+  "globalReadLimit",
+  "globalWriteLimit",
+] as const
 
 /** Fill in defaults and check ranges; throws a `RangeError` with a clear text on a bad value. */
 export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => {
@@ -157,6 +187,13 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
     tlsDataRequired: options.tlsDataRequired ?? false,
     requireSessionReuse: options.requireSessionReuse ?? false,
     tlsHandshakeTimeout: options.tlsHandshakeTimeout ?? 30,
+    readLimit: options.readLimit ?? 0,
+    writeLimit: options.writeLimit ?? 0,
+    userReadLimit: options.userReadLimit ?? 0,
+    userWriteLimit: options.userWriteLimit ?? 0,
+    globalReadLimit: options.globalReadLimit ?? 0,
+    globalWriteLimit: options.globalWriteLimit ?? 0,
+    atomicUploads: options.atomicUploads ?? false,
   }
   const port = (name: string, value: number) => {
     if (!Number.isInteger(value) || value < 0 || value > 65535) {
@@ -187,6 +224,7 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
   nonNegative("maxCommandsPerSecond", resolved.maxCommandsPerSecond)
   if (resolved.implicitTlsPort !== null) port("implicitTlsPort", resolved.implicitTlsPort)
   nonNegative("tlsHandshakeTimeout", resolved.tlsHandshakeTimeout)
+  for (const name of limitNames) nonNegative(name, resolved[name])
   if (resolved.tls === null) {
     const needTls = [
       ["implicitTlsPort", resolved.implicitTlsPort !== null],

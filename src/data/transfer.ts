@@ -15,6 +15,7 @@ import type { ReadHandle, WriteHandle } from "../fs/filesystem.ts"
 import { FromNetworkAscii, ToNetworkAscii } from "../protocol/ascii.ts"
 import { writeAll } from "../net/connection.ts"
 import type { Transport } from "../net/tls.ts"
+import type { Throttle } from "./throttle.ts"
 
 /** Bytes moved so far by one transfer. */
 export interface Progress {
@@ -93,6 +94,27 @@ export interface LoopOptions {
   /** Milliseconds without progress before the transfer is abandoned; 0 for never. */
   readonly stallMs: number
   readonly progress: Progress
+  /**
+   * Bandwidth limits, if any apply: each step then moves at most `throttle.chunk` bytes and waits
+   * for the buckets first. Without one the loops do no per-chunk work for limits.
+   */
+  readonly throttle?: Throttle
+}
+
+/** Write `bytes` and count them; throttled, in steps of at most `throttle.chunk`, each paid for first. */
+const write = async (conn: Transport, bytes: Uint8Array, options: LoopOptions) => {
+  const { throttle, progress } = options
+  if (throttle === undefined) {
+    await writeAll(conn, bytes)
+    progress.bytes += bytes.length
+    return
+  }
+  for (let offset = 0; offset < bytes.length; offset += throttle.chunk) {
+    const step = bytes.subarray(offset, offset + throttle.chunk)
+    await throttle.take(step.length, options.signal)
+    await writeAll(conn, step)
+    progress.bytes += step.length
+  }
 }
 
 /**
@@ -106,17 +128,19 @@ export const sendFile = (
   /** Bytes expected (size minus the REST offset): a small file gets a small buffer. */
   expected: number = SEND_BUFFER,
 ): Promise<void> => {
-  const { progress } = options
+  const { progress, throttle, signal } = options
   const convert = ascii ? new ToNetworkAscii() : undefined
   return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
     const byob = convert === undefined ? byobReader(file.readable) : undefined
     if (byob !== undefined) {
       // One byte more than expected, so that the read which finds the end needs no second buffer.
-      let buffer = new ArrayBuffer(Math.min(SEND_BUFFER, Math.max(MIN_BUFFER, expected + 1)))
+      const size = Math.min(SEND_BUFFER, Math.max(MIN_BUFFER, expected + 1))
+      let buffer = new ArrayBuffer(throttle === undefined ? size : Math.min(size, throttle.chunk))
       try {
         for (;;) {
           const { done, value } = await byob.read(new Uint8Array(buffer))
           if (done || value === undefined) break
+          if (throttle !== undefined) await throttle.take(value.length, signal)
           await writeAll(conn, value)
           progress.bytes += value.length
           buffer = value.buffer as ArrayBuffer
@@ -132,8 +156,7 @@ export const sendFile = (
         const { done, value } = await reader.read()
         if (done) break
         const out = convert === undefined ? value : convert.convert(value)
-        await writeAll(conn, out)
-        progress.bytes += out.length
+        await write(conn, out, options)
       }
     } finally {
       await reader.cancel().catch(() => undefined)
@@ -157,18 +180,22 @@ export const receiveFile = (
   ascii: boolean,
   options: LoopOptions,
 ): Promise<void> => {
-  const { progress } = options
+  const { progress, throttle, signal } = options
   const convert = ascii ? new FromNetworkAscii() : undefined
+  // Throttled: read at most one step at a time and pay for it before reading on, so the client is
+  // held back by TCP flow control rather than by a buffer here.
+  const limit = throttle === undefined ? RECEIVE_BUFFER : Math.min(RECEIVE_BUFFER, throttle.chunk)
   return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
     // Start small (many uploads are small files) and double while reads fill the buffer.
-    let buffer = new Uint8Array(MIN_BUFFER)
+    let buffer = new Uint8Array(Math.min(MIN_BUFFER, limit))
     for (;;) {
       const n = await conn.read(buffer)
       if (n === null) break
+      if (throttle !== undefined) await throttle.take(n, signal)
       progress.bytes += n
       const chunk = buffer.subarray(0, n)
       await file.write(convert === undefined ? chunk : convert.convert(chunk))
-      if (n === buffer.length && buffer.length < RECEIVE_BUFFER) buffer = new Uint8Array(buffer.length * 2)
+      if (n === buffer.length && buffer.length < limit) buffer = new Uint8Array(Math.min(limit, buffer.length * 2))
     }
     if (convert !== undefined) {
       const rest = convert.flush()
@@ -192,8 +219,7 @@ export const sendText = (
       if (pending.length === 0) return
       const bytes = encoder.encode(pending)
       pending = ""
-      await writeAll(conn, bytes)
-      progress.bytes += bytes.length
+      await write(conn, bytes, options)
     }
     for await (const text of batches) {
       pending += text

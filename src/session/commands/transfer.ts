@@ -3,6 +3,15 @@
  * (listings included) goes through: 150, then the data connection in a child fiber, then 226
  * or the error's reply, the log line and the hook.
  *
+ * Bandwidth limits (`readLimit`, `userReadLimit`, `globalReadLimit` and the `write` ones) are
+ * token buckets from `data/throttle.ts`, one set per server, chosen here per transfer.
+ *
+ * Atomic uploads (`atomicUploads`): STOR and STOU write to a hidden temporary file in the target's
+ * directory, which `finish` renames over the target before replying 226, or removes when the
+ * transfer fails, is aborted, or its session or server ends. Hooks get the target's real path
+ * on success and the (removed) temporary file's on failure. REST+STOR is refused with 550 and APPE
+ * appends in place (see `ServerOptions.atomicUploads`).
+ *
  * @module
  */
 import * as Cause from "effect/Cause"
@@ -16,13 +25,14 @@ import {
   releaseSetup,
   scopedConn,
 } from "../../data/data_channel.ts"
+import { Bandwidth } from "../../data/throttle.ts"
 import { finishConnection, type LoopOptions, receiveFile, sendFile, TransferStalled } from "../../data/transfer.ts"
 import { DataConnectionError, FilesystemError } from "../../errors.ts"
 import type { FtpPath, WriteOptions } from "../../fs/filesystem.ts"
-import { basename } from "../../protocol/path.ts"
+import { basename, dirname } from "../../protocol/path.ts"
 import { endpointsOf } from "../../net/connection.ts"
 import { TlsConn, type Transport } from "../../net/tls.ts"
-import type { ActiveTransfer, CommandSpec, Handler, Session } from "../session.ts"
+import type { ActiveTransfer, CommandSpec, Handler, ServerContext, Session } from "../session.ts"
 
 /** What one transfer does once its data connection is open. */
 export interface TransferPlan {
@@ -35,6 +45,25 @@ export interface TransferPlan {
   /** Owns what `run` uses (the open file); closed when the transfer ends, before its reply. */
   readonly scope: Scope.Closeable
   readonly run: (conn: Transport, options: LoopOptions) => Promise<void>
+  /** Atomic upload: the temporary file `run` writes, renamed over `path` on success and removed otherwise. */
+  readonly temporary?: FtpPath
+}
+
+/** Each server's bandwidth buckets, made at its first transfer. */
+const bandwidths = new WeakMap<ServerContext, Bandwidth>()
+
+const bandwidthOf = (server: ServerContext): Bandwidth => {
+  let bandwidth = bandwidths.get(server)
+  if (bandwidth === undefined) {
+    const o = server.options
+    bandwidth = new Bandwidth(
+      { read: o.readLimit, write: o.writeLimit },
+      { read: o.userReadLimit, write: o.userWriteLimit },
+      { read: o.globalReadLimit, write: o.globalWriteLimit },
+    )
+    bandwidths.set(server, bandwidth)
+  }
+  return bandwidth
 }
 
 /** Reply 425 unless a PASV/EPSV/PORT/EPRT prepared a data connection (checked before any file is opened). */
@@ -62,9 +91,10 @@ const finish = (
 ): Effect.Effect<void> =>
   Effect.gen(function* () {
     yield* Scope.close(plan.scope, exit)
+    const outcome = plan.temporary === undefined ? exit : yield* settle(session, plan.temporary, plan.path, exit)
     yield* releaseSetup(setup)
     session.transferEnded()
-    const completed = Exit.isSuccess(exit)
+    const completed = Exit.isSuccess(outcome)
     if (plan.direction !== "listing") {
       const seconds = ((Date.now() - active.started) / 1000).toFixed(3)
       yield* session.log(
@@ -75,9 +105,9 @@ const finish = (
     }
     if (completed) {
       yield* session.reply(226, "Transfer complete.")
-    } else if (!Cause.hasInterruptsOnly(exit.cause)) {
+    } else if (!Cause.hasInterruptsOnly(outcome.cause)) {
       // An interrupted transfer (ABOR, shutdown) is answered by whoever interrupted it.
-      const [code, text] = failureReply(exit.cause)
+      const [code, text] = failureReply(outcome.cause)
       yield* session.reply(code, text)
     }
     const file = plan.path.real
@@ -86,8 +116,30 @@ const finish = (
     } else if (plan.direction === "receive") {
       yield* completed
         ? session.hook((h) => h.onFileReceived, file)
-        : session.hook((h) => h.onIncompleteFileReceived, file)
+        : session.hook((h) => h.onIncompleteFileReceived, plan.temporary?.real ?? file)
     }
+  })
+
+/**
+ * End an atomic upload: rename the temporary file over the target after a complete upload, or
+ * remove it. A failed rename fails the transfer (451) and removes the temporary file too.
+ */
+const settle = (
+  session: Session,
+  temporary: FtpPath,
+  target: FtpPath,
+  exit: Exit.Exit<unknown, unknown>,
+): Effect.Effect<Exit.Exit<unknown, unknown>> =>
+  Effect.gen(function* () {
+    const fs = session.server.fs
+    const renamed = Exit.isSuccess(exit) ? yield* Effect.exit(fs.rename(temporary, target)) : exit
+    if (Exit.isFailure(renamed)) {
+      const removed = yield* Effect.exit(fs.remove(temporary))
+      if (Exit.isFailure(removed)) {
+        yield* session.warn(`Could not remove the temporary upload ${temporary.real}: ${Cause.squash(removed.cause)}`)
+      }
+    }
+    return renamed
   })
 
 /**
@@ -109,6 +161,11 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
     session.transfer = active
     yield* session.reply(150, plan.preliminary)
     const dataTimeout = options.dataTimeout > 0 ? options.dataTimeout : Infinity
+    const throttle = bandwidthOf(session.server).throttle(
+      session,
+      session.account?.user ?? null,
+      plan.direction === "receive" ? "read" : "write",
+    )
     const body = Effect.gen(function* () {
       const raw = setup.kind === "passive"
         ? yield* acceptPassive(
@@ -121,7 +178,7 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
       const conn = session.protP ? yield* secureData(session, raw) : raw
       yield* Effect.tryPromise({
         try: (signal) =>
-          plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress })
+          plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress, throttle })
             .then(() => finishConnection(conn)),
         catch: (error) => error,
       })
@@ -215,7 +272,13 @@ const receive = (
   preliminary: string,
 ) =>
   Effect.gen(function* () {
-    const [scope, file] = yield* opened(session.server.fs.openWrite(path, options))
+    const atomic = session.options.atomicUploads && options.mode === "truncate"
+    const temporary = atomic ? yield* temporaryFor(session, path, options.exclusive === true) : undefined
+    const [scope, file] = yield* opened(
+      temporary === undefined
+        ? session.server.fs.openWrite(path, options)
+        : session.server.fs.openWrite(temporary, { mode: "truncate", exclusive: true }),
+    )
     const ascii = session.ascii
     yield* startTransfer(session, {
       command,
@@ -224,12 +287,49 @@ const receive = (
       preliminary,
       scope,
       run: (conn, loop) => receiveFile(conn, file, ascii, loop),
+      temporary,
     })
+  })
+
+const encoder = new TextEncoder()
+/** Longest target name kept in a temporary name (bytes): the whole must stay under NAME_MAX (255). */
+const MAX_NAME_IN_TEMPORARY = 200
+
+/**
+ * A fresh hidden name beside `path` for an atomic upload, after checking that the upload could
+ * replace `path` at all (so a client does not send a whole file only to be refused at the rename).
+ */
+const temporaryFor = (session: Session, path: FtpPath, exclusive: boolean) =>
+  Effect.gen(function* () {
+    const found = yield* Effect.result(session.server.fs.stat(path))
+    if (found._tag === "Success") {
+      const kind = found.success.kind
+      if (exclusive) return yield* new FilesystemError({ path: path.virtual, reason: "AlreadyExists" })
+      if (kind === "directory") return yield* new FilesystemError({ path: path.virtual, reason: "IsADirectory" })
+      if (kind !== "file") {
+        return yield* new FilesystemError({
+          path: path.virtual,
+          reason: "PermissionDenied",
+          detail: "Not a regular file.",
+        })
+      }
+    } else if (found.failure.reason !== "NotFound") {
+      return yield* found.failure
+    }
+    const name = basename(path.virtual)
+    const tail = encoder.encode(name).length <= MAX_NAME_IN_TEMPORARY ? `-${name}` : ""
+    return yield* session.resolve(`${dirname(path.virtual)}/.ftpd-upload-${crypto.randomUUID().slice(0, 8)}${tail}`)
   })
 
 const stor: Handler = (session, arg) =>
   Effect.gen(function* () {
     const offset = takeRestOffset(session)
+    if (offset > 0 && session.options.atomicUploads) {
+      return yield* session.reply(
+        550,
+        "Can't resume an upload (REST before STOR): uploads are atomic here, so a cut one left nothing to resume.",
+      )
+    }
     const path = yield* session.resolve(arg)
     yield* session.requirePerm("w", path)
     if (!(yield* needData(session))) return

@@ -1,0 +1,150 @@
+/**
+ * Bandwidth limits as token buckets (pyftpdlib's `ThrottledDTPHandler`, shared across sessions).
+ *
+ * A {@link TokenBucket} refills at `rate` bytes/s up to `capacity` (a tenth of a second of
+ * traffic). `take(n)` spends `n` tokens at once, going into debt if it must, and resolves when the
+ * debt is paid: one `setTimeout` per chunk, never a busy wait. Concurrent takers queue up behind
+ * each other's debt, so a bucket shared by many sessions keeps their sum at `rate`. Refill is
+ * computed from the clock, so a late timer costs nothing over time: the average stays at `rate`,
+ * plus one `capacity` burst at the start.
+ *
+ * A throttled loop moves at most {@link Throttle.chunk} bytes per step (the smallest capacity of
+ * its buckets), so the debt of one step never exceeds a bucket's capacity.
+ *
+ * @module
+ */
+
+/** Seconds of traffic a bucket holds: the largest burst, and the largest step of a throttled loop. */
+const BURST_SECONDS = 0.1
+/** Below this a step is mostly overhead; at very low rates a step may take longer than `BURST_SECONDS`. */
+const MIN_CAPACITY = 1024
+
+/** `ms` milliseconds, or until `signal` aborts (then rejects with its reason). */
+const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason)
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(signal!.reason)
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort)
+      resolve()
+    }, ms)
+    signal?.addEventListener("abort", onAbort, { once: true })
+  })
+
+/**
+ * A token bucket of `rate` bytes per second.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "./throttle.ts"
+ * const bucket = new TokenBucket(1_000_000) // 1 MB/s, 100 kB burst
+ * const start = performance.now()
+ * for (let i = 0; i < 5; i++) await bucket.take(100_000)
+ * console.log(performance.now() - start >= 390) // true: the first 100 kB were the burst
+ * ```
+ */
+export class TokenBucket {
+  /** Most tokens the bucket holds (and it starts full). */
+  readonly capacity: number
+  private tokens: number
+  private last = performance.now()
+
+  constructor(readonly rate: number) {
+    this.capacity = Math.max(MIN_CAPACITY, Math.round(rate * BURST_SECONDS))
+    this.tokens = this.capacity
+  }
+
+  /** Spend `bytes`; resolves once the bucket has paid for them (rejects if `signal` aborts first). */
+  take(bytes: number, signal?: AbortSignal): Promise<void> {
+    const now = performance.now()
+    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) * this.rate) / 1000)
+    this.last = now
+    this.tokens -= bytes
+    return this.tokens >= 0 ? Promise.resolve() : sleep((-this.tokens * 1000) / this.rate, signal)
+  }
+}
+
+/** The buckets one transfer waits on (session, user, global): a step goes when all of them allow it. */
+export class Throttle {
+  /** Most bytes to move per step. */
+  readonly chunk: number
+
+  constructor(readonly buckets: ReadonlyArray<TokenBucket>) {
+    this.chunk = Math.min(...buckets.map((bucket) => bucket.capacity))
+  }
+
+  /** Wait until every bucket has paid for `bytes`. */
+  take(bytes: number, signal?: AbortSignal): Promise<void> {
+    if (this.buckets.length === 1) return this.buckets[0].take(bytes, signal)
+    return Promise.all(this.buckets.map((bucket) => bucket.take(bytes, signal))).then(() => undefined)
+  }
+}
+
+/** Bytes per second in each direction at one level; 0 for no limit. */
+export interface Limits {
+  /** Client to server (STOR, APPE, STOU). */
+  readonly read: number
+  /** Server to client (RETR, listings). */
+  readonly write: number
+}
+
+interface Pair {
+  read: TokenBucket | undefined
+  write: TokenBucket | undefined
+}
+
+const pair = (limits: Limits): Pair => ({
+  read: limits.read > 0 ? new TokenBucket(limits.read) : undefined,
+  write: limits.write > 0 ? new TokenBucket(limits.write) : undefined,
+})
+
+/**
+ * The buckets of one server: one pair for the whole server, one per user name (shared by all of
+ * that user's sessions) and one per session. A user's pair is kept once made (a few numbers per
+ * user name that has transferred), so a user who reconnects does not get a fresh burst.
+ *
+ * @example
+ * ```ts
+ * import { Bandwidth } from "./throttle.ts"
+ * const bandwidth = new Bandwidth({ read: 0, write: 1e6 }, { read: 0, write: 0 }, { read: 0, write: 0 })
+ * const session = {}
+ * console.log(bandwidth.throttle(session, "alice", "write")?.chunk) // 100000
+ * console.log(bandwidth.throttle(session, "alice", "read")) // undefined: no limit, no per-chunk work
+ * ```
+ */
+export class Bandwidth {
+  private readonly global: Pair
+  private readonly users = new Map<string, Pair>()
+  private readonly sessions = new WeakMap<object, Pair>()
+  /** Whether any limit is set; when not, {@link throttle} is always `undefined`. */
+  readonly limited: boolean
+
+  constructor(readonly session: Limits, readonly user: Limits, global: Limits) {
+    this.global = pair(global)
+    this.limited = [session, user, global].some((l) => l.read > 0 || l.write > 0)
+  }
+
+  /** The throttle of a transfer in `direction` by `session` (any object standing for it) of `user`. */
+  throttle(session: object, user: string | null, direction: "read" | "write"): Throttle | undefined {
+    if (!this.limited) return undefined
+    const buckets: TokenBucket[] = []
+    const add = (bucket: TokenBucket | undefined) => {
+      if (bucket !== undefined) buckets.push(bucket)
+    }
+    add(this.global[direction])
+    if (this.user[direction] > 0 && user !== null) {
+      let mine = this.users.get(user)
+      if (mine === undefined) this.users.set(user, mine = pair(this.user))
+      add(mine[direction])
+    }
+    if (this.session[direction] > 0) {
+      let mine = this.sessions.get(session)
+      if (mine === undefined) this.sessions.set(session, mine = pair(this.session))
+      add(mine[direction])
+    }
+    return buckets.length === 0 ? undefined : new Throttle(buckets)
+  }
+}
