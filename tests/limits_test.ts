@@ -390,28 +390,6 @@ Deno.test("loginTimeout: a connection that does not log in in time gets 421 and 
   }
 })
 
-Deno.test("maxCons 500: 500 simultaneous connects are all greeted at once (no SYN dropped by a short listen backlog), the 501st gets 421", async () => {
-  const server = await startServer({ maxCons: 500 })
-  const started = performance.now()
-  const results = await Promise.allSettled(Array.from({ length: 500 }, () => RawClient.connect(server.port)))
-  const ms = performance.now() - started
-  const clients = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []))
-  try {
-    assert.equal(clients.length, 500, String(results.find((r) => r.status === "rejected")?.reason))
-    assert.ok(clients.every((c) => c.greeting.code === 220))
-    // Deno.listen's backlog is 511. A dropped SYN is retried by the kernel after 1 s: every greeting
-    // within it means none was dropped.
-    assert.ok(ms < 1000, `500 greetings took ${ms.toFixed(0)} ms`)
-    const over = await RawClient.connect(server.port)
-    over.close()
-    assert.deepEqual(over.greeting.code, 421)
-    assert.equal((await clients[499].command("NOOP")).code, 200)
-  } finally {
-    for (const client of clients) client.close()
-    await server.close()
-  }
-})
-
 Deno.test("bans: the in-memory list tracks at most maxTracked addresses, forgetting the oldest", async () => {
   const bans = Bans.make({ banAfterFailures: 2, banWindow: 60, banDuration: 60, maxTracked: 2 })
   const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect)
