@@ -128,7 +128,8 @@ export interface ServerOptions {
    * arrived, so that nobody ever sees half a file; a failed or cut upload deletes the temporary file
    * and leaves the target as it was. REST before STOR is refused (550): a cut upload leaves nothing to
    * resume. APPE still appends in place (making it atomic would copy the whole file first).
-   * Default false.
+   * `onFileReceived` gets the target's real path; `onIncompleteFileReceived` gets the temporary
+   * file's (removed by then). A symlink at the target is replaced, not written through. Default false.
    */
   readonly atomicUploads?: boolean
 }

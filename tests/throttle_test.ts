@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict"
 import process from "node:process"
+import { Bandwidth } from "../src/data/throttle.ts"
+import { resolveOptions } from "../src/options.ts"
 import { RawClient, startServer, type TestServer, timed, writeAllAndClose } from "./helpers.ts"
 
 /** The limit every test uses, in bytes/s; each transfer moves `LIMIT * SECONDS` bytes. */
@@ -173,4 +175,19 @@ Deno.test("writeLimit holds listings too", async () => {
     client.close()
     await server.close()
   }
+})
+
+Deno.test("limits are bytes per second >= 0, and with none set a transfer gets no throttle at all", () => {
+  for (
+    const name of ["readLimit", "writeLimit", "userReadLimit", "userWriteLimit", "globalReadLimit", "globalWriteLimit"]
+  ) {
+    assert.throws(() => resolveOptions({ [name]: -1 }), RangeError)
+    assert.throws(() => resolveOptions({ [name]: Infinity }), RangeError)
+  }
+  const none = { read: 0, write: 0 }
+  assert.equal(new Bandwidth(none, none, none).throttle({}, "user", "write"), undefined)
+  const userOnly = new Bandwidth(none, { read: 0, write: LIMIT }, none)
+  assert.equal(userOnly.throttle({}, "user", "read"), undefined)
+  assert.equal(userOnly.throttle({}, null, "write"), undefined)
+  assert.equal(userOnly.throttle({}, "user", "write")?.chunk, LIMIT / 10)
 })
