@@ -10,7 +10,7 @@ import { BANNED_TEXT, Bans, type BansShape } from "../src/bans.ts"
 import { LocalFilesystem } from "../src/fs/local.ts"
 import { FtpLogger } from "../src/log.ts"
 import { FtpServer } from "../src/server.ts"
-import { eventually, RawClient, type Reply, startServer, timed } from "./helpers.ts"
+import { closeQuietly, eventually, makeCertificate, RawClient, type Reply, startServer, timed } from "./helpers.ts"
 
 const decoder = new TextDecoder()
 
@@ -399,4 +399,41 @@ Deno.test("bans: the in-memory list tracks at most maxTracked addresses, forgett
   assert.equal(await run(bans.recordFailure("192.0.2.3")), true)
   for (const ip of ["198.51.100.1", "198.51.100.2", "198.51.100.3"]) await run(bans.ban(ip, 60))
   assert.deepEqual((await run(bans.list())).map((e) => e.ip), ["198.51.100.2", "198.51.100.3"])
+})
+
+Deno.test("maxCons counts a connection still in its implicit TLS handshake, and its slot comes back when the handshake times out", async () => {
+  const cert = await makeCertificate()
+  const server = await startServer({
+    maxCons: 1,
+    tls: { cert: cert.cert, key: cert.key },
+    implicitTlsPort: 0,
+    tlsHandshakeTimeout: 0.5,
+  })
+  const clients: RawClient[] = []
+  let stalled: Deno.TcpConn | undefined
+  try {
+    const banner = server.logs.find((l) => l.includes("] TLS: ")) ?? ""
+    const implicitPort = Number(/implicit TLS on 127\.0\.0\.1:(\d+)/.exec(banner)?.[1])
+    // Connects and never sends a ClientHello.
+    stalled = await Deno.connect({ hostname: "127.0.0.1", port: implicitPort })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const refused = await RawClient.connect(server.port)
+    clients.push(refused)
+    assert.equal(refused.greeting.code, 421)
+    assert.equal(await timed(stalled.read(new Uint8Array(16)), 3000, "the handshake timeout"), null)
+    await eventually(
+      async () => {
+        const client = await RawClient.connect(server.port)
+        clients.push(client)
+        return client.greeting.code === 220
+      },
+      3000,
+      "the slot to come back",
+    )
+  } finally {
+    if (stalled !== undefined) closeQuietly(stalled)
+    for (const client of clients) client.close()
+    await server.close()
+    await cert.remove()
+  }
 })
