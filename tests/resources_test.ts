@@ -3,13 +3,14 @@
  * file and of huge listings. The server runs in a child process, so that its RSS (read from
  * /proc/PID/status) and its file descriptors are its own and not the test runner's.
  *
- * Covered elsewhere, not repeated here: the idle 421 (tests/control_robustness_test.ts), the
- * passive-accept 425 and the stalled-transfer 426 with `dataTimeout: 1` (tests/transfer_test.ts),
- * the TLS handshake timeout (tests/tls_test.ts), and shutdown with live transfers leaving no open
- * fd (tests/server_test.ts).
+ * The timeouts are here once more, together on one server: idle, passive accept and stalled
+ * transfer (each also has a test of its own in tests/control_robustness_test.ts and
+ * tests/transfer_test.ts). Covered elsewhere and not repeated: the TLS handshake timeout
+ * (tests/tls_test.ts, "20 stalled handshakes ... each is closed by the timeout") and shutdown with
+ * live transfers leaving no open fd (tests/server_test.ts, counted from /proc/self/fd).
  */
 import assert from "node:assert/strict"
-import { closeQuietly, eventually, RawClient, timed, within } from "./helpers.ts"
+import { closeQuietly, eventually, RawClient, startServer, timed, within } from "./helpers.ts"
 import type { TestServerOptions } from "./helpers.ts"
 
 const encoder = new TextEncoder()
@@ -137,12 +138,30 @@ const openFileLimit = (): number => {
   return Number(line?.split(/\s{2,}/)[1] ?? 0)
 }
 
+/** The accept backlog of the socket listening on `port`, from `ss` (its Send-Q), or null without `ss`. */
+const listenBacklog = async (port: number): Promise<number | null> => {
+  const out = await new Deno.Command("ss", { args: ["-Hltn", `sport = :${port}`], stdout: "piped", stderr: "null" })
+    .output()
+    .catch(() => null)
+  const fields = out === null ? undefined : decoder.decode(out.stdout).trim().split(/\s+/)
+  return fields === undefined || fields.length < 3 ? null : Number(fields[2])
+}
+
+// 500 sockets here and 500 in the server, plus what the runtimes hold.
+const FILES_NEEDED = 1200
+const fileLimit = openFileLimit()
+if (fileLimit < FILES_NEEDED) {
+  console.warn(`skipping the 500-connection test: ulimit -n is ${fileLimit}, it needs ${FILES_NEEDED}`)
+}
+
 Deno.test({
   name: "500 simultaneous connects are all greeted at once (no SYN dropped) and the 501st over maxCons 500 gets 421",
-  // 500 sockets here and 500 in the server, plus what the runtimes hold.
-  ignore: openFileLimit() < 1200 && (console.warn(`skipped: ulimit -n is ${openFileLimit()}, need 1200`), true),
+  ignore: fileLimit < FILES_NEEDED,
   fn: () =>
     withChildServer({ maxCons: 500 }, async (server) => {
+      // Deno.listen takes no backlog; it asks for 511 (capped by net.core.somaxconn), enough for 500.
+      const backlog = await listenBacklog(server.port)
+      if (backlog !== null) assert.ok(backlog >= 500, `the control port's listen backlog is ${backlog}`)
       const conns: Deno.TcpConn[] = []
       try {
         const started = performance.now()
@@ -323,8 +342,9 @@ Deno.test("LIST and MLSD of a 50,000-entry directory, read slowly, stream: the s
       )
       assert.ok(listed.bytes > 50_000 * 140, `LIST sent ${listed.bytes} bytes for 50,000 entries`)
       assert.ok(mlsd.bytes > 50_000 * 140, `MLSD sent ${mlsd.bytes} bytes for 50,000 entries`)
-      // Streaming holds the names (about 7 MB a listing) and one batch; a listing built in memory
-      // would hold its details and text too, over 20 MB a listing.
+      // Streaming holds each listing's names (50,000 of 100 characters) and one batch: about 14 MiB
+      // for both listings when measured. A listing built in memory would also hold 50,000 file
+      // records and its text (8 MB for LIST alone), for each of the two.
       const grown = Math.max(...heaps) - before
       assert.ok(grown < 30 * MiB, `server live heap grew by ${mib(grown)} MiB during two slow listings`)
     })
@@ -339,4 +359,85 @@ Deno.test({
   name: "the active (PORT) connect timeout replies 425 (skipped: no SYN-dropping peer on loopback)",
   ignore: true,
   fn: () => {},
+})
+
+/** What the client saw of each timeout, and the server's log. */
+interface TimeoutRun {
+  /** Reply lines and milliseconds from the start, per timeout. */
+  readonly idle: readonly [string, number]
+  readonly accept: readonly [string, number]
+  readonly stall: readonly [string, number]
+  readonly logs: ReadonlyArray<string>
+}
+
+/**
+ * On one server with `timeout: 1` and `dataTimeout: 1`, at once: a session that sends nothing
+ * (idle), a RETR whose passive connection never comes (accept), a RETR whose data nobody reads
+ * (stall).
+ */
+const runTimeouts = async (): Promise<TimeoutRun> => {
+  const server = await startServer({ timeout: 1, dataTimeout: 1 })
+  const clients: RawClient[] = []
+  let data: Deno.Conn | undefined
+  try {
+    await Deno.writeFile(`${server.root}/big.bin`, new Uint8Array())
+    await Deno.truncate(`${server.root}/big.bin`, 256 * MiB)
+    const idle = await RawClient.connect(server.port)
+    clients.push(idle)
+    const accept = await loggedIn(server.port)
+    clients.push(accept)
+    const stall = await loggedIn(server.port)
+    clients.push(stall)
+    const t0 = performance.now()
+    const next = async (client: RawClient) => {
+      const reply = await client.readReply(5000)
+      return [reply.lines.join("|"), performance.now() - t0] as const
+    }
+    const retr = async (client: RawClient) => {
+      await client.send("RETR big.bin")
+      assert.equal((await client.readReply()).code, 150)
+      return await next(client)
+    }
+    const [idleReply, acceptReply, stallReply] = await Promise.all([
+      next(idle),
+      (async () => {
+        assert.equal((await accept.command("EPSV")).code, 229)
+        return await retr(accept)
+      })(),
+      (async () => {
+        data = await stall.passive()
+        return await retr(stall)
+      })(),
+    ])
+    return { idle: idleReply, accept: acceptReply, stall: stallReply, logs: server.logs }
+  } finally {
+    if (data !== undefined) closeQuietly(data)
+    for (const client of clients) client.close()
+    await server.close()
+  }
+}
+
+Deno.test("with timeout 1 and dataTimeout 1: the idle 421, passive accept 425 and stalled transfer 426 each fire in about a second", async () => {
+  const { idle, accept, stall } = await runTimeouts()
+  assert.equal(idle[0], "421 Control connection timed out.")
+  assert.equal(accept[0], "425 Data connection timed out.")
+  assert.equal(stall[0], "426 Transfer aborted: data connection timed out.")
+  for (const [reply, ms] of [idle, accept, stall]) {
+    assert.ok(ms >= 900 && ms < 3000, `${reply} after ${ms.toFixed(0)} ms, expected about 1000`)
+  }
+})
+
+Deno.test({
+  // server bug: the data timeouts are not logged as such. The 425 (passive accept timed out) and the
+  // 426 (transfer stalled) leave only the transfer line, "RETR /big.bin completed=0 bytes=0
+  // seconds=1.002", in the log (src/session/commands/transfer.ts); the idle timeout logs "Control
+  // connection timed out." (src/session/session.ts). Issue 4 wants each timeout with a log line.
+  ignore: true,
+  name: "with timeout 1 and dataTimeout 1: the idle, passive accept and stalled transfer timeouts are each logged",
+  fn: async () => {
+    const { logs } = await runTimeouts()
+    const timedOut = logs.filter((line) => /timed out/i.test(line))
+    assert.equal(timedOut.filter((line) => /control connection timed out/i.test(line)).length, 1, logs.join("\n"))
+    assert.equal(timedOut.length, 3, `log lines about timeouts:\n${timedOut.join("\n")}`)
+  },
 })
