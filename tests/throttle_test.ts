@@ -170,7 +170,7 @@ Deno.test("writeLimit holds listings too", async () => {
     assert.equal(bytes, 3000 * (name(0).length + 2))
     // One burst of a tenth of a second comes free; the rest is paid for at the limit.
     const expected = bytes / limit - 0.1
-    assert.ok(elapsed >= expected * 0.95 && elapsed <= expected * 1.2, `${elapsed.toFixed(2)} s, expected ${expected}`)
+    assert.ok(elapsed >= expected * 0.95 && elapsed <= expected * 1.5, `${elapsed.toFixed(2)} s, expected ${expected}`)
   } finally {
     client.close()
     await server.close()
