@@ -5,12 +5,15 @@
  */
 
 const CR = /\r/g
+/** C0 controls but LF (which splits lines), DEL and C1 controls: a terminal would act on them. */
+const CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/g
 
 /**
  * Format a reply. One line gives `"230 Login successful.\r\n"`; several (an array, or text with
  * LFs) give the multi-line form `"211-first\r\n middle\r\n211 last\r\n"`. Middle lines start with a
  * space so none can be mistaken for the end line (RFC 959 section 4.2). CRs and LFs inside a line
- * are never sent as such, so text from a client or a file name cannot inject a reply line.
+ * are never sent as such, so text from a client or a file name cannot inject a reply line, and
+ * other control characters (a client's terminal escapes, echoed in an argument) become `?`.
  *
  * @example
  * ```ts
@@ -19,7 +22,9 @@ const CR = /\r/g
  * ```
  */
 export const formatReply = (code: number, text: string | ReadonlyArray<string>): string => {
-  const lines = (typeof text === "string" ? [text] : text).flatMap((line) => line.replace(CR, "").split("\n"))
+  const lines = (typeof text === "string" ? [text] : text).flatMap((line) =>
+    line.replace(CR, "").replace(CONTROL, "?").split("\n")
+  )
   if (lines.length <= 1) return `${code} ${lines[0] ?? ""}\r\n`
   let reply = `${code}-${lines[0]}\r\n`
   for (let i = 1; i < lines.length - 1; i++) reply += ` ${lines[i]}\r\n`
