@@ -193,6 +193,10 @@ const make = (
         if (left === 0) perIp.delete(ip)
         else perIp.set(ip, left)
       })
+    /**
+     * Ban check, then limits, then a session fiber. A custom ban list may be slow: a connection
+     * waiting on it when the server stops is closed, not leaked.
+     */
     const admit = (conn: Deno.Conn, implicitTls: boolean) =>
       Effect.gen(function* () {
         const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
@@ -219,7 +223,6 @@ const make = (
             Effect.ensuring(release(ip)),
           ),
         )
-        // A custom ban list may be slow: a connection waiting on it is closed if the server stops.
       }).pipe(Effect.onInterrupt(() => Effect.sync(() => closeQuietly(conn))))
     const acceptLoop = (from: Deno.Listener, implicitTls: boolean) =>
       Effect.gen(function* () {
