@@ -166,6 +166,8 @@ export class DataConnectionError extends Data.Error<{
   readonly cause?: unknown
   /** The reply code: 425 unless said otherwise (522 for a refused TLS data connection, RFC 4217). */
   readonly code?: number
+  /** Set when the connection was not made in time: the seconds waited. */
+  readonly timeoutSeconds?: number
 }> {
   /** Discriminator for `Effect.catchTag`. */
   readonly _tag = "DataConnectionError" as const

@@ -427,17 +427,9 @@ Deno.test("with timeout 1 and dataTimeout 1: the idle 421, passive accept 425 an
   }
 })
 
-Deno.test({
-  // server bug: the data timeouts are not logged as such. The 425 (passive accept timed out) and the
-  // 426 (transfer stalled) leave only the transfer line, "RETR /big.bin completed=0 bytes=0
-  // seconds=1.002", in the log (src/session/commands/transfer.ts); the idle timeout logs "Control
-  // connection timed out." (src/session/session.ts). Issue 4 wants each timeout with a log line.
-  ignore: true,
-  name: "with timeout 1 and dataTimeout 1: the idle, passive accept and stalled transfer timeouts are each logged",
-  fn: async () => {
-    const { logs } = await runTimeouts()
-    const timedOut = logs.filter((line) => /timed out/i.test(line))
-    assert.equal(timedOut.filter((line) => /control connection timed out/i.test(line)).length, 1, logs.join("\n"))
-    assert.equal(timedOut.length, 3, `log lines about timeouts:\n${timedOut.join("\n")}`)
-  },
+Deno.test("with timeout 1 and dataTimeout 1: the idle, passive accept and stalled transfer timeouts are each logged", async () => {
+  const { logs } = await runTimeouts()
+  const timedOut = logs.filter((line) => /timed out/i.test(line))
+  assert.equal(timedOut.filter((line) => /control connection timed out/i.test(line)).length, 1, logs.join("\n"))
+  assert.equal(timedOut.length, 3, `log lines about timeouts:\n${timedOut.join("\n")}`)
 })

@@ -59,7 +59,7 @@ export const acceptPassive = (
   }).pipe(
     Effect.timeoutOrElse({
       duration: Duration.seconds(timeoutSeconds),
-      orElse: () => Effect.fail(new DataConnectionError({ message: "Data connection timed out." })),
+      orElse: () => Effect.fail(new DataConnectionError({ message: "Data connection timed out.", timeoutSeconds })),
     }),
   )
 
@@ -91,7 +91,8 @@ export const connectActive = (
   }).pipe(
     Effect.timeoutOrElse({
       duration: Duration.seconds(timeoutSeconds),
-      orElse: () => Effect.fail(new DataConnectionError({ message: "Can't connect to specified address." })),
+      orElse: () =>
+        Effect.fail(new DataConnectionError({ message: "Can't connect to specified address.", timeoutSeconds })),
     }),
   )
 

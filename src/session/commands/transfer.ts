@@ -82,6 +82,22 @@ const failureReply = (cause: Cause.Cause<unknown>): readonly [number, string] =>
   return [426, "Transfer aborted: data connection closed."]
 }
 
+/**
+ * The log line of a data timeout (issue 4: each timeout is logged as one), or `undefined` when the
+ * transfer failed for another reason. The reply alone does not reach the server's log.
+ */
+const timeoutLine = (session: Session, plan: TransferPlan, cause: Cause.Cause<unknown>): string | undefined => {
+  const error = Cause.squash(cause)
+  const what = `${plan.command} ${plan.path.virtual}`
+  if (error instanceof TransferStalled) {
+    return `${what}: data connection timed out after ${session.options.dataTimeout} s without progress (426)`
+  }
+  if (error instanceof DataConnectionError && error.timeoutSeconds !== undefined) {
+    return `${what}: data connection timed out: the client did not connect within ${error.timeoutSeconds} s (425)`
+  }
+  return undefined
+}
+
 const finish = (
   session: Session,
   plan: TransferPlan,
@@ -107,6 +123,8 @@ const finish = (
       yield* session.reply(226, "Transfer complete.")
     } else if (!Cause.hasInterruptsOnly(outcome.cause)) {
       // An interrupted transfer (ABOR, shutdown) is answered by whoever interrupted it.
+      const timedOut = timeoutLine(session, plan, outcome.cause)
+      if (timedOut !== undefined) yield* session.log(timedOut)
       const [code, text] = failureReply(outcome.cause)
       yield* session.reply(code, text)
     }
