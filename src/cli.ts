@@ -24,6 +24,7 @@ import { resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
 import { DummyAuthorizer } from "./auth/dummy.ts"
+import { PASSIVE_ACCEPT_TIMEOUT } from "./data/data_channel.ts"
 import { AuthorizerError } from "./errors.ts"
 import { LocalFilesystem } from "./fs/local.ts"
 import { makeSecureContext, type TlsSettings } from "./net/tls.ts"
@@ -47,6 +48,12 @@ export interface CliConfig {
   readonly debug: boolean
   /** `--tls`: the certificate and key files (absolute paths), read by {@link loadTls}; `null` without TLS. */
   readonly tls: TlsFiles | null
+  /**
+   * `--shutdown-grace`: seconds a SIGTERM would let sessions finish before they are cut, or `null`
+   * when not given. Parsed only: the server has no graceful `close` yet, so a signal still stops
+   * every session at once.
+   */
+  readonly shutdownGrace: number | null
 }
 
 /** Where `--certfile` and `--keyfile` point. */
@@ -71,6 +78,9 @@ interface Flag {
 }
 
 const DEFAULTS = resolveOptions()
+
+/** A default as `--help` shows it: `0` means the limit is off. */
+const orNone = (value: number, none = "no limit"): string => value === 0 ? `0, ${none}` : String(value)
 
 /** pyftpdlib's flags, in its order; the help text is generated from this table. */
 const FLAGS: ReadonlyArray<Flag> = [
@@ -109,6 +119,17 @@ const FLAGS: ReadonlyArray<Flag> = [
     metavar: "SECONDS",
     help: `idle control and stalled data connection timeout, 0 for none (default: ${DEFAULTS.timeout})`,
   },
+  {
+    long: "data-timeout",
+    metavar: "SECONDS",
+    help: "seconds a data transfer may stall before 426, 0 for none; a passive connection gets at most " +
+      `${PASSIVE_ACCEPT_TIMEOUT} of them to arrive before 425 (default: --timeout, else ${DEFAULTS.dataTimeout})`,
+  },
+  {
+    long: "login-timeout",
+    metavar: "SECONDS",
+    help: `seconds a connection may take to log in before 421, 0 for none (default: ${DEFAULTS.loginTimeout})`,
+  },
   { long: "banner", metavar: "BANNER", help: `the greeting sent on connect (default: '${DEFAULTS.banner}')` },
   {
     long: "permit-foreign-addresses",
@@ -129,12 +150,90 @@ const FLAGS: ReadonlyArray<Flag> = [
   {
     long: "max-cons-per-ip",
     metavar: "N",
-    help: "max number of connections from the same IP address (default: 0, no limit)",
+    help: `max number of connections from the same IP address (default: ${orNone(DEFAULTS.maxConsPerIp)})`,
+  },
+  {
+    long: "max-sessions-per-user",
+    metavar: "N",
+    help: `max number of sessions logged in as the same user; more get 530 at login (default: ${
+      orNone(DEFAULTS.maxSessionsPerUser)
+    })`,
   },
   {
     long: "max-login-attempts",
     metavar: "N",
     help: `failed logins before the connection is closed (default: ${DEFAULTS.maxLoginAttempts})`,
+  },
+  {
+    long: "auth-failed-timeout",
+    metavar: "SECONDS",
+    help: `delay before the 530 that answers a bad password (default: ${DEFAULTS.authFailedTimeout})`,
+  },
+  {
+    long: "ban-after-failures",
+    metavar: "N",
+    help:
+      `failed logins from one IP address within --ban-window that ban it (421 at connect) for --ban-duration (${`default: ${
+        orNone(DEFAULTS.banAfterFailures, "never ban")
+      }`})`,
+  },
+  {
+    long: "ban-window",
+    metavar: "SECONDS",
+    help: `the period over which --ban-after-failures counts failed logins (default: ${DEFAULTS.banWindow})`,
+  },
+  { long: "ban-duration", metavar: "SECONDS", help: `how long a ban lasts (default: ${DEFAULTS.banDuration})` },
+  {
+    long: "max-commands-per-second",
+    metavar: "N",
+    help: `commands one session may send per second; a session sending more gets 421 and is closed (default: ${
+      orNone(DEFAULTS.maxCommandsPerSecond)
+    })`,
+  },
+  {
+    long: "read-limit",
+    metavar: "RATE",
+    help: `upload bandwidth (STOR, APPE, STOU) of each session (default: ${orNone(DEFAULTS.readLimit)})`,
+  },
+  {
+    long: "write-limit",
+    metavar: "RATE",
+    help: `download bandwidth (RETR and listings) of each session (default: ${orNone(DEFAULTS.writeLimit)})`,
+  },
+  {
+    long: "user-read-limit",
+    metavar: "RATE",
+    help: `upload bandwidth of each user, shared by all of that user's sessions (default: ${
+      orNone(DEFAULTS.userReadLimit)
+    })`,
+  },
+  {
+    long: "user-write-limit",
+    metavar: "RATE",
+    help: `download bandwidth of each user, shared by all of that user's sessions (default: ${
+      orNone(DEFAULTS.userWriteLimit)
+    })`,
+  },
+  {
+    long: "global-read-limit",
+    metavar: "RATE",
+    help: `upload bandwidth of the whole server (default: ${orNone(DEFAULTS.globalReadLimit)})`,
+  },
+  {
+    long: "global-write-limit",
+    metavar: "RATE",
+    help: `download bandwidth of the whole server (default: ${orNone(DEFAULTS.globalWriteLimit)})`,
+  },
+  {
+    long: "atomic-uploads",
+    help: "store uploads under a hidden temporary name and rename them into place only when complete; " +
+      "REST before STOR is refused (default: off)",
+  },
+  {
+    long: "shutdown-grace",
+    metavar: "SECONDS",
+    help: "seconds SIGTERM lets sessions finish before they are cut (not applied yet: the server has no graceful " +
+      "close, so a signal stops every session at once)",
   },
   { long: "tls", help: "enable FTPS: AUTH TLS on the control port, PROT P data connections (requires --certfile)" },
   {
@@ -179,6 +278,11 @@ ${
     .join("\n")
 }
 
+Values:
+  N         a whole number >= 0
+  SECONDS   a number of seconds >= 0, fractions allowed (e.g. 0.5)
+  RATE      bytes per second, with an optional K, M or G suffix (powers of 1024: 1M = 1048576); 0 for no limit
+
 Deno permissions, checked before the server starts:
   --allow-net             listen on the interface and port, and on the passive ports
   --allow-read=PATH       read the shared directory
@@ -215,6 +319,27 @@ const integer = (text: string, long: string, min: number, max: number): number =
 const port = (text: string, long: string): number => integer(text, long, 0, 65535)
 
 const count = (text: string, long: string): number => integer(text, long, 0, Infinity)
+
+const seconds = (text: string, long: string): number => {
+  if (!/^\d+(\.\d+)?$/.test(text)) fail(`argument ${flagName(long)}: expected a number of seconds >= 0, got '${text}'`)
+  return Number(text)
+}
+
+const RATE_UNITS: Readonly<Record<string, number>> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }
+
+/** Bytes per second: `512`, `64K`, `1.5M`, `1G` (binary units), rounded down to whole bytes. */
+const rate = (text: string, long: string): number => {
+  const match = /^(\d+(?:\.\d+)?)([KMG]?)$/i.exec(text)
+  const value = match ? Math.floor(Number(match[1]) * RATE_UNITS[match[2].toUpperCase()]) : NaN
+  if (!Number.isSafeInteger(value)) {
+    fail(
+      `argument ${
+        flagName(long)
+      }: expected bytes per second, a number with an optional K, M or G suffix, got '${text}'`,
+    )
+  }
+  return value
+}
 
 const portRange = (text: string): readonly [number, number] => {
   const match = /^(\d+)-(\d+)$/.exec(text)
@@ -324,11 +449,16 @@ const toConfig = (values: Values): CliConfig => {
   if (username !== undefined && !password) fail("argument -u/--username: requires a password (-P/--password)")
   // pyftpdlib ignores -P alone; refusing it keeps a server the user meant to protect from going anonymous.
   if (username === undefined && password !== undefined) fail("argument -P/--password: requires -u/--username")
-  const timeout = value("timeout", count)
+  const timeout = value("timeout", seconds)
   const tls = flag("tls")
   if (!tls) {
     const given = TLS_ONLY.find((long) => values[long] !== undefined)
     if (given !== undefined) fail(`argument --${given}: requires --tls`)
+  }
+  for (const long of ["ban-window", "ban-duration"]) {
+    if (values[long] !== undefined && values["ban-after-failures"] === undefined) {
+      fail(`argument --${long}: requires --ban-after-failures`)
+    }
   }
   const certFile = value("certfile", String)
   const keyFile = value("keyfile", String)
@@ -339,7 +469,7 @@ const toConfig = (values: Values): CliConfig => {
   if (implicitTlsPort !== undefined && implicitTlsPort !== 0 && implicitTlsPort === controlPort) {
     fail(`argument --implicit-tls-port: must differ from the control port (${controlPort})`)
   }
-  /** A TLS switch: present only when on, so that the options without --tls stay as they were. */
+  /** A switch present only when on, so that the options without it stay as they were. */
   const on = (long: string): true | undefined => flag(long) || undefined
   return {
     options: setOnly<ServerOptions>({
@@ -348,7 +478,9 @@ const toConfig = (values: Values): CliConfig => {
       passivePorts: value("range", portRange),
       masqueradeAddress: value("nat-address", ipv4),
       timeout,
-      dataTimeout: timeout,
+      // As in pyftpdlib, --timeout also bounds stalled data connections, unless --data-timeout says otherwise.
+      dataTimeout: value("data-timeout", seconds) ?? timeout,
+      loginTimeout: value("login-timeout", seconds),
       banner: value("banner", String),
       permitForeignAddresses: flag("permit-foreign-addresses"),
       permitPrivilegedPorts: flag("permit-privileged-ports"),
@@ -356,7 +488,20 @@ const toConfig = (values: Values): CliConfig => {
       useLocaltime: flag("use-localtime"),
       maxCons: value("max-cons", count),
       maxConsPerIp: value("max-cons-per-ip", count),
+      maxSessionsPerUser: value("max-sessions-per-user", count),
       maxLoginAttempts: value("max-login-attempts", count),
+      authFailedTimeout: value("auth-failed-timeout", seconds),
+      banAfterFailures: value("ban-after-failures", count),
+      banWindow: value("ban-window", seconds),
+      banDuration: value("ban-duration", seconds),
+      maxCommandsPerSecond: value("max-commands-per-second", count),
+      readLimit: value("read-limit", rate),
+      writeLimit: value("write-limit", rate),
+      userReadLimit: value("user-read-limit", rate),
+      userWriteLimit: value("user-write-limit", rate),
+      globalReadLimit: value("global-read-limit", rate),
+      globalWriteLimit: value("global-write-limit", rate),
+      atomicUploads: on("atomic-uploads"),
       implicitTlsPort,
       tlsControlRequired: on("tls-control-required"),
       tlsDataRequired: on("tls-data-required"),
@@ -367,6 +512,7 @@ const toConfig = (values: Values): CliConfig => {
     write: flag("write"),
     debug: flag("debug"),
     tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
+    shutdownGrace: value("shutdown-grace", seconds) ?? null,
   }
 }
 

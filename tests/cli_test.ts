@@ -3,6 +3,7 @@ import { Buffer } from "node:buffer"
 import { Readable, Writable } from "node:stream"
 import { Client, FTPError } from "basic-ftp"
 import { type CliConfig, loadTls, parseCli, TlsFilesError } from "../src/cli.ts"
+import { resolveOptions } from "../src/options.ts"
 import { curl, makeCertificate, type TestCertificate } from "./helpers.ts"
 
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname
@@ -36,6 +37,7 @@ Deno.test("no flags: anonymous read-only share of the current directory on [::]:
     write: false,
     debug: false,
     tls: null,
+    shutdownGrace: null,
   })
 })
 
@@ -59,6 +61,22 @@ Deno.test("every flag in its long form sets its option", () => {
     "--max-cons=10",
     "--max-cons-per-ip=2",
     "--max-login-attempts=5",
+    "--data-timeout=30",
+    "--login-timeout=20",
+    "--max-sessions-per-user=4",
+    "--auth-failed-timeout=0.5",
+    "--ban-after-failures=10",
+    "--ban-window=120",
+    "--ban-duration=86400",
+    "--max-commands-per-second=300",
+    "--read-limit=1000",
+    "--write-limit=2000",
+    "--user-read-limit=3000",
+    "--user-write-limit=4000",
+    "--global-read-limit=5000",
+    "--global-write-limit=6000",
+    "--atomic-uploads",
+    "--shutdown-grace=15",
   ])
   assert.deepEqual(config, {
     options: {
@@ -67,7 +85,8 @@ Deno.test("every flag in its long form sets its option", () => {
       passivePorts: [60000, 60099],
       masqueradeAddress: "203.0.113.7",
       timeout: 60,
-      dataTimeout: 60,
+      dataTimeout: 30,
+      loginTimeout: 20,
       banner: "hello there",
       permitForeignAddresses: true,
       permitPrivilegedPorts: true,
@@ -75,13 +94,27 @@ Deno.test("every flag in its long form sets its option", () => {
       useLocaltime: true,
       maxCons: 10,
       maxConsPerIp: 2,
+      maxSessionsPerUser: 4,
       maxLoginAttempts: 5,
+      authFailedTimeout: 0.5,
+      banAfterFailures: 10,
+      banWindow: 120,
+      banDuration: 86400,
+      maxCommandsPerSecond: 300,
+      readLimit: 1000,
+      writeLimit: 2000,
+      userReadLimit: 3000,
+      userWriteLimit: 4000,
+      globalReadLimit: 5000,
+      globalWriteLimit: 6000,
+      atomicUploads: true,
     },
     directory: "/srv/ftp",
     user: { name: "bob", password: "secret" },
     write: true,
     debug: true,
     tls: null,
+    shutdownGrace: 15,
   })
 })
 
@@ -154,6 +187,79 @@ Deno.test("every short flag means its long form", () => {
   assert.equal(short.options.host, "::1")
 })
 
+Deno.test("--timeout bounds idle control and stalled data connections alike; --data-timeout overrides the data one", () => {
+  assert.deepEqual(run(["--timeout", "60"]).options.dataTimeout, 60)
+  assert.deepEqual(run(["--timeout", "60", "--data-timeout", "5"]).options.dataTimeout, 5)
+  assert.deepEqual(run(["--data-timeout", "5", "--timeout", "60"]).options.dataTimeout, 5)
+  const alone = run(["--data-timeout", "0"]).options
+  assert.equal(alone.dataTimeout, 0)
+  assert.equal(alone.timeout, undefined)
+})
+
+Deno.test("the limit flags are absent from the options unless given, so the library's defaults apply", () => {
+  const { options } = run(["-p", "21"])
+  for (
+    const name of [
+      "maxSessionsPerUser",
+      "authFailedTimeout",
+      "banAfterFailures",
+      "banWindow",
+      "banDuration",
+      "maxCommandsPerSecond",
+      "readLimit",
+      "writeLimit",
+      "userReadLimit",
+      "userWriteLimit",
+      "globalReadLimit",
+      "globalWriteLimit",
+      "loginTimeout",
+      "dataTimeout",
+      "atomicUploads",
+    ]
+  ) assert.ok(!(name in options), name)
+})
+
+Deno.test("a RATE is bytes per second with an optional K, M or G suffix in powers of 1024", () => {
+  const cases: Array<[string, number]> = [
+    ["0", 0],
+    ["512", 512],
+    ["64K", 64 * 1024],
+    ["64k", 64 * 1024],
+    ["1M", 1048576],
+    ["1.5M", 1572864],
+    ["2G", 2 * 1024 ** 3],
+    ["0.3K", 307],
+  ]
+  for (const [text, bytes] of cases) {
+    for (const long of ["read-limit", "write-limit", "user-read-limit", "user-write-limit"]) {
+      const options = run([`--${long}`, text]).options as Record<string, unknown>
+      const name = long.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())
+      assert.equal(options[name], bytes, `--${long} ${text}`)
+    }
+    assert.equal(run(["--global-read-limit", text]).options.globalReadLimit, bytes)
+    assert.equal(run(["--global-write-limit", text]).options.globalWriteLimit, bytes)
+  }
+})
+
+Deno.test("SECONDS flags take fractions; 0 turns a timeout off", () => {
+  const { options, shutdownGrace } = run([
+    "--timeout=0",
+    "--login-timeout=0",
+    "--auth-failed-timeout=0",
+    "--ban-after-failures=3",
+    "--ban-window=0.25",
+    "--ban-duration=1.5",
+    "--shutdown-grace=2.5",
+  ])
+  assert.equal(options.timeout, 0)
+  assert.equal(options.dataTimeout, 0)
+  assert.equal(options.loginTimeout, 0)
+  assert.equal(options.authFailedTimeout, 0)
+  assert.equal(options.banWindow, 0.25)
+  assert.equal(options.banDuration, 1.5)
+  assert.equal(shutdownGrace, 2.5)
+})
+
 Deno.test("-d takes a relative directory as relative to the current directory", () => {
   assert.equal(run(["-d", "sub/dir"]).directory, `${Deno.cwd()}/sub/dir`)
 })
@@ -190,6 +296,22 @@ Deno.test("-h and --help print usage listing every flag with its default", () =>
         "--max-cons N",
         "--max-cons-per-ip N",
         "--max-login-attempts N",
+        "--data-timeout SECONDS",
+        "--login-timeout SECONDS",
+        "--max-sessions-per-user N",
+        "--auth-failed-timeout SECONDS",
+        "--ban-after-failures N",
+        "--ban-window SECONDS",
+        "--ban-duration SECONDS",
+        "--max-commands-per-second N",
+        "--read-limit RATE",
+        "--write-limit RATE",
+        "--user-read-limit RATE",
+        "--user-write-limit RATE",
+        "--global-read-limit RATE",
+        "--global-write-limit RATE",
+        "--atomic-uploads",
+        "--shutdown-grace SECONDS",
         "--tls",
         "--certfile PATH",
         "--keyfile PATH",
@@ -203,6 +325,33 @@ Deno.test("-h and --help print usage listing every flag with its default", () =>
     for (const value of ["2121", "300", "512", "elradfmwMT", "--allow-net", "--allow-read", "--allow-write"]) {
       assert.ok(text.includes(value), value)
     }
+    const defaults = resolveOptions()
+    const shown: Array<[string, string]> = [
+      ["--timeout SECONDS", `(default: ${defaults.timeout})`],
+      ["--data-timeout SECONDS", `else ${defaults.dataTimeout})`],
+      ["--login-timeout SECONDS", `(default: ${defaults.loginTimeout})`],
+      ["--max-cons N", `(default: ${defaults.maxCons})`],
+      ["--max-cons-per-ip N", "(default: 0, no limit)"],
+      ["--max-sessions-per-user N", "(default: 0, no limit)"],
+      ["--max-login-attempts N", `(default: ${defaults.maxLoginAttempts})`],
+      ["--auth-failed-timeout SECONDS", `(default: ${defaults.authFailedTimeout})`],
+      ["--ban-after-failures N", "(default: 0, never ban)"],
+      ["--ban-window SECONDS", `(default: ${defaults.banWindow})`],
+      ["--ban-duration SECONDS", `(default: ${defaults.banDuration})`],
+      ["--max-commands-per-second N", "(default: 0, no limit)"],
+      ["--read-limit RATE", "(default: 0, no limit)"],
+      ["--write-limit RATE", "(default: 0, no limit)"],
+      ["--user-read-limit RATE", "(default: 0, no limit)"],
+      ["--user-write-limit RATE", "(default: 0, no limit)"],
+      ["--global-read-limit RATE", "(default: 0, no limit)"],
+      ["--global-write-limit RATE", "(default: 0, no limit)"],
+      ["--atomic-uploads", "(default: off)"],
+    ]
+    for (const [flag, value] of shown) {
+      const help = new RegExp(`^  ${flag}\\n      (.*)$`, "m").exec(text)?.[1] ?? ""
+      assert.ok(help.endsWith(value), `${flag}: ${help}`)
+    }
+    assert.match(text, /RATE +bytes per second, with an optional K, M or G suffix \(powers of 1024: 1M = 1048576\)/)
   }
 })
 
@@ -227,7 +376,31 @@ Deno.test("a bad value or flag is one clear error naming the flag", () => {
     [["-r", "x"], /-r\/--range: .* got 'x'/],
     [["-r", "0-10"], /-r\/--range: .* got '0-10'/],
     [["-r", "1-70000"], /-r\/--range: .* got '1-70000'/],
-    [["--timeout", "-5"], /--timeout: expected an integer >= 0, got '-5'/],
+    [["--timeout", "-5"], /--timeout: expected a number of seconds >= 0, got '-5'/],
+    [["--timeout", "1e3"], /--timeout: .* got '1e3'/],
+    [["--data-timeout", "-1"], /^argument --data-timeout: expected a number of seconds >= 0, got '-1'$/],
+    [["--login-timeout", "1m"], /^argument --login-timeout: expected a number of seconds >= 0, got '1m'$/],
+    [["--auth-failed-timeout", "."], /^argument --auth-failed-timeout: .* got '\.'$/],
+    [["--ban-after-failures", "3", "--ban-window", "x"], /^argument --ban-window: .* seconds >= 0, got 'x'$/],
+    [["--ban-after-failures", "3", "--ban-duration", "-60"], /^argument --ban-duration: .* got '-60'$/],
+    [["--shutdown-grace", "soon"], /^argument --shutdown-grace: expected a number of seconds >= 0, got 'soon'$/],
+    [["--shutdown-grace", "-1"], /^argument --shutdown-grace: .* got '-1'$/],
+    [["--max-sessions-per-user", "1.5"], /^argument --max-sessions-per-user: expected an integer >= 0, got '1.5'$/],
+    [["--ban-after-failures", "-3"], /^argument --ban-after-failures: expected an integer >= 0, got '-3'$/],
+    [["--max-commands-per-second", "lots"], /^argument --max-commands-per-second: .* got 'lots'$/],
+    [["--ban-window", "60"], /^argument --ban-window: requires --ban-after-failures$/],
+    [["--ban-duration", "60"], /^argument --ban-duration: requires --ban-after-failures$/],
+    [["--atomic-uploads=yes"], /'--atomic-uploads' does not take an argument/],
+    [
+      ["--read-limit", "1T"],
+      /^argument --read-limit: expected bytes per second, a number with an optional K, M or G suffix, got '1T'$/,
+    ],
+    [["--write-limit", "-1M"], /^argument --write-limit: expected bytes per second.* got '-1M'$/],
+    [["--user-read-limit", "M"], /^argument --user-read-limit: .* got 'M'$/],
+    [["--user-write-limit", "1 M"], /^argument --user-write-limit: .* got '1 M'$/],
+    [["--global-read-limit", "1MB"], /^argument --global-read-limit: .* got '1MB'$/],
+    [["--global-write-limit", ""], /^argument --global-write-limit: .* got ''$/],
+    [["--read-limit", "99999999999G"], /^argument --read-limit: .* got '99999999999G'$/],
     [["--timeout", "soon"], /--timeout: .* got 'soon'/],
     [["--max-cons", "-1"], /--max-cons: .* got '-1'/],
     [["--max-cons-per-ip=-2"], /--max-cons-per-ip: .* got '-2'/],
@@ -398,6 +571,17 @@ Deno.test("an unknown flag exits 2 with the error and a hint on stderr", async (
   assert.equal(code, 2)
   assert.equal(stdout, "")
   assert.equal(stderr, "ftpd: error: unknown option '--bogus'\nTry 'ftpd --help'.\n")
+})
+
+Deno.test("a bad limit value exits 2 with one error line, before checking permissions", async () => {
+  const { code, stdout, stderr } = await runCli([], ["--write-limit", "10X"])
+  assert.equal(code, 2)
+  assert.equal(stdout, "")
+  assert.equal(
+    stderr,
+    "ftpd: error: argument --write-limit: expected bytes per second, a number with an optional K, M or G suffix," +
+      " got '10X'\nTry 'ftpd --help'.\n",
+  )
 })
 
 Deno.test("-u without -P exits 2", async () => {
