@@ -821,6 +821,32 @@ Deno.test("ftpd -u -P admits that user only", async () => {
   })
 })
 
+/** The first reply line the server sends on a fresh connection to `port`; the connection is closed after. */
+const greeting = async (port: number): Promise<{ line: string; conn: Deno.Conn }> => {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port })
+  const buffer = new Uint8Array(512)
+  const n = await conn.read(buffer)
+  return { line: new TextDecoder().decode(buffer.subarray(0, n ?? 0)).trimEnd(), conn }
+}
+
+Deno.test("ftpd passes the limit flags to the server: --max-cons-per-ip 1 refuses a second connection with 421", async () => {
+  await withCli(["-w", "--max-cons-per-ip", "1", "--write-limit", "64K", "--atomic-uploads"], async (cli, dir) => {
+    const first = await greeting(cli.port)
+    const second = await greeting(cli.port)
+    first.conn.close()
+    second.conn.close()
+    assert.match(first.line, /^220 /)
+    assert.equal(second.line, "421 Too many connections from the same IP address.")
+    // The slot comes back once the first connection is gone.
+    for (let i = 0; i < 100 && !/FTP session closed/.test(cli.log()); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    await session(cli.port, anonymous, (client) => upload(client, "new.txt", "atomic"))
+    assert.equal(await Deno.readTextFile(`${dir}/new.txt`), "atomic")
+    assert.equal(await interrupt(cli), 130, cli.log())
+  })
+})
+
 // FTPS from the command line
 
 Deno.test("ftpd --tls with a certfile that does not exist exits 2 with one error line, before binding", async () => {
