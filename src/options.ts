@@ -132,6 +132,11 @@ export interface ServerOptions {
    * file's (removed by then). A symlink at the target is replaced, not written through. Default false.
    */
   readonly atomicUploads?: boolean
+  /**
+   * Seconds a graceful stop (the first SIGINT/SIGTERM under `runMain`, or `RunningServer.close()`)
+   * lets running transfers finish before every session left is cut; 0 cuts them at once. Default 10.
+   */
+  readonly shutdownGrace?: number
 }
 
 /** Options with every default filled in. */
@@ -195,6 +200,7 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
     globalReadLimit: options.globalReadLimit ?? 0,
     globalWriteLimit: options.globalWriteLimit ?? 0,
     atomicUploads: options.atomicUploads ?? false,
+    shutdownGrace: options.shutdownGrace ?? 10,
   }
   const port = (name: string, value: number) => {
     if (!Number.isInteger(value) || value < 0 || value > 65535) {
@@ -226,6 +232,7 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
   if (resolved.implicitTlsPort !== null) port("implicitTlsPort", resolved.implicitTlsPort)
   nonNegative("tlsHandshakeTimeout", resolved.tlsHandshakeTimeout)
   for (const name of limitNames) nonNegative(name, resolved[name])
+  nonNegative("shutdownGrace", resolved.shutdownGrace)
   if (resolved.tls === null) {
     const needTls = [
       ["implicitTlsPort", resolved.implicitTlsPort !== null],
