@@ -2,14 +2,55 @@
  * `runMain` for Deno: run an Effect as the program, and turn SIGINT/SIGTERM into interruption so
  * that every scope closes (sessions get 421, files and sockets are closed) before the process exits.
  *
+ * A server started under `runMain` stops gracefully at the first signal: it stops accepting, lets
+ * running transfers finish for `shutdownGrace` seconds, and only then is the program interrupted.
+ * A second signal interrupts the program at once.
+ *
  * @module
  */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
 
 const signals: ReadonlyArray<Deno.Signal> = ["SIGINT", "SIGTERM"]
 
+/** What the first SIGINT/SIGTERM does before the program is interrupted. */
+export interface GracefulShutdownShape {
+  /**
+   * Run `stop` at the first signal, for as long as the current scope is open. The program is
+   * interrupted once every registered `stop` has finished, or at once at a second signal (which
+   * interrupts the `stop`s too).
+   */
+  readonly onSignal: (stop: Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
+}
+
+/**
+ * How a program reacts to its first stop signal. {@link runMain} provides it; outside `runMain`
+ * nothing is registered and nothing listens for signals.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { GracefulShutdown, runMain } from "@ftpd/server"
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   const shutdown = yield* GracefulShutdown
+ *   yield* shutdown.onSignal(Effect.log("finishing what is running"))
+ *   return yield* Effect.never
+ * }))
+ * if (import.meta.main) runMain(program)
+ * ```
+ */
+export const GracefulShutdown: Context.Reference<GracefulShutdownShape> = Context.Reference<GracefulShutdownShape>(
+  "@ftpd/server/GracefulShutdown",
+  { defaultValue: () => ({ onSignal: () => Effect.void }) },
+)
+
 /**
  * Run `effect` until it ends or a signal arrives; exit 0 on success, 130 on a signal, 1 on failure.
+ * The first SIGINT/SIGTERM runs what was registered with {@link GracefulShutdown} (a server's
+ * graceful close) and then interrupts; without a registration, or at a second signal, it
+ * interrupts at once.
  *
  * @example
  * ```ts
@@ -18,13 +59,38 @@ const signals: ReadonlyArray<Deno.Signal> = ["SIGINT", "SIGTERM"]
  * if (import.meta.main) runMain(Effect.log("hello"))
  * ```
  */
-export const runMain: <E, A>(effect: import("effect").Effect.Effect<A, E>) => void = Runtime.makeRunMain(
-  ({ fiber, teardown }) => {
-    const onSignal = () => fiber.interruptUnsafe()
+export const runMain = <E, A>(effect: Effect.Effect<A, E>): void => {
+  const waiting = new Set<() => void>()
+  let signalled = false
+  let stopping = 0
+  let interrupt = () => {}
+  const stopped = () => {
+    if (--stopping === 0) interrupt()
+  }
+  const shutdown: GracefulShutdownShape = {
+    onSignal: (stop) =>
+      Effect.asVoid(Effect.forkScoped(
+        Effect.callback<void>((resume) => {
+          const wake = () => resume(Effect.void)
+          waiting.add(wake)
+          return Effect.sync(() => void waiting.delete(wake))
+        }).pipe(Effect.andThen(Effect.ensuring(stop, Effect.sync(stopped)))),
+      )),
+  }
+  Runtime.makeRunMain(({ fiber, teardown }) => {
+    interrupt = () => fiber.interruptUnsafe()
+    const onSignal = () => {
+      if (signalled || waiting.size === 0) return interrupt()
+      signalled = true
+      const wakes = [...waiting]
+      waiting.clear()
+      stopping = wakes.length
+      for (const wake of wakes) wake()
+    }
     for (const signal of signals) Deno.addSignalListener(signal, onSignal)
     fiber.addObserver((exit) => {
       for (const signal of signals) Deno.removeSignalListener(signal, onSignal)
       teardown(exit, (code) => Deno.exit(code))
     })
-  },
-)
+  })(Effect.provideService(effect, GracefulShutdown, shutdown))
+}
