@@ -66,4 +66,4 @@ export {
 export { type HookName, Hooks, type HookSession, type HooksShape } from "./src/hooks.ts"
 export { type BanEntry, type BanPolicy, Bans, type BansShape } from "./src/bans.ts"
 export { FtpLogger, type FtpLoggerOptions, SESSION_ANNOTATION } from "./src/log.ts"
-export { runMain } from "./src/runtime.ts"
+export { GracefulShutdown, type GracefulShutdownShape, runMain } from "./src/runtime.ts"

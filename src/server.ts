@@ -1,13 +1,21 @@
 /**
  * `FtpServer`: listen, admit connections within `maxCons`/`maxConsPerIp`, and run one session
- * fiber per connection. Closing the server's scope (interruption, SIGINT through `runMain`, a
- * `Layer` being released) interrupts every session: each replies 421, closes its data connection
- * and files, and gives back its passive port.
+ * fiber per connection.
+ *
+ * Two ways to stop. `RunningServer.close(seconds)` is graceful: it stops accepting, closes idle
+ * sessions with 421, lets running transfers end (226, then 421), and cuts what is left after the
+ * deadline. `closeAll()`, and closing the server's scope (interruption, a `Layer` being released),
+ * interrupts every session at once: each replies 421, closes its data connection and files (a cut
+ * upload fires `onIncompleteFileReceived`), and gives back its passive port. Under `runMain` the
+ * first SIGINT/SIGTERM runs `close(shutdownGrace)` and a second one interrupts; a layer released
+ * otherwise gets no grace, since a finalizer cannot be cut short by a second signal; an
+ * application that wants one calls `close` before releasing the layer.
  *
  * @module
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
@@ -22,6 +30,7 @@ import { makeSecureContext } from "./net/tls.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
 import { plainAddress } from "./protocol/address.ts"
 import { formatReply } from "./protocol/reply.ts"
+import { GracefulShutdown } from "./runtime.ts"
 import { builtinCommands } from "./session/commands.ts"
 import { runSession, type ServerContext } from "./session/session.ts"
 
@@ -49,6 +58,15 @@ export interface RunningServerShape {
   readonly connections: () => number
   /** The ban list in use: the `Bans` service provided, or the in-memory one built from the options. */
   readonly bans: BansShape
+  /**
+   * Stop gracefully: close the listeners (new connections are refused), close idle sessions with
+   * 421, let sessions with a transfer running finish it (then 421), and after `deadlineSeconds`
+   * (default: the `shutdownGrace` option; 0: at once) interrupt whatever is left, as
+   * {@link closeAll}. Completes when every session is gone. Calling it again is harmless.
+   */
+  readonly close: (deadlineSeconds?: number) => Effect.Effect<void>
+  /** Close the listeners and interrupt every session now; completes when every session is gone. */
+  readonly closeAll: () => Effect.Effect<void>
 }
 
 /**
@@ -144,7 +162,10 @@ const make = (
     const implicitListener = resolved.implicitTlsPort === null
       ? undefined
       : yield* scopedListener(resolved, resolved.implicitTlsPort)
+    const services = yield* Effect.context<never>()
     const sessions = yield* FiberSet.make<void, never>()
+    const acceptors = yield* FiberSet.make<void, never>()
+    let closing = false
     const context: ServerContext = {
       options: resolved,
       tls: secureContext,
@@ -156,6 +177,7 @@ const make = (
       sessions: new Set(),
       userSessions: new Map(),
       bans,
+      closing: () => closing,
       runHook: (hook) =>
         hook === undefined
           ? Effect.void
@@ -214,6 +236,8 @@ const make = (
           yield* Effect.logWarning(`${ip} refused: too many connections from this address (${fromIp}).`)
           return refuse(conn, "Too many connections from the same IP address.")
         }
+        // Accepted just before the listeners closed, or held up by a slow ban list.
+        if (closing) return refuse(conn, "Server shutting down.")
         total++
         perIp.set(ip, fromIp + 1)
         yield* FiberSet.run(
@@ -254,11 +278,44 @@ const make = (
         (sweep) => Effect.sync(() => clearInterval(sweep)),
       )
     }
-    yield* Effect.forkScoped(acceptLoop(listener, false))
-    if (implicitListener !== undefined) yield* Effect.forkScoped(acceptLoop(implicitListener, true))
+    yield* FiberSet.run(acceptors, acceptLoop(listener, false))
+    if (implicitListener !== undefined) yield* FiberSet.run(acceptors, acceptLoop(implicitListener, true))
     yield* Effect.addFinalizer(() =>
       Effect.logInfo(`>>> shutting down FTP server (${total} active sessions), pid=${Deno.pid} <<<`)
     )
+    /** Refuse new connections: a closed listener makes the kernel refuse them, and its accept loop ends. */
+    const stopAccepting = () => {
+      closing = true
+      for (const from of [listener, implicitListener]) {
+        try {
+          from?.close()
+        } catch {
+          // Closed already.
+        }
+      }
+    }
+    const closeAll = () =>
+      Effect.suspend(() => {
+        stopAccepting()
+        return Effect.andThen(FiberSet.clear(acceptors), FiberSet.clear(sessions))
+      })
+    const close = (deadlineSeconds = resolved.shutdownGrace) =>
+      Effect.gen(function* () {
+        const first = !closing
+        stopAccepting()
+        for (const session of context.sessions) session.drain()
+        if (first) {
+          // Through the server's logger, whoever calls close.
+          yield* Effect.logInfo(
+            `>>> closing FTP server: ${total} active sessions may finish within ${deadlineSeconds} s, pid=${Deno.pid} <<<`,
+          ).pipe(Effect.provideContext(services))
+        }
+        if (deadlineSeconds > 0) {
+          yield* FiberSet.awaitEmpty(sessions).pipe(Effect.timeoutOption(Duration.seconds(deadlineSeconds)))
+        }
+        yield* closeAll()
+      })
+    yield* (yield* GracefulShutdown).onSignal(close())
     return {
       address: { hostname: address.hostname, port: address.port },
       implicitTlsAddress: implicitListener === undefined ? null : {
@@ -267,6 +324,8 @@ const make = (
       },
       connections: () => total,
       bans,
+      close,
+      closeAll,
     }
   })
 
@@ -289,7 +348,10 @@ export const FtpServer: {
   readonly make: (
     options?: ServerOptions,
   ) => Effect.Effect<RunningServer, FtpServerError, Authorizer | Filesystem | Scope.Scope>
-  /** Listen and serve until interrupted. */
+  /**
+   * Listen and serve until interrupted. Under {@link runMain}, the first SIGINT/SIGTERM closes the
+   * server gracefully (`shutdownGrace`) before the program is interrupted.
+   */
   readonly serve: (options?: ServerOptions) => Effect.Effect<never, FtpServerError, Authorizer | Filesystem>
   /** A layer that serves for as long as it is in use, and provides the {@link RunningServer}. */
   readonly layer: (options?: ServerOptions) => Layer.Layer<RunningServer, FtpServerError, Authorizer | Filesystem>

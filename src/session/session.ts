@@ -48,6 +48,8 @@ export interface ServerContext {
   readonly userSessions: Map<string, number>
   /** The ban list: failed logins and floods are counted here. */
   readonly bans: BansShape
+  /** Whether the server is closing: a session that starts now is drained at once. */
+  readonly closing: () => boolean
   /** Run a hook in the server's hook fibers: never blocks the caller. */
   readonly runHook: (hook: Effect.Effect<void> | undefined) => Effect.Effect<void>
 }
@@ -78,6 +80,13 @@ export interface ActiveTransfer {
   readonly started: number
   fiber: Fiber.Fiber<void> | undefined
 }
+
+/** The 421 text of a session closed because the server stops. */
+const SHUTTING_DOWN = "Server shutting down."
+
+/** What the command loop's wait ends with when it was woken rather than given a command line. */
+const WOKEN = Symbol("woken")
+const TRANSFER_DONE = Symbol("transfer done")
 
 /** Commands answered while a transfer runs (RFC 959 4.1.3); the rest wait for it. */
 const DURING_TRANSFER = new Set(["ABOR", "STAT", "NOOP", "QUIT"])
@@ -110,13 +119,27 @@ export class Session {
   restOffset = 0
   renameFrom: FtpPath | null = null
   data: DataSetup | null = null
+  /** Set by the server's graceful close: finish the running transfer (if any), then 421 and close. */
+  draining = false
+  /** Ends the command loop's current wait for a line (see {@link nextLine}) with `WOKEN`. */
+  private wake: (() => void) | null = null
+  private current: ActiveTransfer | null = null
+  /** The latest transfer, kept after it ends: its fiber ends only once its final reply (226, 426) is sent. */
+  private latest: ActiveTransfer | null = null
   epsvAll = false
   mlstFacts: ReadonlySet<string> = new Set(DEFAULT_MLSX_FACTS)
   /** PBSZ was given after AUTH TLS (RFC 4217 9: PROT needs it first). */
   pbsz = false
   /** PROT P: data connections are TLS. */
   protP = false
-  transfer: ActiveTransfer | null = null
+  /** The running transfer, if any; `null` again as its final reply is about to be sent. */
+  get transfer(): ActiveTransfer | null {
+    return this.current
+  }
+  set transfer(value: ActiveTransfer | null) {
+    this.current = value
+    if (value !== null) this.latest = value
+  }
   lastReplyCode = 0
   /** Set by QUIT (and by too many failed logins): the loop ends after this command. */
   closing = false
@@ -260,6 +283,30 @@ export class Session {
     return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
   })
 
+  /** Wait until the latest transfer has ended and sent its final reply. */
+  readonly awaitLatestTransfer: Effect.Effect<void> = Effect.suspend(() => {
+    const fiber = this.latest?.fiber
+    return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
+  })
+
+  /** Graceful shutdown: an idle session is closed with 421 now, a busy one once its command or transfer ends. */
+  drain(): void {
+    this.draining = true
+    this.wake?.()
+  }
+
+  /**
+   * `read`'s line, or `WOKEN` as soon as {@link drain} is called. A fresh promise per wait: a race
+   * against one long-lived promise would pile up a reaction on it per command.
+   */
+  nextLine(read: Promise<Framed | null>): Promise<Framed | null | typeof WOKEN> {
+    if (this.draining) return Promise.resolve(WOKEN)
+    return new Promise<Framed | null | typeof WOKEN>((resolve) => {
+      this.wake = () => resolve(WOKEN)
+      read.then(resolve)
+    }).finally(() => (this.wake = null))
+  }
+
   /** Called by a transfer as it ends. */
   transferEnded(): void {
     this.transfer = null
@@ -339,7 +386,7 @@ export const dispatch = (session: Session, name: string, arg: string): Effect.Ef
 const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
   Effect.gen(function* () {
     if (exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause) && !session.conn.isClosed) {
-      yield* session.reply(421, "Server shutting down.").pipe(Effect.timeoutOption("1 second"))
+      yield* session.reply(421, SHUTTING_DOWN).pipe(Effect.timeoutOption("1 second"))
     }
     yield* session.releaseData()
     session.releaseUserSlot()
@@ -382,14 +429,29 @@ export const runSession = (server: ServerContext, raw: Deno.Conn, implicitTls: b
     yield* Effect.addFinalizer((exit) => closeSession(session, exit))
     session.scope = yield* Effect.scope
     server.sessions.add(session)
+    // Connected (or finished its TLS handshake) while the server was already closing.
+    if (server.closing()) session.drain()
     yield* Effect.addFinalizer(() => Effect.sync(() => server.sessions.delete(session)))
     const level = yield* References.MinimumLogLevel
     session.debugLog = level === "Debug" || level === "Trace" || level === "All"
     yield* session.log("FTP session opened (connect)")
     yield* session.hook((h) => h.onConnect)
     yield* session.reply(220, server.options.banner)
+    // The read of the next line outlives a wake-up, so that no command line is lost.
+    let pending: Promise<Framed | null> | null = null
     while (!session.closing) {
-      const framed = yield* Effect.promise(() => session.readCommand())
+      const read = pending ??= session.readCommand()
+      const next = session.draining
+        // Still answer ABOR, STAT, NOOP and QUIT while a transfer finishes; 421 once it has.
+        ? yield* Effect.raceFirst(Effect.promise(() => read), Effect.as(session.awaitLatestTransfer, TRANSFER_DONE))
+        : yield* Effect.promise(() => session.nextLine(read))
+      if (next === WOKEN) continue
+      if (next === TRANSFER_DONE) {
+        yield* session.reply(421, SHUTTING_DOWN)
+        break
+      }
+      pending = null
+      const framed = next
       if (framed === null) {
         if (session.timedOut !== null) yield* session.log(session.timedOut)
         break
@@ -406,6 +468,11 @@ export const runSession = (server: ServerContext, raw: Deno.Conn, implicitTls: b
       }
       const { name, arg } = parseCommand(framed.text)
       if (session.debugLog) yield* session.debug(`<- ${masked(name, framed.text)}`)
+      if (session.draining && !DURING_TRANSFER.has(name)) {
+        yield* session.awaitLatestTransfer
+        yield* session.reply(421, SHUTTING_DOWN)
+        break
+      }
       if (session.transfer !== null && !DURING_TRANSFER.has(name)) yield* session.awaitTransfer
       yield* dispatch(session, name, arg)
     }
