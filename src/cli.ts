@@ -48,12 +48,6 @@ export interface CliConfig {
   readonly debug: boolean
   /** `--tls`: the certificate and key files (absolute paths), read by {@link loadTls}; `null` without TLS. */
   readonly tls: TlsFiles | null
-  /**
-   * `--shutdown-grace`: seconds a SIGTERM would let sessions finish before they are cut, or `null`
-   * when not given. Parsed only: the server has no graceful `close` yet, so a signal still stops
-   * every session at once.
-   */
-  readonly shutdownGrace: number | null
 }
 
 /** Where `--certfile` and `--keyfile` point. */
@@ -232,8 +226,8 @@ const FLAGS: ReadonlyArray<Flag> = [
   {
     long: "shutdown-grace",
     metavar: "SECONDS",
-    help: "seconds SIGTERM lets sessions finish before they are cut (not applied yet: the server has no graceful " +
-      "close, so a signal stops every session at once)",
+    help: "seconds the first SIGINT or SIGTERM lets running transfers finish before every session left is cut " +
+      `(a second signal cuts at once), 0 for no wait (default: ${DEFAULTS.shutdownGrace})`,
   },
   { long: "tls", help: "enable FTPS: AUTH TLS on the control port, PROT P data connections (requires --certfile)" },
   {
@@ -502,6 +496,7 @@ const toConfig = (values: Values): CliConfig => {
       globalReadLimit: value("global-read-limit", rate),
       globalWriteLimit: value("global-write-limit", rate),
       atomicUploads: on("atomic-uploads"),
+      shutdownGrace: value("shutdown-grace", seconds),
       implicitTlsPort,
       tlsControlRequired: on("tls-control-required"),
       tlsDataRequired: on("tls-data-required"),
@@ -512,7 +507,6 @@ const toConfig = (values: Values): CliConfig => {
     write: flag("write"),
     debug: flag("debug"),
     tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
-    shutdownGrace: value("shutdown-grace", seconds) ?? null,
   }
 }
 

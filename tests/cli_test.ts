@@ -4,7 +4,7 @@ import { Readable, Writable } from "node:stream"
 import { Client, FTPError } from "basic-ftp"
 import { type CliConfig, loadTls, parseCli, TlsFilesError } from "../src/cli.ts"
 import { resolveOptions } from "../src/options.ts"
-import { curl, makeCertificate, type TestCertificate } from "./helpers.ts"
+import { curl, makeCertificate, RawClient, type TestCertificate } from "./helpers.ts"
 
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname
 
@@ -37,7 +37,6 @@ Deno.test("no flags: anonymous read-only share of the current directory on [::]:
     write: false,
     debug: false,
     tls: null,
-    shutdownGrace: null,
   })
 })
 
@@ -108,13 +107,13 @@ Deno.test("every flag in its long form sets its option", () => {
       globalReadLimit: 5000,
       globalWriteLimit: 6000,
       atomicUploads: true,
+      shutdownGrace: 15,
     },
     directory: "/srv/ftp",
     user: { name: "bob", password: "secret" },
     write: true,
     debug: true,
     tls: null,
-    shutdownGrace: 15,
   })
 })
 
@@ -215,6 +214,7 @@ Deno.test("the limit flags are absent from the options unless given, so the libr
       "loginTimeout",
       "dataTimeout",
       "atomicUploads",
+      "shutdownGrace",
     ]
   ) assert.ok(!(name in options), name)
 })
@@ -242,7 +242,7 @@ Deno.test("a RATE is bytes per second with an optional K, M or G suffix in power
 })
 
 Deno.test("SECONDS flags take fractions; 0 turns a timeout off", () => {
-  const { options, shutdownGrace } = run([
+  const { options } = run([
     "--timeout=0",
     "--login-timeout=0",
     "--auth-failed-timeout=0",
@@ -257,7 +257,7 @@ Deno.test("SECONDS flags take fractions; 0 turns a timeout off", () => {
   assert.equal(options.authFailedTimeout, 0)
   assert.equal(options.banWindow, 0.25)
   assert.equal(options.banDuration, 1.5)
-  assert.equal(shutdownGrace, 2.5)
+  assert.equal(options.shutdownGrace, 2.5)
 })
 
 Deno.test("-d takes a relative directory as relative to the current directory", () => {
@@ -346,6 +346,7 @@ Deno.test("-h and --help print usage listing every flag with its default", () =>
       ["--global-read-limit RATE", "(default: 0, no limit)"],
       ["--global-write-limit RATE", "(default: 0, no limit)"],
       ["--atomic-uploads", "(default: off)"],
+      ["--shutdown-grace SECONDS", `(default: ${defaults.shutdownGrace})`],
     ]
     for (const [flag, value] of shown) {
       const help = new RegExp(`^  ${flag}\\n      (.*)$`, "m").exec(text)?.[1] ?? ""
@@ -844,6 +845,29 @@ Deno.test("ftpd passes the limit flags to the server: --max-cons-per-ip 1 refuse
     await session(cli.port, anonymous, (client) => upload(client, "new.txt", "atomic"))
     assert.equal(await Deno.readTextFile(`${dir}/new.txt`), "atomic")
     assert.equal(await interrupt(cli), 130, cli.log())
+  })
+})
+
+Deno.test("ftpd --shutdown-grace 0: SIGTERM cuts a stalled download at once instead of waiting for it", async () => {
+  await withCli(["--shutdown-grace", "0"], async (cli, dir) => {
+    await Deno.writeFile(`${dir}/big.bin`, new Uint8Array())
+    await Deno.truncate(`${dir}/big.bin`, 256 * 1024 * 1024)
+    const client = await RawClient.connect(cli.port)
+    let data: Deno.Conn | undefined
+    try {
+      await client.login("anonymous", "guest@example.com")
+      data = await client.passive()
+      assert.equal((await client.command("RETR big.bin")).code, 150)
+      // Nobody reads the data connection: the transfer stalls, and with the default grace SIGTERM would wait for it.
+      const started = performance.now()
+      cli.process.kill("SIGTERM")
+      assert.equal((await cli.process.status).code, 130, cli.log())
+      const ms = performance.now() - started
+      assert.ok(ms < 3000, `exited ${ms.toFixed(0)} ms after SIGTERM`)
+    } finally {
+      data?.close()
+      client.close()
+    }
   })
 })
 
