@@ -6,10 +6,13 @@
  * sessions with 421, lets running transfers end (226, then 421), and cuts what is left after the
  * deadline. `closeAll()`, and closing the server's scope (interruption, a `Layer` being released),
  * interrupts every session at once: each replies 421, closes its data connection and files (a cut
- * upload fires `onIncompleteFileReceived`), and gives back its passive port. Under `runMain` the
- * first SIGINT/SIGTERM runs `close(shutdownGrace)` and a second one interrupts; a layer released
- * otherwise gets no grace, since a finalizer cannot be cut short by a second signal; an
- * application that wants one calls `close` before releasing the layer.
+ * upload fires `onIncompleteFileReceived`), and gives back its passive port.
+ *
+ * Under `runMain`, every server (`serve`, `layer` and `make` alike) registers
+ * `close(shutdownGrace)` with {@link GracefulShutdown}: the first SIGINT/SIGTERM runs it, then the
+ * program is interrupted; a second signal interrupts at once. A layer released any other way gets
+ * no grace, since a finalizer cannot be cut short by a second signal: an application that wants
+ * one calls `RunningServer.close` before releasing the layer.
  *
  * @module
  */

@@ -220,6 +220,28 @@ Deno.test("closeAll() cuts a running upload at once with 421 and reports it; clo
   }
 })
 
+Deno.test("close(0), as with shutdownGrace 0, cuts a running download at once", async () => {
+  const { server, root, dispose } = await serve({ shutdownGrace: 0 })
+  const clients: RawClient[] = []
+  const conns: Deno.Conn[] = []
+  try {
+    await makeFile(`${root}/big.bin`, 128 << 20)
+    const reader = await loggedIn(server.address.port)
+    clients.push(reader)
+    conns.push(await reader.passive())
+    assert.equal((await reader.command("RETR big.bin")).code, 150)
+    const t0 = Date.now()
+    await timed(Effect.runPromise(server.close()), 3000, "close() to complete")
+    assert(Date.now() - t0 < 1500, `close() with shutdownGrace 0 took ${Date.now() - t0} ms`)
+    const code = await nextCode(reader)
+    assert(code === 421 || code === "closed", `got ${code}`)
+  } finally {
+    for (const client of clients) client.close()
+    for (const conn of conns) closeQuietly(conn)
+    await dispose()
+  }
+})
+
 Deno.test("close() lets a session finish its command, answers NOOP while its transfer runs, and QUIT still gets 221", async () => {
   const { server, root, dispose } = await serve({ writeLimit: 1 << 20 })
   const clients: RawClient[] = []
@@ -279,13 +301,26 @@ interface Cli {
   readonly drained: Promise<void>
 }
 
-const startCli = async (dir: string): Promise<Cli> => {
+/** An application that launches `FtpServer.layer` under `runMain`; `FTPD_ROOT` is its directory. */
+const LAYER_APP = `
+import { DummyAuthorizer, FtpLogger, FtpServer, LocalFilesystem, runMain } from "./mod.ts"
+import { Layer } from "effect"
+const root = Deno.env.get("FTPD_ROOT")
+const users = DummyAuthorizer.layer((a) => a.addUser("user", "pass", root, { perm: "elr" }))
+const server = FtpServer.layer({ host: "127.0.0.1", port: 0, shutdownGrace: 10 })
+runMain(Layer.launch(server.pipe(Layer.provide([users, LocalFilesystem.layer]), Layer.provide(FtpLogger.layer()))))
+`
+
+const startCli = async (dir: string, app: "cli" | "layer" = "cli"): Promise<Cli> => {
   const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, "-i", "127.0.0.1", "-p", "0", "-d", dir, "-u", "user", "-P", "pass"],
+    args: app === "cli"
+      ? ["run", "-A", CLI, "-i", "127.0.0.1", "-p", "0", "-d", dir, "-u", "user", "-P", "pass"]
+      : ["eval", LAYER_APP],
+    cwd: new URL("..", import.meta.url).pathname,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", FTPD_ROOT: dir },
   }).spawn()
   let log = ""
   const banner = Promise.withResolvers<number>()
@@ -314,10 +349,10 @@ const stop = (process: Deno.ChildProcess) => {
   }
 }
 
-const withCli = async (f: (cli: Cli, dir: string) => Promise<void>) => {
+const withCli = async (f: (cli: Cli, dir: string) => Promise<void>, app: "cli" | "layer" = "cli") => {
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-shutdown-cli-" }))
   try {
-    const cli = await startCli(dir)
+    const cli = await startCli(dir, app)
     try {
       await f(cli, dir)
     } finally {
@@ -329,28 +364,34 @@ const withCli = async (f: (cli: Cli, dir: string) => Promise<void>) => {
   }
 }
 
+const downloadThroughSigterm = async (cli: Cli, dir: string) => {
+  await makeFile(`${dir}/big.bin`, 4 << 20)
+  const client = await loggedIn(cli.port)
+  const data = await client.passive()
+  try {
+    assert.equal((await client.command("RETR big.bin")).code, 150)
+    // About 2 s of reading: 64 KiB per 30 ms.
+    const received = readSlowly(data, 30)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    cli.process.kill("SIGTERM")
+    await eventually(() => refused(cli.port), 3000, "the listener to close")
+    assert.equal(await received, 4 << 20, "the download got every byte")
+    assert.equal(await nextCode(client), 226)
+    assert.equal(await nextCode(client), 421)
+    const status = await timed(cli.process.status, 5000, `the process to exit:\n${cli.log()}`)
+    assert.equal(status.code, 130)
+  } finally {
+    client.close()
+    closeQuietly(data)
+  }
+}
+
 Deno.test("ftpd: SIGTERM lets a running download finish, then the process exits 130", async () => {
-  await withCli(async (cli, dir) => {
-    await makeFile(`${dir}/big.bin`, 4 << 20)
-    const client = await loggedIn(cli.port)
-    const data = await client.passive()
-    try {
-      assert.equal((await client.command("RETR big.bin")).code, 150)
-      // About 2 s of reading: 64 KiB per 30 ms.
-      const received = readSlowly(data, 30)
-      await new Promise((resolve) => setTimeout(resolve, 300))
-      cli.process.kill("SIGTERM")
-      await eventually(() => refused(cli.port), 3000, "the listener to close")
-      assert.equal(await received, 4 << 20, "the download got every byte")
-      assert.equal(await nextCode(client), 226)
-      assert.equal(await nextCode(client), 421)
-      const status = await timed(cli.process.status, 5000, `the process to exit:\n${cli.log()}`)
-      assert.equal(status.code, 130)
-    } finally {
-      client.close()
-      closeQuietly(data)
-    }
-  })
+  await withCli(downloadThroughSigterm)
+})
+
+Deno.test("an application launching FtpServer.layer under runMain gets the same grace at SIGTERM", async () => {
+  await withCli(downloadThroughSigterm, "layer")
 })
 
 Deno.test("ftpd: a second SIGTERM during the grace stops a stalled download at once and exits 130", async () => {
