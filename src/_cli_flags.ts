@@ -1,0 +1,232 @@
+/**
+ * The flags of `ftpd` as data: the table `parseCli` reads and `--help` is generated from, with the
+ * defaults taken from `resolveOptions()` so that the help text never drifts from the library.
+ *
+ * @module
+ */
+import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
+import { PASSIVE_ACCEPT_TIMEOUT } from "./data/data_channel.ts"
+import { resolveOptions } from "./options.ts"
+
+export interface Flag {
+  readonly long: string
+  readonly short?: string
+  /** Present when the flag takes a value. */
+  readonly metavar?: string
+  readonly help: string
+}
+
+/** The library's defaults, as `--help` prints them. */
+export const DEFAULTS = resolveOptions()
+
+/** A default as `--help` shows it: `0` means the limit is off. */
+const orNone = (value: number, none = "no limit"): string => value === 0 ? `0, ${none}` : String(value)
+
+/** pyftpdlib's flags, in its order; the help text is generated from this table. */
+export const FLAGS: ReadonlyArray<Flag> = [
+  { long: "help", short: "h", help: "show this help message and exit" },
+  { long: "version", short: "v", help: "print the version and exit" },
+  {
+    long: "interface",
+    short: "i",
+    metavar: "ADDRESS",
+    help: `the interface to listen on (default: all interfaces, "${DEFAULTS.host}" dual stack)`,
+  },
+  { long: "port", short: "p", metavar: "PORT", help: `the port to listen on (default: ${DEFAULTS.port})` },
+  {
+    long: "write",
+    short: "w",
+    help: `grant write access (permissions "${ALL_PERMISSIONS}"; default: read-only, "${READ_PERMISSIONS}")`,
+  },
+  { long: "directory", short: "d", metavar: "PATH", help: "the directory to share (default: current directory)" },
+  { long: "nat-address", short: "n", metavar: "ADDRESS", help: "the NAT address to announce in PASV replies" },
+  {
+    long: "range",
+    short: "r",
+    metavar: "FROM-TO",
+    help: "the range of TCP ports to use for passive connections (e.g. -r 8000-9000; default: any free port)",
+  },
+  { long: "debug", short: "D", help: "log every command and reply (passwords masked)" },
+  {
+    long: "username",
+    short: "u",
+    metavar: "USERNAME",
+    help: "the single user who may log in (disables anonymous login; requires -P)",
+  },
+  { long: "password", short: "P", metavar: "PASSWORD", help: "the password of the -u user" },
+  {
+    long: "timeout",
+    metavar: "SECONDS",
+    help: `idle control and stalled data connection timeout, 0 for none (default: ${DEFAULTS.timeout})`,
+  },
+  {
+    long: "data-timeout",
+    metavar: "SECONDS",
+    help: "seconds a data transfer may stall before 426, 0 for none; a passive connection gets at most " +
+      `${PASSIVE_ACCEPT_TIMEOUT} of them to arrive before 425 (default: --timeout, else ${DEFAULTS.dataTimeout})`,
+  },
+  {
+    long: "login-timeout",
+    metavar: "SECONDS",
+    help: `seconds a connection may take to log in before 421, 0 for none (default: ${DEFAULTS.loginTimeout})`,
+  },
+  { long: "banner", metavar: "BANNER", help: `the greeting sent on connect (default: '${DEFAULTS.banner}')` },
+  {
+    long: "permit-foreign-addresses",
+    help: "allow data connections from an IP address different than the control connection's",
+  },
+  { long: "permit-privileged-ports", help: "allow active data connections (PORT) to ports below 1024" },
+  {
+    long: "encoding",
+    metavar: "ENCODING",
+    help: `the encoding of paths on the wire; only utf8 is supported (default: ${DEFAULTS.encoding})`,
+  },
+  { long: "use-localtime", help: "show times in listings in the local time zone (default: UTC)" },
+  {
+    long: "max-cons",
+    metavar: "N",
+    help: `max number of simultaneous connections, 0 for no limit (default: ${DEFAULTS.maxCons})`,
+  },
+  {
+    long: "max-cons-per-ip",
+    metavar: "N",
+    help: `max number of connections from the same IP address (default: ${orNone(DEFAULTS.maxConsPerIp)})`,
+  },
+  {
+    long: "max-sessions-per-user",
+    metavar: "N",
+    help: `max number of sessions logged in as the same user; more get 530 at login (default: ${
+      orNone(DEFAULTS.maxSessionsPerUser)
+    })`,
+  },
+  {
+    long: "max-login-attempts",
+    metavar: "N",
+    help: `failed logins before the connection is closed (default: ${DEFAULTS.maxLoginAttempts})`,
+  },
+  {
+    long: "auth-failed-timeout",
+    metavar: "SECONDS",
+    help: `delay before the 530 that answers a bad password (default: ${DEFAULTS.authFailedTimeout})`,
+  },
+  {
+    long: "ban-after-failures",
+    metavar: "N",
+    help: "failed logins from one IP address within --ban-window that ban it (421 at connect) for --ban-duration " +
+      `(default: ${orNone(DEFAULTS.banAfterFailures, "never ban")})`,
+  },
+  {
+    long: "ban-window",
+    metavar: "SECONDS",
+    help: `the period over which --ban-after-failures counts failed logins (default: ${DEFAULTS.banWindow})`,
+  },
+  { long: "ban-duration", metavar: "SECONDS", help: `how long a ban lasts (default: ${DEFAULTS.banDuration})` },
+  {
+    long: "max-commands-per-second",
+    metavar: "N",
+    help: `commands one session may send per second; a session sending more gets 421 and is closed (default: ${
+      orNone(DEFAULTS.maxCommandsPerSecond)
+    })`,
+  },
+  {
+    long: "read-limit",
+    metavar: "RATE",
+    help: `upload bandwidth (STOR, APPE, STOU) of each session (default: ${orNone(DEFAULTS.readLimit)})`,
+  },
+  {
+    long: "write-limit",
+    metavar: "RATE",
+    help: `download bandwidth (RETR and listings) of each session (default: ${orNone(DEFAULTS.writeLimit)})`,
+  },
+  {
+    long: "user-read-limit",
+    metavar: "RATE",
+    help: `upload bandwidth of each user, shared by all of that user's sessions (default: ${
+      orNone(DEFAULTS.userReadLimit)
+    })`,
+  },
+  {
+    long: "user-write-limit",
+    metavar: "RATE",
+    help: `download bandwidth of each user, shared by all of that user's sessions (default: ${
+      orNone(DEFAULTS.userWriteLimit)
+    })`,
+  },
+  {
+    long: "global-read-limit",
+    metavar: "RATE",
+    help: `upload bandwidth of the whole server (default: ${orNone(DEFAULTS.globalReadLimit)})`,
+  },
+  {
+    long: "global-write-limit",
+    metavar: "RATE",
+    help: `download bandwidth of the whole server (default: ${orNone(DEFAULTS.globalWriteLimit)})`,
+  },
+  {
+    long: "atomic-uploads",
+    help: "store uploads under a hidden temporary name and rename them into place only when complete; " +
+      "REST before STOR is refused (default: off)",
+  },
+  {
+    long: "shutdown-grace",
+    metavar: "SECONDS",
+    help: "seconds the first SIGINT or SIGTERM lets running transfers finish before every session left is cut " +
+      `(a second signal cuts at once), 0 for no wait (default: ${DEFAULTS.shutdownGrace})`,
+  },
+  { long: "tls", help: "enable FTPS: AUTH TLS on the control port, PROT P data connections (requires --certfile)" },
+  {
+    long: "certfile",
+    metavar: "PATH",
+    help: "the PEM certificate for --tls (a chain may follow it; the key too, if --keyfile is not given)",
+  },
+  { long: "keyfile", metavar: "PATH", help: "the PEM private key of the certificate (default: the certfile)" },
+  {
+    long: "tls-control-required",
+    help: "refuse USER and PASS until the control connection is secured with AUTH TLS (with --tls)",
+  },
+  { long: "tls-data-required", help: "refuse PASV, EPSV, PORT and EPRT until PROT P (with --tls)" },
+  {
+    long: "implicit-tls-port",
+    metavar: "PORT",
+    help: "also listen on this port with implicit TLS, TLS from the first byte (conventionally 990; with --tls)",
+  },
+  {
+    long: "require-session-reuse",
+    help: "refuse a PROT P data connection that does not resume a TLS session (RFC 4217 10.2; with --tls)",
+  },
+]
+
+/** Flags that only mean something with `--tls`. */
+export const TLS_ONLY = [
+  "certfile",
+  "keyfile",
+  "tls-control-required",
+  "tls-data-required",
+  "implicit-tls-port",
+  "require-session-reuse",
+]
+
+/** The text of `--help`. */
+export const USAGE = `usage: ftpd [options]
+
+Start a standalone FTP server sharing one directory: anonymous and read-only unless told otherwise.
+
+Options:
+${
+  FLAGS.map((f) => `  ${f.short ? `-${f.short}, ` : ""}--${f.long}${f.metavar ? ` ${f.metavar}` : ""}\n      ${f.help}`)
+    .join("\n")
+}
+
+Values:
+  N         a whole number >= 0
+  SECONDS   a number of seconds >= 0, fractions allowed (e.g. 0.5)
+  RATE      bytes per second, with an optional K, M or G suffix (powers of 1024: 1M = 1048576); 0 for no limit
+
+Deno permissions, checked before the server starts:
+  --allow-net             listen on the interface and port, and on the passive ports
+  --allow-read=PATH       read the shared directory
+  --allow-write=PATH      write the shared directory (only with -w)
+  --allow-read=FILE       read the --certfile and --keyfile (only with --tls)
+  --allow-net=HOST:PORT   listen on the --implicit-tls-port
+
+Example: deno run --allow-net --allow-read=. --allow-write=. src/cli.ts -w -p 2121`
