@@ -35,7 +35,7 @@ import { plainAddress } from "./protocol/address.ts"
 import { formatReply } from "./protocol/reply.ts"
 import { GracefulShutdown } from "./runtime.ts"
 import { builtinCommands } from "./session/commands.ts"
-import { runSession, type ServerContext } from "./session/session.ts"
+import { runSession, type ServerContext, SHUTTING_DOWN } from "./session/session.ts"
 
 /**
  * The server could not start: a bad option, a port in use, or a missing Deno permission.
@@ -240,7 +240,7 @@ const make = (
           return refuse(conn, "Too many connections from the same IP address.")
         }
         // Accepted just before the listeners closed, or held up by a slow ban list.
-        if (closing) return refuse(conn, "Server shutting down.")
+        if (closing) return refuse(conn, SHUTTING_DOWN)
         total++
         perIp.set(ip, fromIp + 1)
         yield* FiberSet.run(

@@ -6,6 +6,10 @@
  * A transfer runs in a child fiber, so that ABOR, STAT, NOOP and QUIT are answered while it runs
  * (RFC 959 4.1.3); any other command waits for the transfer to end, which keeps replies in order.
  *
+ * A graceful server close drains a session: waiting for a command, it gets 421 and is closed at
+ * once; with a transfer running, it still answers ABOR, STAT, NOOP and QUIT, and gets 421 once the
+ * transfer's final reply is sent; any other command is not run.
+ *
  * @module
  */
 import * as Cause from "effect/Cause"
@@ -82,7 +86,7 @@ export interface ActiveTransfer {
 }
 
 /** The 421 text of a session closed because the server stops. */
-const SHUTTING_DOWN = "Server shutting down."
+export const SHUTTING_DOWN = "Server shutting down."
 
 /** What the command loop's wait ends with when it was woken rather than given a command line. */
 const WOKEN = Symbol("woken")
