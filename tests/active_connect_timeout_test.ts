@@ -48,6 +48,12 @@ Deno.test("PORT to a client that never answers the connect replies 425 after the
     const seconds = (performance.now() - started) / 1000
     assert.equal(reply.code, 425)
     assert.ok(seconds >= 0.9 && seconds < 5, `425 after ${seconds.toFixed(2)} s`)
+    assert.ok(
+      server.logs.some((line) =>
+        line.includes(`Active data connection to 127.0.0.1:${listener.port} timed out after 1 s`)
+      ),
+      server.logs.join("\n"),
+    )
     // The session goes on.
     assert.equal((await client.command("NOOP")).code, 200)
   } finally {

@@ -6,6 +6,7 @@
 
 const CR = /\r/g
 /** C0 controls but LF (which splits lines), DEL and C1 controls: a terminal would act on them. */
+// deno-lint-ignore no-control-regex -- matching control characters is the point
 const CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/g
 
 /**

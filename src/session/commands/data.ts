@@ -82,7 +82,16 @@ const openActive = (session: Session, host: string, port: number) =>
             // Closed by the transfer already.
           }
         })),
-    ).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+    ).pipe(
+      Effect.tapError((error) =>
+        session.warn(
+          error.timeoutSeconds === undefined
+            ? `Active data connection to ${host}:${port} failed: ${String(error.cause)} (425)`
+            : `Active data connection to ${host}:${port} timed out after ${error.timeoutSeconds} s (425)`,
+        )
+      ),
+      Effect.onError(() => Scope.close(scope, Exit.void)),
+    )
     session.data = { kind: "active", conn, scope }
     yield* session.reply(200, "Active data connection established.")
   })
