@@ -89,11 +89,13 @@ const decoder = new TextDecoder()
 
 /** A raw FTP client for exact reply checks. */
 export class RawClient {
-  private buffer = ""
+  protected buffer = ""
   private readonly chunk = new Uint8Array(65536)
+  /** A read that outlived a reply timeout: the next read takes its bytes instead of losing them. */
+  protected pending: Promise<number | null> | undefined
   greeting!: Reply
 
-  private constructor(readonly conn: Deno.TcpConn) {}
+  protected constructor(public conn: Deno.TcpConn | Deno.TlsConn) {}
 
   /** Connect and read the greeting. */
   static async connect(port: number, hostname = "127.0.0.1"): Promise<RawClient> {
@@ -120,12 +122,14 @@ export class RawClient {
       }
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new Error(`no reply within ${timeoutMs} ms (buffered: ${JSON.stringify(this.buffer)})`)
+      this.pending ??= this.conn.read(this.chunk)
       let timer: ReturnType<typeof setTimeout> | undefined
       const n = await Promise.race([
-        this.conn.read(this.chunk),
+        this.pending,
         new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), remaining))),
       ]).finally(() => clearTimeout(timer))
       if (n === "timeout") continue
+      this.pending = undefined
       if (n === null) throw new Error(`connection closed (buffered: ${JSON.stringify(this.buffer)})`)
       this.buffer += decoder.decode(this.chunk.subarray(0, n), { stream: true })
     }
@@ -175,7 +179,7 @@ export class RawClient {
     try {
       for (;;) await this.readLine(timeoutMs)
     } catch (error) {
-      return String(error).includes("connection closed")
+      return String(error).includes("connection closed") || error instanceof Deno.errors.ConnectionReset
     }
   }
 

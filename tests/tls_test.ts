@@ -100,20 +100,17 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * implicit FTPS) and whose data connections can be TLS or plain, for exact reply and wire checks.
  * Deno's own TLS client (`Deno.startTls`) never resumes a TLS session.
  */
-class FtpsClient {
-  private buffer = ""
-  private readonly chunk = new Uint8Array(65536)
-  private pending: Promise<number | null> | undefined
+class FtpsClient extends RawClient {
   /** Whether the control connection is TLS. */
   secure: boolean
-  greeting!: Reply
 
-  private constructor(private conn: Deno.Conn, private readonly cert: TestCertificate, implicit: boolean) {
+  private constructor(conn: Deno.TcpConn | Deno.TlsConn, private readonly cert: TestCertificate, implicit: boolean) {
+    super(conn)
     this.secure = implicit
   }
 
   /** Connect and read the greeting; with `implicit`, TLS starts first. */
-  static async connect(port: number, cert: TestCertificate, implicit = false): Promise<FtpsClient> {
+  static async open(port: number, cert: TestCertificate, implicit = false): Promise<FtpsClient> {
     const tcp = await Deno.connect({ hostname: "127.0.0.1", port })
     const conn = implicit ? await Deno.startTls(tcp, FtpsClient.tlsOptions(cert)) : tcp
     const client = new FtpsClient(conn, cert, implicit)
@@ -128,56 +125,6 @@ class FtpsClient {
 
   private static tlsOptions(cert: TestCertificate): Deno.StartTlsOptions {
     return { hostname: "localhost", caCerts: [cert.cert] }
-  }
-
-  async send(data: string | Uint8Array): Promise<void> {
-    const bytes = typeof data === "string" ? encoder.encode(`${data}\r\n`) : data
-    let offset = 0
-    while (offset < bytes.length) offset += await this.conn.write(bytes.subarray(offset))
-  }
-
-  private async readLine(timeoutMs: number): Promise<string> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const end = this.buffer.indexOf("\r\n")
-      if (end >= 0) {
-        const line = this.buffer.slice(0, end)
-        this.buffer = this.buffer.slice(end + 2)
-        return line
-      }
-      const remaining = deadline - Date.now()
-      if (remaining <= 0) throw new Error(`no reply within ${timeoutMs} ms (buffered: ${JSON.stringify(this.buffer)})`)
-      this.pending ??= this.conn.read(this.chunk)
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const n = await Promise.race([
-        this.pending,
-        new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), remaining))),
-      ]).finally(() => clearTimeout(timer))
-      if (n === "timeout") continue
-      this.pending = undefined
-      if (n === null) throw new Error(`connection closed (buffered: ${JSON.stringify(this.buffer)})`)
-      this.buffer += decoder.decode(this.chunk.subarray(0, n), { stream: true })
-    }
-  }
-
-  async readReply(timeoutMs = 10_000): Promise<Reply> {
-    const first = await this.readLine(timeoutMs)
-    const match = /^(\d{3})([ -])(.*)$/.exec(first)
-    if (match === null) throw new Error(`not a reply line: ${JSON.stringify(first)}`)
-    const lines = [first]
-    if (match[2] === "-") {
-      for (;;) {
-        const line = await this.readLine(timeoutMs)
-        lines.push(line)
-        if (line.startsWith(`${match[1]} `)) return { code: Number(match[1]), text: line.slice(4), lines }
-      }
-    }
-    return { code: Number(match[1]), text: match[3], lines }
-  }
-
-  async command(line: string): Promise<Reply> {
-    await this.send(line)
-    return await this.readReply()
   }
 
   async expect(line: string, code: number): Promise<Reply> {
@@ -203,34 +150,9 @@ class FtpsClient {
     await this.login()
   }
 
-  async login(user = "user", password = "pass"): Promise<void> {
-    await this.expect(`USER ${user}`, 331)
-    await this.expect(`PASS ${password}`, 230)
-  }
-
-  /** EPSV and connect to the announced port (no TLS yet). */
-  async passive(): Promise<Deno.TcpConn> {
-    const reply = await this.expect("EPSV", 229)
-    const port = Number(/\(\|\|\|(\d+)\|\)/.exec(reply.text)?.[1])
-    return await Deno.connect({ hostname: "127.0.0.1", port })
-  }
-
   /** Start a TLS client session on a data connection (a fresh one: never resumed). */
   secureData(conn: Deno.TcpConn): Promise<Deno.TlsConn> {
     return Deno.startTls(conn, FtpsClient.tlsOptions(this.cert))
-  }
-
-  /** Whether the server closes the control connection within `timeoutMs`. */
-  async closedByServer(timeoutMs = 5000): Promise<boolean> {
-    try {
-      for (;;) await this.readLine(timeoutMs)
-    } catch (error) {
-      return String(error).includes("connection closed") || String(error).includes("reset")
-    }
-  }
-
-  close(): void {
-    closeQuietly(this.conn)
   }
 }
 
@@ -241,7 +163,7 @@ const withClient = async <A>(
   f: (client: FtpsClient) => Promise<A>,
   implicit = false,
 ): Promise<A> => {
-  const client = await FtpsClient.connect(port, cert, implicit)
+  const client = await FtpsClient.open(port, cert, implicit)
   try {
     return await f(client)
   } finally {
@@ -834,7 +756,7 @@ Deno.test("bad handshakes each cost one session, are logged and closed, while ot
       assert.ok(((await timed(aborter.read(serverHello), 5000, "ServerHello")) ?? 0) > 0)
       aborter.close()
       // 5. Garbage after AUTH TLS on the explicit port.
-      const authGarbage = await FtpsClient.connect(ftps.port, ftps.cert)
+      const authGarbage = await FtpsClient.open(ftps.port, ftps.cert)
       try {
         await authGarbage.expect("AUTH TLS", 234)
         await authGarbage.send(encoder.encode("USER user\r\nPASS pass\r\n"))
