@@ -223,6 +223,19 @@ export const readAll = (conn: Deno.Conn): Promise<Uint8Array> =>
     "the data connection to end",
   )
 
+/** A command that receives data (RETR, LIST...) over EPSV: its reply codes and the text received. */
+export const receive = async (raw: RawClient, command: string): Promise<{ codes: number[]; data: string }> => {
+  const conn = await raw.passive()
+  try {
+    const first = await raw.command(command)
+    if (first.code !== 150) return { codes: [first.code], data: "" }
+    const data = new TextDecoder().decode(await readAll(conn))
+    return { codes: [150, (await raw.readReply()).code], data }
+  } finally {
+    closeQuietly(conn)
+  }
+}
+
 /** Close a connection that may be closed already. */
 export const closeQuietly = (conn: { close(): void }): void => {
   try {

@@ -11,6 +11,7 @@ import {
   curl,
   RawClient,
   readAll,
+  receive,
   type Reply,
   startServer,
   type TestServer,
@@ -81,19 +82,6 @@ const withRaw = async (tree: Tree, f: (raw: RawClient) => Promise<void>): Promis
     await f(raw)
   } finally {
     raw.close()
-  }
-}
-
-/** RETR/LIST/NLST/MLSD over EPSV: reply codes and the data received. */
-const receive = async (raw: RawClient, command: string): Promise<{ codes: number[]; data: string }> => {
-  const conn = await raw.passive()
-  try {
-    const first = await raw.command(command)
-    if (first.code !== 150) return { codes: [first.code], data: "" }
-    const data = new TextDecoder().decode(await readAll(conn))
-    return { codes: [150, (await raw.readReply()).code], data }
-  } finally {
-    closeQuietly(conn)
   }
 }
 

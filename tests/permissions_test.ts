@@ -8,6 +8,7 @@ import {
   closeQuietly,
   RawClient,
   readAll,
+  receive,
   type Reply,
   startServer,
   type TestServerOptions,
@@ -67,19 +68,6 @@ const asUser = async (
   } finally {
     raw?.close()
     await server.close()
-  }
-}
-
-/** A command that receives data (RETR, LIST...) over EPSV: its replies and the bytes. */
-const receive = async (raw: RawClient, command: string): Promise<{ codes: number[]; data: string }> => {
-  const conn = await raw.passive()
-  try {
-    const first = await raw.command(command)
-    if (first.code !== 150) return { codes: [first.code], data: "" }
-    const data = new TextDecoder().decode(await readAll(conn))
-    return { codes: [150, (await raw.readReply()).code], data }
-  } finally {
-    closeQuietly(conn)
   }
 }
 
