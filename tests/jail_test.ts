@@ -10,7 +10,6 @@ import {
   closeQuietly,
   curl,
   RawClient,
-  readAll,
   receive,
   type Reply,
   startServer,

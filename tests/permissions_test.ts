@@ -7,7 +7,6 @@ import assert from "node:assert/strict"
 import {
   closeQuietly,
   RawClient,
-  readAll,
   receive,
   type Reply,
   startServer,
