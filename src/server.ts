@@ -36,6 +36,7 @@ import { formatReply } from "./protocol/reply.ts"
 import { GracefulShutdown } from "./runtime.ts"
 import { builtinCommands } from "./session/commands.ts"
 import { runSession, type ServerContext, SHUTTING_DOWN } from "./session/session.ts"
+import { closeQuietly } from "./net/_io.ts"
 
 /**
  * The server could not start: a bad option, a port in use, or a missing Deno permission.
@@ -115,22 +116,10 @@ const listen = (options: ResolvedOptions) =>
 const scopedListener = (options: ResolvedOptions, port: number) =>
   Effect.acquireRelease(listen({ ...options, port }), (l) =>
     Effect.sync(() => {
-      try {
-        l.close()
-      } catch {
-        // Closed already.
-      }
+      closeQuietly(l)
     }))
 
 const encoder = new TextEncoder()
-
-const closeQuietly = (conn: Deno.Conn) => {
-  try {
-    conn.close()
-  } catch {
-    // Closed already.
-  }
-}
 
 /** Tell a connection over the limits why, then close it, without holding up the accept loop. */
 const refuse = (conn: Deno.Conn, text: string) => {
@@ -290,11 +279,7 @@ const make = (
     const stopAccepting = () => {
       closing = true
       for (const from of [listener, implicitListener]) {
-        try {
-          from?.close()
-        } catch {
-          // Closed already.
-        }
+        closeQuietly(from)
       }
     }
     const closeAll = () =>

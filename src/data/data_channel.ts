@@ -13,6 +13,7 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { DataConnectionError } from "../errors.ts"
 import { plainAddress } from "../protocol/address.ts"
+import { closeQuietly } from "../net/_io.ts"
 
 /** A data connection waiting for its transfer. Closing `scope` releases it (port, socket). */
 export type DataSetup =
@@ -21,14 +22,6 @@ export type DataSetup =
 
 /** Seconds to wait for the client to connect to a passive port (pyftpdlib's PassiveDTP.timeout). */
 export const PASSIVE_ACCEPT_TIMEOUT = 30
-
-const closeQuietly = (closable: { close(): void }) => {
-  try {
-    closable.close()
-  } catch {
-    // Closed already.
-  }
-}
 
 /** Own `conn` in the current scope: closed when the scope closes. */
 export const scopedConn = (conn: Deno.Conn): Effect.Effect<Deno.Conn, never, Scope.Scope> =>

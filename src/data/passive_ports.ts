@@ -7,6 +7,7 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { DataConnectionError } from "../errors.ts"
+import { closeQuietly } from "../net/_io.ts"
 
 /** Leases passive listeners; one per server, shared by its sessions. */
 export interface PassivePorts {
@@ -65,11 +66,7 @@ export const makePassivePorts = (range: readonly [number, number] | null): Passi
       Effect.acquireRelease(pick(hostname), (listener) =>
         Effect.sync(() => {
           leased.delete((listener.addr as Deno.NetAddr).port)
-          try {
-            listener.close()
-          } catch {
-            // Closed already.
-          }
+          closeQuietly(listener)
         })),
   }
 }

@@ -13,7 +13,7 @@
  */
 import type { ReadHandle, WriteHandle } from "../fs/filesystem.ts"
 import { FromNetworkAscii, ToNetworkAscii } from "../protocol/ascii.ts"
-import { writeAll } from "../net/connection.ts"
+import { closeQuietly, writeAll } from "../net/_io.ts"
 import type { Transport } from "../net/tls.ts"
 import type { Throttle } from "./throttle.ts"
 
@@ -77,14 +77,6 @@ const watched = async <A>(
   } finally {
     if (timer !== undefined) clearInterval(timer)
     signal.removeEventListener("abort", onAbort)
-  }
-}
-
-const closeQuietly = (conn: Transport) => {
-  try {
-    conn.close()
-  } catch {
-    // Closed already.
   }
 }
 

@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { FilesystemError, fromSystemError } from "../errors.ts"
+import { closeQuietly } from "../net/_io.ts"
 import {
   type DirectoryListing,
   type FileInfo,
@@ -185,14 +186,6 @@ const toFileInfo = (name: string, info: Deno.FileInfo): FileInfo => ({
   dev: info.dev,
   ino: info.ino,
 })
-
-const closeQuietly = (file: Deno.FsFile): void => {
-  try {
-    file.close()
-  } catch {
-    // already closed: `file.readable` closes the file when fully read or cancelled
-  }
-}
 
 /** Everything but `resolve` is the same with and without the jail. */
 const makeFilesystem = (resolve: FilesystemShape["resolve"]): FilesystemShape => ({

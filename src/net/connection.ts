@@ -11,6 +11,7 @@ import type * as tls from "node:tls"
 import { CommandFramer, type Framed } from "../protocol/framer.ts"
 import { plainAddress } from "../protocol/address.ts"
 import { TlsConn, type Transport } from "./tls.ts"
+import { writeAll } from "./_io.ts"
 
 /**
  * Commands are short, so a connection reads 512 bytes at a time (an idle session's buffer is
@@ -58,12 +59,6 @@ export const endpointsOf = (conn: Pick<Deno.Conn, "remoteAddr" | "localAddr">): 
     localAddress: plainAddress(local.hostname),
     localPort: local.port,
   }
-}
-
-/** Write all of `bytes` to `conn` (a single `write` may write fewer). */
-export const writeAll = async (conn: Pick<Deno.Conn, "write">, bytes: Uint8Array): Promise<void> => {
-  let offset = 0
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset))
 }
 
 /** One control connection. */

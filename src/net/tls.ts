@@ -12,6 +12,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
+import { writeAll } from "./_io.ts"
 
 /** The byte API of a connection, plain (`Deno.Conn`) or TLS ({@link TlsConn}). */
 export interface Transport {
@@ -145,11 +146,6 @@ const rawDuplex = (raw: Deno.Conn, gate: ReadGate, ended: (error?: unknown) => v
     },
   })
   return duplex
-}
-
-const writeAll = async (conn: Deno.Conn, bytes: Uint8Array): Promise<void> => {
-  let offset = 0
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset))
 }
 
 /** Why a TLS handshake did not complete. */

@@ -10,6 +10,7 @@ import * as Scope from "effect/Scope"
 import { activeTargetRefusal, connectActive, PASSIVE_ACCEPT_TIMEOUT } from "../../data/data_channel.ts"
 import { formatEpsv, formatPasv, isIPv4, parseEprt, parsePort } from "../../protocol/address.ts"
 import type { CommandSpec, Handler, Session } from "../session.ts"
+import { closeQuietly } from "../../net/_io.ts"
 
 /** Replace any pending data connection by a fresh passive lease; returns the port. */
 const openPassive = (session: Session) =>
@@ -76,11 +77,7 @@ const openActive = (session: Session, host: string, port: number) =>
     const conn = yield* Scope.provide(scope)(
       Effect.acquireRelease(connectActive(host, port, timeout), (c) =>
         Effect.sync(() => {
-          try {
-            c.close()
-          } catch {
-            // Closed by the transfer already.
-          }
+          closeQuietly(c)
         })),
     ).pipe(
       Effect.tapError((error) =>
