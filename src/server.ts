@@ -29,7 +29,7 @@ import { BANNED_TEXT, Bans, type BansShape } from "./bans.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
 import { Filesystem } from "./fs/filesystem.ts"
 import { Hooks } from "./hooks.ts"
-import { makeSecureContext } from "./net/tls.ts"
+import { makeSecureContext, nativeDataTls } from "./net/tls.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
 import { plainAddress } from "./protocol/address.ts"
 import { formatReply } from "./protocol/reply.ts"
@@ -161,6 +161,7 @@ const make = (
     const context: ServerContext = {
       options: resolved,
       tls: secureContext,
+      dataTls: resolved.tls === null ? null : nativeDataTls(resolved.tls, resolved.requireSessionReuse),
       fs,
       auth,
       hooks,

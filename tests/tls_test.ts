@@ -5,8 +5,10 @@
  */
 import { Buffer } from "node:buffer"
 import assert from "node:assert/strict"
+import * as net from "node:net"
 import { cpuUsage } from "node:process"
 import { Readable, Writable } from "node:stream"
+import * as tls from "node:tls"
 import { Client } from "basic-ftp"
 import {
   closeQuietly,
@@ -862,5 +864,119 @@ Deno.test("a PROT P transfer the client abandons costs only that transfer", asyn
       assert.match(ftps.server.logs.join("\n"), /RETR \/big\.bin completed=0/)
       await servedIn(ftps)
     })
+  })
+})
+
+// PROT P data connections: Deno's native TLS listener (the default) and node:tls (settings that need it)
+
+/** TLS settings that each select one way of securing PROT P passive data connections. */
+const DATA_TLS_PATHS: ReadonlyArray<readonly [string, Partial<TlsSettings>]> = [
+  ["Deno's native TLS listener", {}],
+  ["node:tls (minVersion TLSv1.3)", { minVersion: "TLSv1.3" }],
+]
+
+for (const [path, tlsSettings] of DATA_TLS_PATHS) {
+  Deno.test(`PROT P data handshakes over ${path}: garbage, silence and a client that leaves get 425, the session goes on`, async () => {
+    await withFtps({ tlsHandshakeTimeout: 1, tlsSettings }, async (ftps) => {
+      await Deno.writeTextFile(`${ftps.server.root}/hello.txt`, "secret\n")
+      const hello = await captureClientHello()
+      const cases: ReadonlyArray<readonly [string, (conn: Deno.TcpConn) => Promise<unknown>, RegExp]> = [
+        ["garbage", (conn) => conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n")), /TLS handshake failed/],
+        ["silence", () => Promise.resolve(), /TLS handshake timed out after 1000 ms/],
+        ["a client that leaves mid-handshake", async (conn) => {
+          await conn.write(hello)
+          assert.ok(((await timed(conn.read(new Uint8Array(8192)), 5000, "ServerHello")) ?? 0) > 0)
+          conn.close()
+        }, /TLS handshake failed/],
+      ]
+      await withClient(ftps.port, ftps.cert, async (client) => {
+        await client.secureLogin()
+        await client.expect("TYPE I", 200)
+        for (const [what, behave, expected] of cases) {
+          const conn = await client.passive()
+          try {
+            await client.expect("RETR hello.txt", 150)
+            const started = Date.now()
+            await behave(conn)
+            const reply = await timed(client.readReply(), 5000, `${what}: the reply`)
+            assert.equal(reply.code, 425, `${what}: ${reply.lines.join("|")}`)
+            assert.match(reply.text, /^Can't open data connection: /, what)
+            assert.match(reply.text, expected, what)
+            if (what !== "silence") assert.ok(Date.now() - started < 900, `${what}: refused before the timeout`)
+          } finally {
+            closeQuietly(conn)
+          }
+          await client.expect("NOOP", 200)
+        }
+        // The same session still transfers.
+        const data = client.secureData(await client.passive())
+        await client.expect("RETR hello.txt", 150)
+        assert.equal(decoder.decode(await readAll(await data)), "secret\n")
+        assert.equal((await client.readReply()).code, 226)
+      })
+      assert.equal(ftps.server.logs.filter((l) => /RETR \/hello\.txt completed=0 bytes=0/.test(l)).length, 3)
+    })
+  })
+}
+
+Deno.test("PROT C after a passive port opened under PROT P: 425 asks for a new one; PROT P after a clear one: TLS over it", async () => {
+  await withFtps({}, async (ftps) => {
+    const text = "both ways\n"
+    await Deno.writeTextFile(`${ftps.server.root}/f.txt`, text)
+    await withClient(ftps.port, ftps.cert, async (client) => {
+      await client.secureLogin()
+      await client.expect("TYPE I", 200)
+      const early = await client.passive()
+      try {
+        await client.expect("PROT C", 200)
+        const refused = await client.expect("RETR f.txt", 425)
+        assert.equal(refused.text, "The passive port was opened for PROT P: send PASV or EPSV again after PROT C.")
+      } finally {
+        closeQuietly(early)
+      }
+      const plain = await client.passive()
+      await client.expect("RETR f.txt", 150)
+      assert.equal(decoder.decode(await readAll(plain)), text)
+      assert.equal((await client.readReply()).code, 226)
+
+      const clear = await client.passive()
+      await client.expect("PROT P", 200)
+      const secured = client.secureData(clear)
+      await client.expect("RETR f.txt", 150)
+      assert.equal(decoder.decode(await readAll(await secured)), text)
+      assert.equal((await client.readReply()).code, 226)
+    })
+    assert.equal(ftps.server.logs.filter((l) => /RETR \/f\.txt completed=1 bytes=10 /.test(l)).length, 2)
+  })
+})
+
+Deno.test("PROT P: an upload whose TLS stream ends without close_notify is answered 426 and not stored", async () => {
+  await withFtps({ atomicUploads: true }, async (ftps) => {
+    await withClient(ftps.port, ftps.cert, async (client) => {
+      await client.secureLogin()
+      await client.expect("TYPE I", 200)
+      const epsv = await client.expect("EPSV", 229)
+      const port = Number(/\(\|\|\|(\d+)\|\)/.exec(epsv.text)?.[1])
+      // node:tls over a node:net socket, so the TCP side can be ended under the TLS session.
+      const tcp = net.connect(port, "127.0.0.1")
+      const secured = tls.connect({ socket: tcp, ca: ftps.cert.cert, servername: "localhost" })
+      secured.on("error", () => undefined)
+      try {
+        await client.expect("STOR cut.bin", 150)
+        await timed(new Promise((resolve) => secured.once("secureConnect", resolve)), 5000, "the data handshake")
+        await new Promise((resolve) => secured.write(randomBytes(300_000), resolve))
+        // A FIN with no close_notify before it: a truncation an attacker could also cause.
+        tcp.end()
+        const reply = await timed(client.readReply(), 5000, "the STOR reply")
+        assert.equal(reply.code, 426, reply.lines.join("|"))
+      } finally {
+        secured.destroy()
+        tcp.destroy()
+      }
+      await client.expect("NOOP", 200)
+    })
+    await assert.rejects(Deno.stat(`${ftps.server.root}/cut.bin`), Deno.errors.NotFound)
+    assert.equal((await Array.fromAsync(Deno.readDir(ftps.server.root))).length, 0, "no temporary file left")
+    assert.match(ftps.server.logs.join("\n"), /STOR \/cut\.bin completed=0 /)
   })
 })

@@ -17,7 +17,13 @@ import { closeQuietly } from "../net/_io.ts"
 
 /** A data connection waiting for its transfer. Closing `scope` releases it (port, socket). */
 export type DataSetup =
-  | { readonly kind: "passive"; readonly listener: Deno.Listener; readonly scope: Scope.Closeable }
+  | {
+    readonly kind: "passive"
+    readonly listener: Deno.Listener
+    /** The listener is a `Deno.TlsListener` (PROT P with native TLS): its connections are `Deno.TlsConn`s. */
+    readonly tls: boolean
+    readonly scope: Scope.Closeable
+  }
   | { readonly kind: "active"; readonly conn: Deno.Conn; readonly scope: Scope.Closeable }
 
 /** Seconds to wait for the client to connect to a passive port (pyftpdlib's PassiveDTP.timeout). */

@@ -8,16 +8,25 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { DataConnectionError } from "../errors.ts"
 import { closeQuietly } from "../net/_io.ts"
+import type { NativeTls } from "../net/tls.ts"
 
 /** Leases passive listeners; one per server, shared by its sessions. */
 export interface PassivePorts {
-  /** Listen on `hostname` at a free port of the range (or any port when the range is used up). */
-  readonly lease: (hostname: string) => Effect.Effect<Deno.Listener, DataConnectionError, Scope.Scope>
+  /**
+   * Listen on `hostname` at a free port of the range (or any port when the range is used up);
+   * with `tls`, the listener is a `Deno.TlsListener` whose connections start with a TLS handshake.
+   */
+  readonly lease: (
+    hostname: string,
+    tls?: NativeTls | null,
+  ) => Effect.Effect<Deno.Listener, DataConnectionError, Scope.Scope>
 }
 
-const listen = (hostname: string, port: number): Deno.Listener | "busy" => {
+const listen = (hostname: string, port: number, tls: NativeTls | null): Deno.Listener | "busy" => {
   try {
-    return Deno.listen({ hostname, port, transport: "tcp" })
+    return tls === null
+      ? Deno.listen({ hostname, port, transport: "tcp" })
+      : Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) return "busy"
     throw error
@@ -38,7 +47,7 @@ const refused = (cause: unknown) =>
  */
 export const makePassivePorts = (range: readonly [number, number] | null): PassivePorts => {
   const leased = new Set<number>()
-  const pick = (hostname: string): Effect.Effect<Deno.Listener, DataConnectionError> =>
+  const pick = (hostname: string, tls: NativeTls | null): Effect.Effect<Deno.Listener, DataConnectionError> =>
     Effect.gen(function* () {
       if (range !== null) {
         const [from, to] = range
@@ -47,7 +56,7 @@ export const makePassivePorts = (range: readonly [number, number] | null): Passi
         for (let i = 0; i < count && leased.size < count; i++) {
           const port = from + ((start + i) % count)
           if (leased.has(port)) continue
-          const listener = yield* Effect.try({ try: () => listen(hostname, port), catch: refused })
+          const listener = yield* Effect.try({ try: () => listen(hostname, port, tls), catch: refused })
           if (listener !== "busy") {
             leased.add(port)
             return listener
@@ -57,13 +66,13 @@ export const makePassivePorts = (range: readonly [number, number] | null): Passi
           `Can't find a free passive port in ${from}-${to}: using a port chosen by the OS.`,
         )
       }
-      const listener = yield* Effect.try({ try: () => listen(hostname, 0), catch: refused })
+      const listener = yield* Effect.try({ try: () => listen(hostname, 0, tls), catch: refused })
       if (listener === "busy") return yield* Effect.fail(refused(undefined))
       return listener
     })
   return {
-    lease: (hostname) =>
-      Effect.acquireRelease(pick(hostname), (listener) =>
+    lease: (hostname, tls = null) =>
+      Effect.acquireRelease(pick(hostname, tls), (listener) =>
         Effect.sync(() => {
           leased.delete((listener.addr as Deno.NetAddr).port)
           closeQuietly(listener)

@@ -12,7 +12,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
-import { writeAll } from "./_io.ts"
+import { closeQuietly, writeAll } from "./_io.ts"
 
 /** The byte API of a connection, plain (`Deno.Conn`) or TLS ({@link TlsConn}). */
 export interface Transport {
@@ -83,6 +83,60 @@ export const makeSecureContext = (settings: TlsSettings): tls.SecureContext => {
     minVersion: settings.minVersion ?? "TLSv1.2",
     ...(settings.ca === undefined ? {} : { ca: settings.ca }),
   })
+}
+
+/**
+ * PEM certificate chain and key for Deno's own TLS server (`Deno.listenTls`, rustls in native
+ * code), which the passive data connections of PROT P use when they can: it sends about 1.2-1.4x
+ * as fast as `node:tls` over the same connection, as fast as OpenSSL on the same machine.
+ */
+export interface NativeTls {
+  readonly cert: string
+  readonly key: string
+}
+
+/**
+ * The settings for native TLS on passive data connections, or `null` when a setting needs
+ * `node:tls` there: `Deno.listenTls` has no minimum version (it takes TLS 1.2 and 1.3), does not
+ * ask for client certificates, does not say whether a session was resumed
+ * (`requireSessionReuse`), and keeps its own session cache, so a data connection can't resume
+ * the control connection's TLS session on it.
+ */
+export const nativeDataTls = (settings: TlsSettings, requireSessionReuse: boolean): NativeTls | null => {
+  if (requireSessionReuse || settings.requestClientCert === true || settings.minVersion === "TLSv1.3") return null
+  // Each side takes its own blocks: a file holding both (pyftpdlib's certfile alone) is fine.
+  const chain = settings.cert.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
+  const key = pemBlock(settings.key, "(?:RSA |EC )?PRIVATE KEY")
+  if (chain === null || key === undefined) return null
+  return { cert: chain.join("\n") + "\n", key: key + "\n" }
+}
+
+/**
+ * Finish the server side of a handshake on a connection accepted by `Deno.listenTls`, within
+ * `timeoutMs`. Fails with {@link TlsHandshakeError} (and closes `conn`) on an error or a timeout.
+ */
+export const handshakeNative = async (conn: Deno.TlsConn, timeoutMs: number): Promise<Deno.TlsConn> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TlsHandshakeError(`TLS handshake timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    )
+  })
+  try {
+    await Promise.race([
+      conn.handshake().catch((error: Error) => {
+        throw new TlsHandshakeError(`TLS handshake failed: ${error.message}`)
+      }),
+      timeout,
+    ])
+    return conn
+  } catch (error) {
+    closeQuietly(conn)
+    throw error
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 const HIGH_WATER = 1 << 20

@@ -28,7 +28,7 @@ import type { FilesystemShape, FtpPath } from "../fs/filesystem.ts"
 import type { HookSession, HooksShape } from "../hooks.ts"
 import { SESSION_ANNOTATION } from "../log.ts"
 import { ControlConnection, endpointsOf } from "../net/connection.ts"
-import { TlsConn } from "../net/tls.ts"
+import { type NativeTls, TlsConn } from "../net/tls.ts"
 import { parseCommand } from "../protocol/command.ts"
 import type { Framed } from "../protocol/framer.ts"
 import { DEFAULT_MLSX_FACTS } from "../protocol/listing.ts"
@@ -41,6 +41,8 @@ export interface ServerContext {
   readonly options: ResolvedOptions
   /** The TLS context shared by every control and data connection, when FTPS is configured. */
   readonly tls: import("node:tls").SecureContext | null
+  /** Certificate and key for native TLS on PROT P passive data connections, when the TLS settings allow it. */
+  readonly dataTls: NativeTls | null
   readonly fs: FilesystemShape
   readonly auth: AuthorizerShape
   readonly hooks: HooksShape

@@ -17,10 +17,12 @@ const openPassive = (session: Session) =>
   Effect.gen(function* () {
     yield* session.releaseData()
     const scope = yield* Scope.make()
+    // Under PROT P the listener itself speaks TLS when the server's settings allow native TLS.
+    const tls = session.protP ? session.server.dataTls : null
     const listener = yield* Scope.provide(scope)(
-      session.server.passivePorts.lease(session.conn.endpoints.localAddress),
+      session.server.passivePorts.lease(session.conn.endpoints.localAddress, tls),
     ).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
-    session.data = { kind: "passive", listener, scope }
+    session.data = { kind: "passive", listener, tls: tls !== null, scope }
     return (listener.addr as Deno.NetAddr).port
   })
 

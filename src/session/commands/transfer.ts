@@ -31,7 +31,7 @@ import { DataConnectionError, FilesystemError } from "../../errors.ts"
 import type { FtpPath, WriteOptions } from "../../fs/filesystem.ts"
 import { basename, dirname } from "../../protocol/path.ts"
 import { endpointsOf } from "../../net/connection.ts"
-import { TlsConn, type Transport } from "../../net/tls.ts"
+import { handshakeNative, TlsConn, type Transport } from "../../net/tls.ts"
 import type { ActiveTransfer, CommandSpec, Handler, ServerContext, Session } from "../session.ts"
 
 /** What one transfer does once its data connection is open. */
@@ -66,9 +66,23 @@ const bandwidthOf = (server: ServerContext): Bandwidth => {
   return bandwidth
 }
 
-/** Reply 425 unless a PASV/EPSV/PORT/EPRT prepared a data connection (checked before any file is opened). */
-export const needData = (session: Session): Effect.Effect<boolean> =>
-  session.data === null ? Effect.as(session.reply(425, "Use PORT or PASV first."), false) : Effect.succeed(true)
+/**
+ * Reply 425 unless a PASV/EPSV/PORT/EPRT prepared a data connection that the current protection
+ * level can use (checked before any file is opened). A passive port opened under PROT P with
+ * native TLS speaks only TLS, so after a PROT C the client must ask for a new one; the other way
+ * round works (the TLS handshake then runs over the plain connection).
+ */
+export const needData = (session: Session): Effect.Effect<boolean> => {
+  const data = session.data
+  if (data === null) return Effect.as(session.reply(425, "Use PORT or PASV first."), false)
+  if (data.kind === "passive" && data.tls && !session.protP) {
+    return Effect.as(
+      session.reply(425, "The passive port was opened for PROT P: send PASV or EPSV again after PROT C."),
+      false,
+    )
+  }
+  return Effect.succeed(true)
+}
 
 const failureReply = (cause: Cause.Cause<unknown>): readonly [number, string] => {
   const error = Cause.squash(cause)
@@ -193,7 +207,11 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
           Math.min(PASSIVE_ACCEPT_TIMEOUT, dataTimeout),
         ).pipe(Effect.flatMap(scopedConn))
         : setup.conn
-      const conn = session.protP ? yield* secureData(session, raw) : raw
+      const conn = setup.kind === "passive" && setup.tls
+        ? yield* secureNative(session, raw as Deno.TlsConn)
+        : session.protP
+        ? yield* secureData(session, raw)
+        : raw
       yield* Effect.tryPromise({
         try: (signal) =>
           plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress, throttle })
@@ -207,6 +225,16 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
       Effect.asVoid,
     )
     active.fiber = yield* Effect.forkIn(body, session.scope)
+  })
+
+const handshakeFailed = (cause: unknown) =>
+  new DataConnectionError({ message: `Can't open data connection: ${(cause as Error).message}.`, cause })
+
+/** PROT P on a passive port with native TLS: finish the handshake the listener started. */
+const secureNative = (session: Session, conn: Deno.TlsConn): Effect.Effect<Transport, DataConnectionError> =>
+  Effect.tryPromise({
+    try: () => handshakeNative(conn, session.options.tlsHandshakeTimeout * 1000),
+    catch: handshakeFailed,
   })
 
 /**
@@ -224,8 +252,7 @@ const secureData = (session: Session, raw: Deno.Conn): Effect.Effect<Transport, 
             timeoutMs: options.tlsHandshakeTimeout * 1000,
             requestCert: options.tls?.requestClientCert ?? false,
           }),
-        catch: (cause) =>
-          new DataConnectionError({ message: `Can't open data connection: ${(cause as Error).message}.`, cause }),
+        catch: handshakeFailed,
       }),
       (tls) => Effect.sync(() => tls.close()),
     )
