@@ -105,7 +105,9 @@ export interface ServerOptions {
   readonly tlsDataRequired?: boolean
   /**
    * Refuse a PROT P data connection that does not resume a TLS session (RFC 4217 10.2; vsftpd's
-   * `require_ssl_reuse`). Default false: many clients do not resume.
+   * `require_ssl_reuse`). Default false: many clients do not resume. Turning it on moves PROT P
+   * passive data connections from Deno's native TLS to `node:tls`, which can tell a resumed
+   * session but moves about a quarter fewer bytes per second.
    */
   readonly requireSessionReuse?: boolean
   /** Seconds a TLS handshake may take before the connection is dropped. Default 30. */

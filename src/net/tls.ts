@@ -2,10 +2,14 @@
  * TLS for FTPS (RFC 4217): a server-side TLS session over a native `Deno.Conn`, exposed with the
  * same byte API the rest of the server uses for plain connections ({@link Transport}).
  *
- * Deno has no server-side `startTls`, so the handshake runs in `node:tls` (`TLSSocket` in server
- * mode) over `Duplex.fromWeb` of the connection's streams; this works for AUTH TLS on a control
- * connection, for PROT P data connections and for implicit FTPS, and lets the server see whether
- * a data connection resumed a TLS session (`isSessionReused()`).
+ * Deno has no server-side `startTls`, so upgrading a connection that is already open (AUTH TLS on
+ * a control connection, implicit FTPS, active PROT P data connections) runs `node:tls`
+ * (`TLSSocket` in server mode) over a Duplex of the connection ({@link TlsConn}); it also lets the
+ * server see whether a data connection resumed a TLS session (`isSessionReused()`).
+ *
+ * PROT P passive data connections are faster on a `Deno.listenTls` port instead, whose
+ * connections are TLS from their first byte and run in native code ({@link nativeDataTls},
+ * {@link handshakeNative}); the settings that `Deno.listenTls` can't honour keep them on `node:tls`.
  *
  * @module
  */
@@ -31,9 +35,15 @@ export interface TlsSettings {
   readonly cert: string
   /** PEM private key of the certificate. */
   readonly key: string
-  /** Lowest protocol version accepted (default TLS 1.2). */
+  /**
+   * Lowest protocol version accepted (default TLS 1.2). `TLSv1.3` moves PROT P passive data
+   * connections from Deno's native TLS to the slower `node:tls` (see {@link nativeDataTls}).
+   */
   readonly minVersion?: "TLSv1.2" | "TLSv1.3"
-  /** Ask clients for a certificate (not required to present one). */
+  /**
+   * Ask clients for a certificate (not required to present one). Moves PROT P passive data
+   * connections to the slower `node:tls` too.
+   */
   readonly requestClientCert?: boolean
   /** PEM CA certificates that client certificates are checked against. */
   readonly ca?: string
