@@ -980,3 +980,54 @@ Deno.test("PROT P: an upload whose TLS stream ends without close_notify is answe
     assert.match(ftps.server.logs.join("\n"), /STOR \/cut\.bin completed=0 /)
   })
 })
+
+for (const [path, tlsSettings] of DATA_TLS_PATHS) {
+  Deno.test(`PROT P over ${path}: a download the client stops reading ends 426 at the data timeout, ABOR ends one at once`, async () => {
+    await withFastDir(async (dir) => {
+      const root = `${dir}/root`
+      await Deno.mkdir(root)
+      await Deno.writeFile(`${root}/big.bin`, new Uint8Array(64 * 1024 * 1024))
+      await withFtps({ root, dataTimeout: 1, tlsSettings }, async (ftps) => {
+        await withClient(ftps.port, ftps.cert, async (client) => {
+          await client.secureLogin()
+          await client.expect("TYPE I", 200)
+          // Stalled: the handshake is done, then nothing is read; the server's writes block.
+          const stalled = await client.secureData(await client.passive()).then(async (conn) => {
+            await client.expect("RETR big.bin", 150)
+            assert.ok(((await conn.read(new Uint8Array(65536))) ?? 0) > 0)
+            return conn
+          })
+          try {
+            const started = Date.now()
+            const reply = await timed(client.readReply(), 10_000, "the stall reply")
+            assert.equal(reply.code, 426, reply.lines.join("|"))
+            assert.equal(reply.text, "Transfer aborted: data connection timed out.")
+            assert.ok(Date.now() - started < 5000, `stall noticed after ${Date.now() - started} ms`)
+          } finally {
+            closeQuietly(stalled)
+          }
+          await client.expect("NOOP", 200)
+
+          // ABOR while the server's writes are blocked the same way.
+          const aborted = client.secureData(await client.passive())
+          await client.expect("RETR big.bin", 150)
+          const conn = await aborted
+          try {
+            assert.ok(((await conn.read(new Uint8Array(65536))) ?? 0) > 0)
+            const started = Date.now()
+            await client.send("ABOR")
+            assert.equal((await timed(client.readReply(), 5000, "426")).code, 426)
+            assert.equal((await timed(client.readReply(), 5000, "226")).code, 226)
+            assert.ok(Date.now() - started < 900, "ABOR answered before the data timeout")
+          } finally {
+            closeQuietly(conn)
+          }
+          await client.expect("NOOP", 200)
+        })
+        const logs = ftps.server.logs.join("\n")
+        assert.match(logs, /RETR \/big\.bin: data connection timed out after 1 s without progress \(426\)/)
+        assert.equal(logs.match(/RETR \/big\.bin completed=0 /g)?.length, 2, logs)
+      })
+    })
+  })
+}
