@@ -195,7 +195,9 @@ const make = (
           resolved.tls!.minVersion ?? "TLSv1.2"
         }; control required: ${yesNo(resolved.tlsControlRequired)}; data required: ${
           yesNo(resolved.tlsDataRequired)
-        }; session reuse required: ${yesNo(resolved.requireSessionReuse)}`,
+        }; session reuse required: ${yesNo(resolved.requireSessionReuse)}; passive PROT P data: ${
+          context.dataTls === null ? "node:tls" : "native TLS"
+        }`,
       )
     }
 

@@ -970,7 +970,7 @@ Deno.test("ftpd --tls serves explicit and implicit FTPS, requires TLS on the con
       ],
       async (cli) => {
         const banner =
-          /\] TLS: explicit \(AUTH TLS\) on the control port, implicit TLS on 127\.0\.0\.1:(\d+); minimum TLSv1\.2; control required: yes; data required: no; session reuse required: no\n/
+          /\] TLS: explicit \(AUTH TLS\) on the control port, implicit TLS on 127\.0\.0\.1:(\d+); minimum TLSv1\.2; control required: yes; data required: no; session reuse required: no; passive PROT P data: native TLS\n/
             .exec(cli.log())
         assert.ok(banner, cli.log())
         const implicitPort = Number(banner[1])

@@ -589,6 +589,8 @@ Deno.test("minVersion TLSv1.3 refuses a TLS 1.2 client and serves a TLS 1.3 one"
 
 Deno.test("requireSessionReuse: curl, which resumes the control connection's TLS session, gets 226", async () => {
   await withFtps({ requireSessionReuse: true }, async (ftps) => {
+    // Deno.listenTls can't tell a resumed session: the data connections stay on node:tls.
+    assertDataTls(ftps, "node:tls")
     await Deno.writeTextFile(`${ftps.server.root}/hello.txt`, "resumed\n")
     const result = await curl("-v", "--ssl-reqd", "-k", `ftp://user:pass@127.0.0.1:${ftps.port}/hello.txt`)
     assert.equal(result.code, 0, result.stderr)
@@ -661,6 +663,7 @@ Deno.test("requireSessionReuse with a TLS 1.2 client: refused, and the log says 
 
 Deno.test("requestClientCert: the server asks for a certificate, and a client without one still logs in", async () => {
   await withFtps({ tlsSettings: { requestClientCert: true } }, async (ftps) => {
+    assertDataTls(ftps, "node:tls")
     await Deno.writeTextFile(`${ftps.server.root}/hello.txt`, "hi\n")
     const asked = await curl("-v", "--ssl-reqd", "-k", `ftp://user:pass@127.0.0.1:${ftps.port}/hello.txt`)
     assert.equal(asked.code, 0, asked.stderr)
@@ -870,14 +873,21 @@ Deno.test("a PROT P transfer the client abandons costs only that transfer", asyn
 // PROT P data connections: Deno's native TLS listener (the default) and node:tls (settings that need it)
 
 /** TLS settings that each select one way of securing PROT P passive data connections. */
-const DATA_TLS_PATHS: ReadonlyArray<readonly [string, Partial<TlsSettings>]> = [
-  ["Deno's native TLS listener", {}],
-  ["node:tls (minVersion TLSv1.3)", { minVersion: "TLSv1.3" }],
+const DATA_TLS_PATHS: ReadonlyArray<readonly [string, Partial<TlsSettings>, string]> = [
+  ["Deno's native TLS listener", {}, "native TLS"],
+  ["node:tls (minVersion TLSv1.3)", { minVersion: "TLSv1.3" }, "node:tls"],
 ]
 
-for (const [path, tlsSettings] of DATA_TLS_PATHS) {
+/** The start banner names the way passive PROT P data connections are secured. */
+const assertDataTls = (ftps: Ftps, expected: string) => {
+  const banner = ftps.server.logs.find((l) => l.includes("] TLS: ")) ?? ""
+  assert.ok(banner.endsWith(`; passive PROT P data: ${expected}`), banner)
+}
+
+for (const [path, tlsSettings, banner] of DATA_TLS_PATHS) {
   Deno.test(`PROT P data handshakes over ${path}: garbage, silence and a client that leaves get 425, the session goes on`, async () => {
     await withFtps({ tlsHandshakeTimeout: 1, tlsSettings }, async (ftps) => {
+      assertDataTls(ftps, banner)
       await Deno.writeTextFile(`${ftps.server.root}/hello.txt`, "secret\n")
       const hello = await captureClientHello()
       const cases: ReadonlyArray<readonly [string, (conn: Deno.TcpConn) => Promise<unknown>, RegExp]> = [
@@ -981,13 +991,14 @@ Deno.test("PROT P: an upload whose TLS stream ends without close_notify is answe
   })
 })
 
-for (const [path, tlsSettings] of DATA_TLS_PATHS) {
+for (const [path, tlsSettings, banner] of DATA_TLS_PATHS) {
   Deno.test(`PROT P over ${path}: a download the client stops reading ends 426 at the data timeout, ABOR ends one at once`, async () => {
     await withFastDir(async (dir) => {
       const root = `${dir}/root`
       await Deno.mkdir(root)
       await Deno.writeFile(`${root}/big.bin`, new Uint8Array(64 * 1024 * 1024))
       await withFtps({ root, dataTimeout: 1, tlsSettings }, async (ftps) => {
+        assertDataTls(ftps, banner)
         await withClient(ftps.port, ftps.cert, async (client) => {
           await client.secureLogin()
           await client.expect("TYPE I", 200)
