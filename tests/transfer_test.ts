@@ -815,3 +815,39 @@ Deno.test("50 parallel basic-ftp clients each upload and download their own 1 MB
     await server.close()
   }
 })
+
+for (const [label, options] of [["", {}], [" under readLimit", { readLimit: 256 * 1024 }]] as const) {
+  Deno.test(`ABOR during STOR${label}: 426 then 226, and the partial file holds exactly the bytes the log counts`, async () => {
+    const server = await startServer(options)
+    const client = await loggedIn(server)
+    const sent = randomBytes(600_000)
+    try {
+      const data = await client.passive()
+      try {
+        await client.send("STOR part.bin")
+        assert.equal((await client.readReply()).code, 150)
+        await data.write(sent.subarray(0, 300_000))
+        // Long enough for the received bytes to reach the file, then more that are still in flight at ABOR.
+        await sleep(400)
+        const rest = data.write(sent.subarray(300_000)).catch(() => 0)
+        await sleep(20)
+        await client.send("ABOR")
+        assert.equal((await client.readReply()).code, 426)
+        assert.equal((await client.readReply()).code, 226)
+        await rest
+      } finally {
+        closeQuietly(data)
+      }
+      assert.equal((await client.command("NOOP")).code, 200)
+      const line = server.logs.find((l) => l.includes("STOR /part.bin ")) ?? ""
+      const logged = Number(/completed=0 bytes=(\d+) /.exec(line)?.[1])
+      assert.ok(logged > 0, line)
+      const stored = await Deno.readFile(`${server.root}/part.bin`)
+      assert.equal(stored.length, logged)
+      assert.deepEqual(stored, sent.subarray(0, logged))
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+}

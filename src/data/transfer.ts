@@ -210,14 +210,7 @@ export const receiveFile = (
     const timer = setInterval(() => void flush().catch(() => undefined), GATHER_MS)
     try {
       for (;;) {
-        let n: number | null
-        try {
-          n = await conn.read(buffer.subarray(filled))
-        } catch (error) {
-          // What arrived before the failure is kept, as it would be without the gathering.
-          await flush()
-          throw error
-        }
+        const n = await conn.read(buffer.subarray(filled))
         if (n === null) break
         if (throttle !== undefined) await throttle.take(n, signal)
         progress.bytes += n
@@ -233,6 +226,10 @@ export const receiveFile = (
         queue(convert.flush())
       }
       await flush()
+    } catch (error) {
+      // What arrived before a failure or an abort is kept, as it would be without the gathering.
+      await flush().catch(() => undefined)
+      throw error
     } finally {
       clearInterval(timer)
       // No write may outlive the loop (the file is closed next); `writing` never rejects.
