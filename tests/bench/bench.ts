@@ -16,7 +16,6 @@
 import { parseArgs } from "node:util"
 import {
   ftpdAvailable,
-  ftpdCliHasTls,
   ftpdSpec,
   killAll,
   pyftpdlibSpec,
@@ -206,7 +205,7 @@ const main = async (): Promise<number> => {
   const pyVersion = pyftpdlibVersion()
   for (const name of wanted) {
     if (name === "ftpd") {
-      if (ftpdAvailable()) specs.push(ftpdSpec(ftpdCliHasTls()))
+      if (ftpdAvailable()) specs.push(ftpdSpec)
       else missing.push("ftpd: src/cli.ts does not exist yet, so there is no ftpd column")
     } else {
       if (pyVersion !== null) specs.push(pyftpdlibSpec())
@@ -238,10 +237,6 @@ const main = async (): Promise<number> => {
       `deno ${info.deno}; ${info.curl}; pyftpdlib ${pyVersion ?? "not installed"}; ` +
       `socat ${socatVersion ?? "not installed"}`,
   )
-  const ftpdTls = specs.some((spec) => spec.name === "ftpd")
-    ? (ftpdCliHasTls() ? "src/cli.ts --tls" : "tests/bench/ftpd_server.ts (src/cli.ts has no --tls yet)")
-    : null
-  if (ftpdTls !== null) console.log(`ftpd with FTPS: ${ftpdTls}`)
   console.log(
     `workload: ${quick ? "--quick, " : ""}size ${formatSize(size)}, ${reps} rep(s) (median), ` +
       `${config.multiClients}×${formatSize(config.multiSize)}, ${config.burstClients} clients, ` +

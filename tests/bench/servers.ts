@@ -248,16 +248,8 @@ const ftpdFlags = (port: number, root: string, [from, to]: readonly [number, num
   ...["--max-cons", "0", "--max-cons-per-ip", "0", "-r", `${from}-${to}`],
 ]
 
-/** Whether `src/cli.ts --help` lists `--certfile` (the CLI's FTPS flags). */
-export const ftpdCliHasTls = (): boolean =>
-  run(Deno.execPath(), ["run", "--allow-all", `${repoRoot}/src/cli.ts`, "--help"]).stdout.includes("--certfile")
-
-/**
- * ftpd, run by the same `deno` that runs the benchmark. With TLS it is `src/cli.ts --tls --certfile
- * --keyfile` when the CLI has those flags, else `tests/bench/ftpd_server.ts`, which takes the same
- * flags and builds the same server from `mod.ts`.
- */
-export const ftpdSpec = (cliHasTls: boolean = ftpdCliHasTls()): ServerSpec => ({
+/** ftpd (`src/cli.ts`), run by the same `deno` that runs the benchmark; with TLS, `--tls --certfile --keyfile`. */
+export const ftpdSpec: ServerSpec = {
   name: "ftpd",
   argv: (port, root, passive) => [
     Deno.execPath(),
@@ -270,11 +262,11 @@ export const ftpdSpec = (cliHasTls: boolean = ftpdCliHasTls()): ServerSpec => ({
     Deno.execPath(),
     "run",
     "--allow-all",
-    cliHasTls ? `${repoRoot}/src/cli.ts` : `${repoRoot}/tests/bench/ftpd_server.ts`,
+    `${repoRoot}/src/cli.ts`,
     ...ftpdFlags(port, root, passive),
     ...["--tls", "--certfile", tls.certfile, "--keyfile", tls.keyfile],
   ],
-})
+}
 
 const PYTHON = "/usr/bin/python3"
 
