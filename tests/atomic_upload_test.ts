@@ -4,33 +4,22 @@
  * the target name never holds half a file; an aborted, reset or abandoned upload leaves the
  * target as it was and no temporary file behind.
  */
-import { Effect } from "effect"
 import assert from "node:assert/strict"
 import net from "node:net"
-import type { HooksShape } from "../src/hooks.ts"
-import { eventually, RawClient, readAll, startServer, type TestServer, timed, writeAllAndClose } from "./helpers.ts"
+import {
+  eventually,
+  loggedIn,
+  readAll,
+  recordingHooks,
+  startServer,
+  type TestServer,
+  timed,
+  withLoggedIn,
+  writeAllAndClose,
+} from "./helpers.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-
-const loggedIn = async (server: TestServer): Promise<RawClient> => {
-  const client = await RawClient.connect(server.port)
-  await client.login()
-  assert.equal((await client.command("TYPE I")).code, 200)
-  return client
-}
-
-/** Hooks that record each call as `name file`. */
-const recordingHooks = () => {
-  const calls: string[] = []
-  const record = (name: string) => (_session: unknown, file: string) =>
-    Effect.sync(() => void calls.push(`${name} ${file}`))
-  const hooks: HooksShape = {
-    onFileReceived: record("onFileReceived"),
-    onIncompleteFileReceived: record("onIncompleteFileReceived"),
-  }
-  return { calls, hooks }
-}
 
 /** Names in the server's root starting with the temporary prefix. */
 const temporaries = (server: TestServer): string[] =>
@@ -52,19 +41,10 @@ const temporaryWith = async (server: TestServer, size: number): Promise<string> 
   return found
 }
 
-const passivePort = async (client: RawClient): Promise<number> => {
-  const reply = await client.command("EPSV")
-  const match = /\(\|\|\|(\d+)\|\)/.exec(reply.text)
-  assert.ok(reply.code === 229 && match !== null, reply.lines.join("|"))
-  return Number(match[1])
-}
-
 Deno.test("with atomicUploads, the target keeps its old content during a STOR and holds the whole new file after 226", async () => {
   const { calls, hooks } = recordingHooks()
   // A slow upload: 300 kB at 100 kB/s.
-  const server = await startServer({ atomicUploads: true, readLimit: 100_000, hooks })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ atomicUploads: true, readLimit: 100_000, hooks }, async (server, client) => {
     const target = `${server.root}/a.bin`
     await Deno.writeTextFile(target, "old")
     const content = new Uint8Array(300_000).map((_, i) => i % 251)
@@ -80,16 +60,11 @@ Deno.test("with atomicUploads, the target keeps its old content during a STOR an
     assert.deepEqual(await Deno.readFile(target), content)
     assert.deepEqual(temporaries(server), [])
     await eventually(() => calls.includes(`onFileReceived ${target}`), 5000, "the hook with the target's path")
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("with atomicUploads, a STOR of a new file creates nothing under its name until complete", async () => {
-  const server = await startServer({ atomicUploads: true, readLimit: 100_000 })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ atomicUploads: true, readLimit: 100_000 }, async (server, client) => {
     const conn = await client.passive()
     await client.send("STOR new.bin")
     assert.equal((await client.readReply()).code, 150)
@@ -99,17 +74,12 @@ Deno.test("with atomicUploads, a STOR of a new file creates nothing under its na
     await timed(sending, 10_000, "the upload")
     assert.equal((await client.readReply()).code, 226)
     assert.equal((await Deno.stat(`${server.root}/new.bin`)).size, 200_000)
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("with atomicUploads, ABOR during a STOR removes the temporary file, leaves the target unchanged and reports the temporary path", async () => {
   const { calls, hooks } = recordingHooks()
-  const server = await startServer({ atomicUploads: true, hooks })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ atomicUploads: true, hooks }, async (server, client) => {
     await Deno.writeTextFile(`${server.root}/a.bin`, "old")
     const conn = await client.passive()
     await client.send("STOR a.bin")
@@ -127,17 +97,14 @@ Deno.test("with atomicUploads, ABOR during a STOR removes the temporary file, le
       5000,
       "the incomplete hook with the temporary path",
     )
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("with atomicUploads, a data connection reset or a dropped control connection mid-STOR leaves no file behind", async () => {
   const server = await startServer({ atomicUploads: true })
   try {
     const client = await loggedIn(server)
-    const socket = net.connect({ host: "127.0.0.1", port: await passivePort(client) })
+    const socket = net.connect({ host: "127.0.0.1", port: await client.epsvPort() })
     socket.on("error", () => undefined)
     await new Promise((resolve) => socket.once("connect", resolve))
     await client.send("STOR reset.bin")
@@ -164,9 +131,7 @@ Deno.test("with atomicUploads, a data connection reset or a dropped control conn
 })
 
 Deno.test("with atomicUploads, REST then STOR replies 550 and changes nothing", async () => {
-  const server = await startServer({ atomicUploads: true })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ atomicUploads: true }, async (server, client) => {
     await Deno.writeTextFile(`${server.root}/a.txt`, "old content")
     assert.equal((await client.command("REST 3")).code, 350)
     const reply = await client.command("STOR a.txt")
@@ -174,16 +139,11 @@ Deno.test("with atomicUploads, REST then STOR replies 550 and changes nothing", 
     assert.match(reply.text, /atomic/)
     assert.equal(await Deno.readTextFile(`${server.root}/a.txt`), "old content")
     assert.deepEqual(temporaries(server), [])
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("with atomicUploads, STOU stores under its new name and APPE appends in place", async () => {
-  const server = await startServer({ atomicUploads: true })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ atomicUploads: true }, async (server, client) => {
     let conn = await client.passive()
     await client.send("STOU")
     const preliminary = await client.readReply()
@@ -204,26 +164,18 @@ Deno.test("with atomicUploads, STOU stores under its new name and APPE appends i
     assert.equal(decoder.decode(await readAll(conn)), "unique+more")
     assert.equal((await client.readReply()).code, 226)
     assert.deepEqual(temporaries(server), [])
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("with atomicUploads, STOR onto a directory replies 550 before any data is sent", async () => {
-  const server = await startServer({ atomicUploads: true })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ atomicUploads: true }, async (server, client) => {
     await Deno.mkdir(`${server.root}/dir`)
     const conn = await client.passive()
     const reply = await client.command("STOR dir")
     conn.close()
     assert.equal(reply.code, 550)
     assert.deepEqual(temporaries(server), [])
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("with atomicUploads, a server shut down mid-STOR removes the temporary file", async () => {

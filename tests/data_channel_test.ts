@@ -6,7 +6,7 @@ import { Client } from "basic-ftp"
 import assert from "node:assert/strict"
 import net from "node:net"
 import { Readable, Writable } from "node:stream"
-import { curl, RawClient, readAll, type Reply, startServer, type TestServer, within } from "./helpers.ts"
+import { curl, loggedIn, type RawClient, readAll, type Reply, startServer, within, withLoggedIn } from "./helpers.ts"
 
 const decoder = new TextDecoder()
 
@@ -37,13 +37,6 @@ const epsvPort = (reply: Reply): number => {
 const portArg = (host: string, port: number) => `${host.replaceAll(".", ",")},${port >> 8},${port & 255}`
 
 /** A logged-in raw client in binary mode. */
-const loggedIn = async (server: TestServer, hostname = "127.0.0.1"): Promise<RawClient> => {
-  const client = await RawClient.connect(server.port, hostname)
-  await client.login()
-  assert.equal((await client.command("TYPE I")).code, 200)
-  return client
-}
-
 /** RETR `name` over a passive connection to `port`; returns the bytes and checks 150/226. */
 const retrVia = async (client: RawClient, hostname: string, port: number, name: string): Promise<string> => {
   const data = await Deno.connect({ hostname, port })
@@ -78,9 +71,7 @@ const activeTarget = (hostname = "127.0.0.1") => {
 
 Deno.test("PASV replies 227 with the control address and a port from passivePorts", async () => {
   const range = passiveRange(10)
-  const server = await startServer({ passivePorts: range })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ passivePorts: range }, async (server, client) => {
     await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
     const reply = await client.command("PASV")
     assert.match(reply.text, /^Entering passive mode \(\d+,\d+,\d+,\d+,\d+,\d+\)\.$/i)
@@ -88,10 +79,7 @@ Deno.test("PASV replies 227 with the control address and a port from passivePort
     assert.equal(target.host, "127.0.0.1")
     assert.ok(target.port >= range[0] && target.port <= range[1], `${target.port} not in ${range}`)
     assert.equal(await retrVia(client, target.host, target.port, "a.txt"), "alpha")
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("a one-port passive range serves many transfers in a row, from any session", async () => {
@@ -139,9 +127,7 @@ Deno.test("a session's passive lease is given back when the session ends", async
 
 Deno.test("a second PASV gives back the first lease", async () => {
   const range = passiveRange(1)
-  const server = await startServer({ passivePorts: range })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ passivePorts: range }, async (server, client) => {
     await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
     assert.equal(pasvTarget(await client.command("PASV")).port, range[0])
     assert.equal(pasvTarget(await client.command("PASV")).port, range[0])
@@ -150,10 +136,7 @@ Deno.test("a second PASV gives back the first lease", async () => {
     assert.equal(target.port, range[0])
     assert.equal(await retrVia(client, target.host, target.port, "a.txt"), "alpha")
     assert.ok(!server.logs.some((l) => l.includes("free passive port")), server.logs.join("\n"))
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("PASV falls back to an OS-chosen port with a warning when the range is used up", async () => {
@@ -180,18 +163,13 @@ Deno.test("PASV falls back to an OS-chosen port with a warning when the range is
 })
 
 Deno.test("PASV announces masqueradeAddress instead of the local address", async () => {
-  const server = await startServer({ masqueradeAddress: "203.0.113.7" })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ masqueradeAddress: "203.0.113.7" }, async (server, client) => {
     const reply = await client.command("PASV")
     assert.equal(pasvTarget(reply).host, "203.0.113.7")
     // The lease really listens on the local address: the client can still connect there.
     await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
     assert.equal(await retrVia(client, "127.0.0.1", pasvTarget(reply).port, "a.txt"), "alpha")
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("PASV announces the masqueradeAddressMap entry of the local address before masqueradeAddress", async () => {
@@ -218,9 +196,7 @@ Deno.test("PASV announces the masqueradeAddressMap entry of the local address be
 
 Deno.test("EPSV and EPSV 1 reply 229 with a port from passivePorts and serve a transfer", async () => {
   const range = passiveRange(5)
-  const server = await startServer({ passivePorts: range })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ passivePorts: range }, async (server, client) => {
     await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
     for (const command of ["EPSV", "EPSV 1"]) {
       const reply = await client.command(command)
@@ -229,24 +205,16 @@ Deno.test("EPSV and EPSV 1 reply 229 with a port from passivePorts and serve a t
       assert.ok(port >= range[0] && port <= range[1], `${port} not in ${range}`)
       assert.equal(await retrVia(client, "127.0.0.1", port, "a.txt"), "alpha")
     }
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("EPSV 2 on an IPv4 connection replies 522 naming protocol 1", async () => {
-  const server = await startServer()
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({}, async (_server, client) => {
     const reply = await client.command("EPSV 2")
     assert.equal(reply.code, 522)
     assert.match(reply.text, /\(1\)/)
     assert.equal((await client.command("EPSV 3")).code, 501)
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("after EPSV ALL, PASV, PORT and EPRT reply 501 and EPSV still works", async () => {
@@ -372,31 +340,21 @@ Deno.test("PORT and EPRT to a foreign address are allowed with permitForeignAddr
 })
 
 Deno.test("PORT and EPRT to a privileged port reply 501", async () => {
-  const server = await startServer()
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({}, async (_server, client) => {
     assert.equal((await client.command(`PORT ${portArg("127.0.0.1", 21)}`)).code, 501)
     assert.equal((await client.command(`PORT ${portArg("127.0.0.1", 1023)}`)).code, 501)
     assert.equal((await client.command("EPRT |1|127.0.0.1|1023|")).code, 501)
     assert.equal((await client.command("NOOP")).code, 200)
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("PORT to a privileged port is not refused with permitPrivilegedPorts", async () => {
-  const server = await startServer({ permitPrivilegedPorts: true })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ permitPrivilegedPorts: true }, async (_server, client) => {
     // Nothing listens there, so the connect may fail (425); the point is that it was tried.
     const reply = await client.command(`PORT ${portArg("127.0.0.1", 1023)}`)
     assert.notEqual(reply.code, 501, reply.lines.join("|"))
     assert.ok(reply.code === 200 || reply.code === 425, reply.lines.join("|"))
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 /** A `node:net` connection from `localAddress`; resolves when it is closed by the other side. */
@@ -438,9 +396,7 @@ Deno.test("a passive data connection from a foreign address is closed and the cl
 })
 
 Deno.test("RETR, STOR and LIST without PASV or PORT reply 425 at once and STOR creates nothing", async () => {
-  const server = await startServer()
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({}, async (server, client) => {
     await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
     const started = Date.now()
     assert.equal((await client.command("RETR a.txt")).code, 425)
@@ -448,10 +404,7 @@ Deno.test("RETR, STOR and LIST without PASV or PORT reply 425 at once and STOR c
     assert.equal((await client.command("LIST")).code, 425)
     assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`)
     await assert.rejects(Deno.stat(`${server.root}/new.txt`), Deno.errors.NotFound)
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 const ipv6Available = (() => {
@@ -513,7 +466,7 @@ Deno.test({
   ignore: !ipv6Available,
   fn: async () => {
     const server = await startServer({ host: "::1" })
-    const client = await loggedIn(server, "::1")
+    const client = await loggedIn(server, { hostname: "::1" })
     const target = activeTarget("::1")
     try {
       await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
@@ -553,8 +506,8 @@ Deno.test({
   ignore: !ipv6Available || bindv6only,
   fn: async () => {
     const server = await startServer({ host: "::" })
-    const four = await loggedIn(server, "127.0.0.1")
-    const six = await loggedIn(server, "::1")
+    const four = await loggedIn(server, { hostname: "127.0.0.1" })
+    const six = await loggedIn(server, { hostname: "::1" })
     try {
       await Deno.writeTextFile(`${server.root}/a.txt`, "alpha")
       const target = pasvTarget(await four.command("PASV"))

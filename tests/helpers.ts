@@ -165,13 +165,19 @@ export class RawClient {
     if (p.code !== 230) throw new Error(`PASS: ${p.lines.join("|")}`)
   }
 
-  /** EPSV and connect to the announced port. */
-  async passive(): Promise<Deno.TcpConn> {
+  /** EPSV; the announced port. */
+  async epsvPort(): Promise<number> {
     const reply = await this.command("EPSV")
     const match = /\(\|\|\|(\d+)\|\)/.exec(reply.text)
     if (reply.code !== 229 || match === null) throw new Error(`EPSV: ${reply.lines.join("|")}`)
+    return Number(match[1])
+  }
+
+  /** EPSV and connect to the announced port. */
+  async passive(): Promise<Deno.TcpConn> {
+    const port = await this.epsvPort()
     const remote = this.conn.remoteAddr as Deno.NetAddr
-    return await Deno.connect({ hostname: remote.hostname, port: Number(match[1]) })
+    return await Deno.connect({ hostname: remote.hostname, port })
   }
 
   /** Whether the server closed the control connection (reads until EOF, within `timeoutMs`). */
@@ -190,6 +196,84 @@ export class RawClient {
       // Closed already.
     }
   }
+}
+
+/** How {@link loggedIn} connects and logs in. */
+export interface LoginOptions {
+  readonly hostname?: string
+  readonly user?: string
+  readonly password?: string
+  /** The TYPE to set after login (default "I", binary); `null` leaves the server's default. */
+  readonly type?: "I" | "A" | null
+}
+
+/** A raw client connected to `server` (or a port), logged in, in binary mode unless told otherwise. */
+export const loggedIn = async (server: { readonly port: number } | number, options: LoginOptions = {}) => {
+  const client = await RawClient.connect(typeof server === "number" ? server : server.port, options.hostname)
+  try {
+    await client.login(options.user, options.password)
+    const type = options.type === undefined ? "I" : options.type
+    if (type !== null) {
+      const reply = await client.command(`TYPE ${type}`)
+      if (reply.code !== 200) throw new Error(`TYPE ${type}: ${reply.lines.join("|")}`)
+    }
+    return client
+  } catch (error) {
+    client.close()
+    throw error
+  }
+}
+
+/** Start a server with `options`, log a client in, run `f`; both are closed afterwards. */
+export const withLoggedIn = async (
+  options: TestServerOptions,
+  f: (server: TestServer, client: RawClient) => Promise<void>,
+  login: LoginOptions = {},
+): Promise<void> => {
+  const server = await startServer(options)
+  try {
+    const client = await loggedIn(server, login)
+    try {
+      await f(server, client)
+    } finally {
+      client.close()
+    }
+  } finally {
+    await server.close()
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** `size` random bytes (getRandomValues fills at most 64 KiB at a time). */
+export const randomBytes = (size: number): Uint8Array => {
+  const bytes = new Uint8Array(size)
+  for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)))
+  return bytes
+}
+
+/** A file of `size` zero bytes that takes no disk space (sparse): a transfer far bigger than socket buffers. */
+export const sparseFile = async (path: string, size: number): Promise<void> => {
+  const file = await Deno.open(path, { write: true, create: true })
+  try {
+    await file.truncate(size)
+  } finally {
+    file.close()
+  }
+}
+
+/** Hooks that record each file hook's call as `name file`. */
+export const recordingHooks = (): { calls: string[]; hooks: HooksShape } => {
+  const calls: string[] = []
+  const record = (name: string) => (_session: unknown, file: string) =>
+    Effect.sync(() => void calls.push(`${name} ${file}`))
+  const hooks: HooksShape = {
+    onFileSent: record("onFileSent"),
+    onFileReceived: record("onFileReceived"),
+    onIncompleteFileSent: record("onIncompleteFileSent"),
+    onIncompleteFileReceived: record("onIncompleteFileReceived"),
+  }
+  return { calls, hooks }
 }
 
 /** `promise`'s value, or `null` if it takes longer than `ms`. */

@@ -10,7 +10,7 @@
  * live transfers leaving no open fd (tests/server_test.ts, counted from /proc/self/fd).
  */
 import assert from "node:assert/strict"
-import { closeQuietly, eventually, RawClient, startServer, timed, within } from "./helpers.ts"
+import { closeQuietly, eventually, loggedIn, RawClient, sleep, startServer, timed, within } from "./helpers.ts"
 import type { TestServerOptions } from "./helpers.ts"
 
 const encoder = new TextEncoder()
@@ -116,8 +116,6 @@ const withChildServer = async (
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
 /** The greeting of a new raw connection: its first line and how long connect + greeting took. */
 const greet = async (port: number): Promise<{ conn: Deno.TcpConn; line: string; ms: number }> => {
   const t0 = performance.now()
@@ -212,13 +210,6 @@ Deno.test({
 })
 
 /** Log in on a raw client, binary mode. */
-const loggedIn = async (port: number): Promise<RawClient> => {
-  const client = await RawClient.connect(port)
-  await client.login()
-  assert.equal((await client.command("TYPE I")).code, 200)
-  return client
-}
-
 /**
  * Read `conn` at about `bytesPerSecond` for `seconds` (or until it ends), sampling `rss` once a
  * second; returns the bytes read and the samples.

@@ -9,6 +9,7 @@ import type { HookSession, HooksShape } from "../src/hooks.ts"
 import {
   closeQuietly,
   eventually,
+  loggedIn,
   openFds,
   RawClient,
   readAll,
@@ -16,19 +17,13 @@ import {
   type TestServer,
   timed,
   within,
+  withLoggedIn,
 } from "./helpers.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
 /** A logged-in raw client in binary mode. */
-const loggedIn = async (server: TestServer): Promise<RawClient> => {
-  const client = await RawClient.connect(server.port)
-  await client.login()
-  assert.equal((await client.command("TYPE I")).code, 200)
-  return client
-}
-
 /** Connect until the greeting is 220 (a session slot may be released a moment after a close). */
 const admitted = async (server: TestServer): Promise<RawClient> => {
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -381,9 +376,7 @@ Deno.test("closing the server with transfers running tells every session 421, cl
 })
 
 Deno.test("time spent in a transfer is not idle time, and an idle session then gets 421 after timeout", async () => {
-  const server = await startServer({ timeout: 1 })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ timeout: 1 }, async (server, client) => {
     const big = await Deno.open(`${server.root}/big.bin`, { write: true, create: true })
     await big.truncate(128 << 20)
     big.close()
@@ -405,18 +398,13 @@ Deno.test("time spent in a transfer is not idle time, and an idle session then g
     assert.equal(reply.code, 421, reply.lines.join("|"))
     assert.ok(Date.now() - t0 >= 800 && Date.now() - t0 < 3000, `421 after ${Date.now() - t0} ms`)
     assert.ok(await client.closedByServer())
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 const TIMESTAMP = String.raw`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`
 
 Deno.test("the server logs the start banner, logins and transfers in pyftpdlib's format", async () => {
-  const server = await startServer()
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({}, async (server, client) => {
     const port = (client.conn.localAddr as Deno.NetAddr).port
     const prefix = String.raw`^\[I ${TIMESTAMP}\] 127\.0\.0\.1:${port}-\[user\] `
     await Deno.writeTextFile(`${server.root}/x`, "0123456789")
@@ -442,10 +430,7 @@ Deno.test("the server logs the start banner, logins and transfers in pyftpdlib's
     assert.match(logs, new RegExp(`${prefix}USER 'user' logged in\\.$`, "m"))
     assert.match(logs, new RegExp(String.raw`${prefix}RETR /x completed=1 bytes=10 seconds=\d+\.\d+$`, "m"))
     assert.match(logs, new RegExp(String.raw`${prefix}STOR /y completed=1 bytes=3 seconds=\d+\.\d+$`, "m"))
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("with debug on, every command and reply is logged and the password is masked", async () => {

@@ -12,7 +12,17 @@ import { Hooks, type HookSession, type HooksShape } from "../src/hooks.ts"
 import { FtpLogger } from "../src/log.ts"
 import type { ServerOptions } from "../src/options.ts"
 import { FtpServer, type RunningServer } from "../src/server.ts"
-import { closeQuietly, eventually, openFds, RawClient, readAll, timed, within } from "./helpers.ts"
+import {
+  closeQuietly,
+  eventually,
+  loggedIn,
+  openFds,
+  type RawClient,
+  readAll,
+  sparseFile,
+  timed,
+  within,
+} from "./helpers.ts"
 
 interface Served {
   readonly server: RunningServer
@@ -44,18 +54,6 @@ const serve = async (options: ServerOptions & { readonly hooks?: HooksShape } = 
       await Deno.remove(root, { recursive: true }).catch(() => undefined)
     },
   }
-}
-
-const loggedIn = async (port: number): Promise<RawClient> => {
-  const client = await RawClient.connect(port)
-  await client.login()
-  return client
-}
-
-const makeFile = async (path: string, size: number) => {
-  const file = await Deno.open(path, { write: true, create: true })
-  await file.truncate(size)
-  file.close()
 }
 
 /** Read a data connection slowly (64 KiB per `pauseMs`) to its end; the number of bytes. */
@@ -97,10 +95,10 @@ Deno.test("close() says 421 to an idle session at once, lets a running download 
   const clients: RawClient[] = []
   const conns: Deno.Conn[] = []
   try {
-    await makeFile(`${root}/big.bin`, 3 << 20)
-    const idle = await loggedIn(port)
+    await sparseFile(`${root}/big.bin`, 3 << 20)
+    const idle = await loggedIn(port, { type: null })
     clients.push(idle)
-    const downloader = await loggedIn(port)
+    const downloader = await loggedIn(port, { type: null })
     clients.push(downloader)
     const data = await downloader.passive()
     conns.push(data)
@@ -148,14 +146,14 @@ Deno.test("close() with a deadline shorter than a stalled transfer cuts it at th
   const clients: RawClient[] = []
   const conns: Deno.Conn[] = []
   try {
-    await makeFile(`${root}/big.bin`, 128 << 20)
+    await sparseFile(`${root}/big.bin`, 128 << 20)
     // A download nobody reads: it stalls once the socket buffers are full.
-    const reader = await loggedIn(port)
+    const reader = await loggedIn(port, { type: null })
     clients.push(reader)
     conns.push(await reader.passive())
     assert.equal((await reader.command("RETR big.bin")).code, 150)
     // An upload that sent a little and then waits.
-    const writer = await loggedIn(port)
+    const writer = await loggedIn(port, { type: null })
     clients.push(writer)
     const upload = await writer.passive()
     conns.push(upload)
@@ -198,7 +196,7 @@ Deno.test("closeAll() cuts a running upload at once with 421 and reports it; clo
   const clients: RawClient[] = []
   const conns: Deno.Conn[] = []
   try {
-    const writer = await loggedIn(server.address.port)
+    const writer = await loggedIn(server.address.port, { type: null })
     clients.push(writer)
     const upload = await writer.passive()
     conns.push(upload)
@@ -225,8 +223,8 @@ Deno.test("close(0), as with shutdownGrace 0, cuts a running download at once", 
   const clients: RawClient[] = []
   const conns: Deno.Conn[] = []
   try {
-    await makeFile(`${root}/big.bin`, 128 << 20)
-    const reader = await loggedIn(server.address.port)
+    await sparseFile(`${root}/big.bin`, 128 << 20)
+    const reader = await loggedIn(server.address.port, { type: null })
     clients.push(reader)
     conns.push(await reader.passive())
     assert.equal((await reader.command("RETR big.bin")).code, 150)
@@ -247,8 +245,8 @@ Deno.test("close() lets a session finish its command, answers NOOP while its tra
   const clients: RawClient[] = []
   const conns: Deno.Conn[] = []
   try {
-    await makeFile(`${root}/big.bin`, 1 << 20)
-    const client = await loggedIn(server.address.port)
+    await sparseFile(`${root}/big.bin`, 1 << 20)
+    const client = await loggedIn(server.address.port, { type: null })
     clients.push(client)
     const data = await client.passive()
     conns.push(data)
@@ -267,11 +265,11 @@ Deno.test("close() lets a session finish its command, answers NOOP while its tra
 
     const other = await serve()
     try {
-      const quitter = await loggedIn(other.server.address.port)
+      const quitter = await loggedIn(other.server.address.port, { type: null })
       clients.push(quitter)
       const data2 = await quitter.passive()
       conns.push(data2)
-      await makeFile(`${other.root}/f.bin`, 64 << 20)
+      await sparseFile(`${other.root}/f.bin`, 64 << 20)
       assert.equal((await quitter.command("RETR f.bin")).code, 150)
       const closing = Effect.runPromise(other.server.close(10))
       await new Promise((resolve) => setTimeout(resolve, 100))
@@ -365,8 +363,8 @@ const withCli = async (f: (cli: Cli, dir: string) => Promise<void>, app: "cli" |
 }
 
 const downloadThroughSigterm = async (cli: Cli, dir: string) => {
-  await makeFile(`${dir}/big.bin`, 4 << 20)
-  const client = await loggedIn(cli.port)
+  await sparseFile(`${dir}/big.bin`, 4 << 20)
+  const client = await loggedIn(cli.port, { type: null })
   const data = await client.passive()
   try {
     assert.equal((await client.command("RETR big.bin")).code, 150)
@@ -396,8 +394,8 @@ Deno.test("an application launching FtpServer.layer under runMain gets the same 
 
 Deno.test("ftpd: a second SIGTERM during the grace stops a stalled download at once and exits 130", async () => {
   await withCli(async (cli, dir) => {
-    await makeFile(`${dir}/big.bin`, 256 << 20)
-    const client = await loggedIn(cli.port)
+    await sparseFile(`${dir}/big.bin`, 256 << 20)
+    const client = await loggedIn(cli.port, { type: null })
     const data = await client.passive()
     try {
       assert.equal((await client.command("RETR big.bin")).code, 150)

@@ -7,25 +7,23 @@ import assert from "node:assert/strict"
 import process from "node:process"
 import { Bandwidth } from "../src/data/throttle.ts"
 import { resolveOptions } from "../src/options.ts"
-import { RawClient, startServer, type TestServer, timed, writeAllAndClose } from "./helpers.ts"
+import {
+  loggedIn,
+  type RawClient,
+  sparseFile,
+  startServer,
+  type TestServer,
+  timed,
+  withLoggedIn,
+  writeAllAndClose,
+} from "./helpers.ts"
 
 /** The limit every test uses, in bytes/s; each transfer moves `LIMIT * SECONDS` bytes. */
 const LIMIT = 2_000_000
 const SECONDS = 5
 
-const loggedIn = async (server: TestServer, user = "user", password = "pass"): Promise<RawClient> => {
-  const client = await RawClient.connect(server.port)
-  await client.login(user, password)
-  assert.equal((await client.command("TYPE I")).code, 200)
-  return client
-}
-
-/** A sparse file of `size` zero bytes. */
-const makeFile = async (server: TestServer, name: string, size: number) => {
-  const file = await Deno.open(`${server.root}/${name}`, { write: true, create: true })
-  await file.truncate(size)
-  file.close()
-}
+/** A sparse file of `size` zero bytes in the server's root. */
+const makeFile = (server: TestServer, name: string, size: number) => sparseFile(`${server.root}/${name}`, size)
 
 /** Read `conn` as fast as possible to its end; the byte count. */
 const drain = async (conn: Deno.Conn): Promise<number> => {
@@ -78,9 +76,7 @@ const assertRate = (bytes: number, elapsed: number) => {
 }
 
 Deno.test("with writeLimit, a RETR read as fast as possible runs within 5% of the limit, and the server sleeps meanwhile", async () => {
-  const server = await startServer({ writeLimit: LIMIT })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ writeLimit: LIMIT }, async (server, client) => {
     const size = LIMIT * SECONDS
     await makeFile(server, "big.bin", size)
     const cpuBefore = process.cpuUsage()
@@ -92,24 +88,16 @@ Deno.test("with writeLimit, a RETR read as fast as possible runs within 5% of th
     // Server and client share this process: both together stay far below a busy loop's 5 CPU-s.
     const cpuSeconds = (cpu.user + cpu.system) / 1e6
     assert.ok(cpuSeconds < 0.5, `${cpuSeconds.toFixed(3)} CPU-s during a ${elapsed.toFixed(2)} s throttled transfer`)
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("with readLimit, a STOR written as fast as possible runs within 5% of the limit and stores every byte", async () => {
-  const server = await startServer({ readLimit: LIMIT })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ readLimit: LIMIT }, async (server, client) => {
     const size = LIMIT * SECONDS
     const elapsed = await seconds(() => upload(client, "up.bin", size))
     assertRate(size, elapsed)
     assert.equal((await Deno.stat(`${server.root}/up.bin`)).size, size)
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("two sessions of one user share userWriteLimit: their combined RETR rate is within 5% of it", async () => {
@@ -138,8 +126,8 @@ Deno.test("globalReadLimit holds the uploads of different users together within 
     users: (a, root) =>
       a.addUser("alice", "a", root, { perm: "elradfmw" }).addUser("bob", "b", root, { perm: "elradfmw" }),
   })
-  const alice = await loggedIn(server, "alice", "a")
-  const bob = await loggedIn(server, "bob", "b")
+  const alice = await loggedIn(server, { user: "alice", password: "a" })
+  const bob = await loggedIn(server, { user: "bob", password: "b" })
   try {
     const size = (LIMIT * SECONDS) / 2
     const elapsed = await seconds(() => Promise.all([upload(alice, "a.bin", size), upload(bob, "b.bin", size)]))
@@ -153,9 +141,7 @@ Deno.test("globalReadLimit holds the uploads of different users together within 
 
 Deno.test("writeLimit holds listings too", async () => {
   const limit = 100_000
-  const server = await startServer({ writeLimit: limit })
-  const client = await loggedIn(server)
-  try {
+  await withLoggedIn({ writeLimit: limit }, async (server, client) => {
     const name = (i: number) => `${String(i).padStart(6, "0")}-${"x".repeat(50)}`
     for (let i = 0; i < 3000; i++) Deno.writeFileSync(`${server.root}/${name(i)}`, new Uint8Array(0))
     const conn = await client.passive()
@@ -171,10 +157,7 @@ Deno.test("writeLimit holds listings too", async () => {
     // One burst of a tenth of a second comes free; the rest is paid for at the limit.
     const expected = bytes / limit - 0.1
     assert.ok(elapsed >= expected * 0.95 && elapsed <= expected * 1.5, `${elapsed.toFixed(2)} s, expected ${expected}`)
-  } finally {
-    client.close()
-    await server.close()
-  }
+  })
 })
 
 Deno.test("limits are bytes per second >= 0, and with none set a transfer gets no throttle at all", () => {

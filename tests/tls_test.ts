@@ -15,10 +15,12 @@ import {
   curl,
   eventually,
   makeCertificate,
+  randomBytes,
   RawClient,
   readAll,
   type Reply,
   sha256,
+  sleep,
   startServer,
   type TestCertificate,
   type TestServer,
@@ -85,17 +87,6 @@ const withFastDir = async (f: (dir: string) => Promise<void>): Promise<void> => 
     await Deno.remove(dir, { recursive: true })
   }
 }
-
-/** `size` random bytes (getRandomValues fills at most 64 KiB at a time). */
-const randomBytes = (size: number): Uint8Array => {
-  const bytes = new Uint8Array(size)
-  for (let offset = 0; offset < size; offset += 65536) {
-    crypto.getRandomValues(bytes.subarray(offset, Math.min(size, offset + 65536)))
-  }
-  return bytes
-}
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
  * A raw FTP client whose control connection can be secured (AUTH TLS, or TLS from the start for
@@ -841,9 +832,9 @@ Deno.test("20 stalled handshakes do not spin the CPU, and each is closed by the 
         }
         // Else: connect and send nothing.
       }
-      await delay(200)
+      await sleep(200)
       const before = cpuSeconds()
-      await delay(2000)
+      await sleep(2000)
       const used = cpuSeconds() - before
       assert.ok(used < 0.5, `${used.toFixed(3)} CPU-s in 2 s with 20 stalled handshakes`)
       assert.ok((await servedIn(ftps)) < 2000)
@@ -979,8 +970,7 @@ Deno.test("PROT P: an upload whose TLS stream ends without close_notify is answe
     await withClient(ftps.port, ftps.cert, async (client) => {
       await client.secureLogin()
       await client.expect("TYPE I", 200)
-      const epsv = await client.expect("EPSV", 229)
-      const port = Number(/\(\|\|\|(\d+)\|\)/.exec(epsv.text)?.[1])
+      const port = await client.epsvPort()
       // node:tls over a node:net socket, so the TCP side can be ended under the TLS session.
       const tcp = net.connect(port, "127.0.0.1")
       const secured = tls.connect({ socket: tcp, ca: ftps.cert.cert, servername: "localhost" })
