@@ -4,6 +4,7 @@
  */
 import "../src/_no_async_hooks.ts"
 import { Effect, Exit, Layer, Scope } from "effect"
+import net from "node:net"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
 import { LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
 import { Hooks, type HooksShape } from "../src/hooks.ts"
@@ -87,6 +88,44 @@ export interface Reply {
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
+/** The byte connection under a {@link RawClient}: a `Deno.Conn`, or a `node:net` socket ({@link netConn}). */
+export type ClientConn = Pick<Deno.Conn, "read" | "write" | "close" | "remoteAddr" | "localAddr">
+
+/** A connected `node:net` socket as a {@link ClientConn}. */
+const netConn = (socket: net.Socket): ClientConn => {
+  const chunks: Uint8Array[] = []
+  let ended = false
+  let wake = () => {}
+  socket.on("data", (chunk: Uint8Array) => {
+    chunks.push(chunk)
+    wake()
+  })
+  socket.on("close", () => {
+    ended = true
+    wake()
+  })
+  socket.on("error", () => undefined)
+  return {
+    remoteAddr: { transport: "tcp", hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 },
+    localAddr: { transport: "tcp", hostname: socket.localAddress ?? "", port: socket.localPort ?? 0 },
+    async read(buffer) {
+      while (chunks.length === 0) {
+        if (ended) return null
+        await new Promise<void>((resolve) => (wake = resolve))
+      }
+      const head = chunks[0]
+      const n = Math.min(head.length, buffer.length)
+      buffer.set(head.subarray(0, n))
+      if (n === head.length) chunks.shift()
+      else chunks[0] = head.subarray(n)
+      return n
+    },
+    write: (bytes) =>
+      new Promise((resolve, reject) => socket.write(bytes, (error) => (error ? reject(error) : resolve(bytes.length)))),
+    close: () => void socket.destroy(),
+  }
+}
+
 /** A raw FTP client for exact reply checks. */
 export class RawClient {
   protected buffer = ""
@@ -95,12 +134,32 @@ export class RawClient {
   protected pending: Promise<number | null> | undefined
   greeting!: Reply
 
-  protected constructor(public conn: Deno.TcpConn | Deno.TlsConn) {}
+  protected constructor(public conn: ClientConn) {}
 
   /** Connect and read the greeting. */
   static async connect(port: number, hostname = "127.0.0.1"): Promise<RawClient> {
     const client = new RawClient(await Deno.connect({ hostname, port }))
     client.greeting = await client.readReply()
+    return client
+  }
+
+  /**
+   * Connect from `localAddress` (another loopback address, say), which `Deno.connect` can't choose,
+   * over `node:net`, and read the greeting.
+   */
+  static async connectFrom(port: number, localAddress: string): Promise<RawClient> {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress })
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", () => resolve())
+      socket.once("error", reject)
+    })
+    const client = new RawClient(netConn(socket))
+    try {
+      client.greeting = await client.readReply()
+    } catch (error) {
+      client.close()
+      throw error
+    }
     return client
   }
 
