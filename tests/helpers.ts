@@ -138,9 +138,7 @@ export class RawClient {
 
   /** Connect and read the greeting. */
   static async connect(port: number, hostname = "127.0.0.1"): Promise<RawClient> {
-    const client = new RawClient(await Deno.connect({ hostname, port }))
-    client.greeting = await client.readReply()
-    return client
+    return await new RawClient(await Deno.connect({ hostname, port })).greeted()
   }
 
   /**
@@ -153,14 +151,18 @@ export class RawClient {
       socket.once("connect", () => resolve())
       socket.once("error", reject)
     })
-    const client = new RawClient(netConn(socket))
+    return await new RawClient(netConn(socket)).greeted()
+  }
+
+  /** Read the greeting; the connection is closed if none comes. */
+  protected async greeted(): Promise<this> {
     try {
-      client.greeting = await client.readReply()
+      this.greeting = await this.readReply()
+      return this
     } catch (error) {
-      client.close()
+      this.close()
       throw error
     }
-    return client
   }
 
   /** Send raw bytes or a command line (CRLF added to strings). */

@@ -106,14 +106,7 @@ class FtpsClient extends RawClient {
   static async open(port: number, cert: TestCertificate, implicit = false): Promise<FtpsClient> {
     const tcp = await Deno.connect({ hostname: "127.0.0.1", port })
     const conn = implicit ? await Deno.startTls(tcp, FtpsClient.tlsOptions(cert)) : tcp
-    const client = new FtpsClient(conn, cert, implicit)
-    try {
-      client.greeting = await client.readReply()
-    } catch (error) {
-      client.close()
-      throw error
-    }
-    return client
+    return await new FtpsClient(conn, cert, implicit).greeted()
   }
 
   private static tlsOptions(cert: TestCertificate): Deno.StartTlsOptions {
