@@ -22,7 +22,7 @@ export interface FtpPath {
 export interface FileInfo {
   /** Base name (for `stat` of a path, its last component). */
   readonly name: string
-  readonly kind: "file" | "directory" | "symlink" | "other"
+  readonly kind: "file" | "directory" | "symlink" | "fifo" | "socket" | "blockDevice" | "charDevice" | "other"
   readonly size: number
   /** Last modification time, or `null` when the platform does not report it. */
   readonly mtime: Date | null
@@ -61,6 +61,8 @@ export type DirectoryListing = AsyncIterable<ReadonlyArray<FileInfo>>
 
 /** The operations a session performs; implementations are {@link LocalFilesystem} and {@link UnixFilesystem}. */
 export interface FilesystemShape {
+  /** What the server's start banner says of this filesystem, e.g. `"local disk, descriptor jail"`. */
+  readonly description?: string
   /**
    * Map a normalized absolute virtual path under `home` to a real path, or fail with
    * `OutsideHome` when it (after resolving symlinks) would leave `home`.
@@ -70,8 +72,11 @@ export interface FilesystemShape {
   readonly stat: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
   /** Information about a path; symlinks are not followed. */
   readonly lstat: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
-  /** The entries of a directory (symlinks reported as such), in batches. */
-  readonly list: (path: FtpPath) => Effect.Effect<DirectoryListing, FilesystemError>
+  /**
+   * The entries of a directory (symlinks reported as such), in batches; what the listing holds
+   * open (the directory) is released when the scope closes.
+   */
+  readonly list: (path: FtpPath) => Effect.Effect<DirectoryListing, FilesystemError, Scope.Scope>
   /** Open a regular file for reading from `offset`; closed when the scope closes. */
   readonly openRead: (path: FtpPath, offset: number) => Effect.Effect<ReadHandle, FilesystemError, Scope.Scope>
   /** Open a file for writing; closed when the scope closes. */

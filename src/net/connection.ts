@@ -169,6 +169,21 @@ export class ControlConnection {
     return next
   }
 
+  /**
+   * Queue the pieces of one reply behind earlier writes, writing each as it comes; writes queued
+   * meanwhile wait until the last piece is sent, so nothing lands inside the reply.
+   */
+  writeStream(pieces: AsyncIterable<string>): Promise<void> {
+    const next = this.writing.then(async () => {
+      for await (const piece of pieces) {
+        if (this.closed) return
+        await writeAll(this.conn, encoder.encode(piece))
+      }
+    })
+    this.writing = next.catch(() => undefined)
+    return next
+  }
+
   /** Close the connection; pending reads and writes fail. Safe to call more than once. */
   close(): void {
     if (this.closed) return

@@ -31,8 +31,35 @@ const triplet = (bits: number, special: boolean, letter: string): string =>
 
 const permissionTexts = new Map<number, string>()
 
+/** The `ls -l` type letter of each kind. */
+const TYPE_LETTERS: Record<FileInfo["kind"], string> = {
+  file: "-",
+  directory: "d",
+  symlink: "l",
+  fifo: "p",
+  socket: "s",
+  blockDevice: "b",
+  charDevice: "c",
+  other: "-",
+}
+
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/g
+
+/**
+ * A name as listings show it: control characters (C0, DEL, C1) become `?`, as vsftpd shows them,
+ * so that a name made by a local process can't break a listing's lines or act on a client's terminal.
+ *
+ * @example
+ * ```ts
+ * import { printableName } from "./listing.ts"
+ * console.log(printableName("a\x1b[31mred")) // "a?[31mred"
+ * ```
+ */
+export const printableName = (name: string): string => name.replace(CONTROL, "?")
+
 const permissions = (info: FileInfo): string => {
-  const type = info.kind === "directory" ? "d" : info.kind === "symlink" ? "l" : "-"
+  const type = TYPE_LETTERS[info.kind]
   const mode = (info.mode ?? (info.kind === "directory" ? 0o755 : info.kind === "symlink" ? 0o777 : 0o644)) & 0o7777
   return memo(
     permissionTexts,
@@ -96,7 +123,7 @@ export const formatListLine = (info: FileInfo, now: number, localTime: boolean):
   const size = String(info.size).padStart(8)
   return permissions(info) + " " + links + " " + idColumn(info.uid, "owner   ") + " " +
     idColumn(info.gid, "group   ") + " " + size + " " + cachedListTime(info.mtime, now, localTime) + " " +
-    info.name + "\r\n"
+    printableName(info.name) + "\r\n"
 }
 
 /**
@@ -108,7 +135,7 @@ export const formatListLine = (info: FileInfo, now: number, localTime: boolean):
  * console.log(JSON.stringify(formatNlstLine("a.txt"))) // "a.txt\r\n"
  * ```
  */
-export const formatNlstLine = (name: string): string => name + "\r\n"
+export const formatNlstLine = (name: string): string => printableName(name) + "\r\n"
 
 /**
  * A time as RFC 3659 `time-val` (`YYYYMMDDHHMMSS`, UTC), as used by MDTM and the `modify` fact.
@@ -238,8 +265,17 @@ export const mlsxPerm = (kind: FileInfo["kind"], allowed: (letter: string) => bo
 const FILE_PERMS = [["a", "a"], ["d", "d"], ["f", "f"], ["r", "r"], ["w", "w"]] as const
 const DIRECTORY_PERMS = [["c", "w"], ["d", "d"], ["e", "e"], ["f", "f"], ["l", "l"], ["m", "m"], ["p", "d"]] as const
 
-const mlsxType = (kind: FileInfo["kind"]): string =>
-  kind === "directory" ? "dir" : kind === "symlink" ? "OS.unix=symlink" : "file"
+/** RFC 3659 7.5.1 `type` values; what is neither a file nor a directory gets an `OS.unix=` type. */
+const MLSX_TYPES: Record<FileInfo["kind"], string> = {
+  file: "file",
+  directory: "dir",
+  symlink: "OS.unix=symlink",
+  fifo: "OS.unix=fifo",
+  socket: "OS.unix=socket",
+  blockDevice: "OS.unix=blockdev",
+  charDevice: "OS.unix=chardev",
+  other: "file",
+}
 
 /**
  * One MLSD entry or MLST fact line, without CRLF: the enabled `facts` that are known for `info`,
@@ -274,7 +310,7 @@ export const formatMlsxLine = (
     const value = factValue(fact, info, perm, type)
     if (value !== undefined) line += fact + "=" + value + ";"
   }
-  return line + " " + name
+  return line + " " + printableName(name)
 }
 
 const factMasks = new WeakMap<ReadonlySet<string>, number>()
@@ -293,9 +329,9 @@ const factMask = (facts: ReadonlySet<string>): number => {
 const factValue = (fact: MlsxFact, info: FileInfo, perm: string, type?: "cdir" | "pdir"): string | undefined => {
   switch (fact) {
     case "type":
-      return type ?? mlsxType(info.kind)
+      return type ?? MLSX_TYPES[info.kind]
     case "size":
-      return info.kind === "directory" ? undefined : String(info.size)
+      return info.kind === "file" || info.kind === "symlink" ? String(info.size) : undefined
     case "modify":
       return info.mtime === null ? undefined : cachedMlsxTime(info.mtime)
     case "perm":

@@ -33,6 +33,34 @@ export const formatReply = (code: number, text: string | ReadonlyArray<string>):
 }
 
 /**
+ * The first line of a multi-line reply written piece by piece (see {@link formatReplyMiddle}).
+ *
+ * @example
+ * ```ts
+ * import { formatReplyStart } from "./reply.ts"
+ * console.log(JSON.stringify(formatReplyStart(213, "Status:"))) // "213-Status:\r\n"
+ * ```
+ */
+export const formatReplyStart = (code: number, text: string): string =>
+  `${code}-${text.replace(CR, "").replace(CONTROL, "?").replaceAll("\n", " ")}\r\n`
+
+/**
+ * Middle lines of a multi-line reply written piece by piece (a long STAT): each line of `text`
+ * cleaned as {@link formatReply} cleans it and indented by one space, each ending in CRLF.
+ *
+ * @example
+ * ```ts
+ * import { formatReplyMiddle } from "./reply.ts"
+ * console.log(JSON.stringify(formatReplyMiddle("a\r\nb\r\n"))) // " a\r\n b\r\n"
+ * ```
+ */
+export const formatReplyMiddle = (text: string): string => {
+  let out = ""
+  for (const line of text.replace(CR, "").replace(CONTROL, "?").split("\n")) if (line !== "") out += ` ${line}\r\n`
+  return out
+}
+
+/**
  * Quote a path for a 257 reply by doubling every `"` (RFC 959 appendix II).
  *
  * @example

@@ -33,7 +33,7 @@ import { parseCommand } from "../protocol/command.ts"
 import type { Framed } from "../protocol/framer.ts"
 import { DEFAULT_MLSX_FACTS } from "../protocol/listing.ts"
 import { resolveVirtual } from "../protocol/path.ts"
-import { formatReply } from "../protocol/reply.ts"
+import { formatReply, formatReplyMiddle, formatReplyStart } from "../protocol/reply.ts"
 import type { ResolvedOptions } from "../options.ts"
 
 /** What every session of one server shares. */
@@ -191,6 +191,30 @@ export class Session {
     const formatted = formatReply(code, text)
     const send = Effect.promise(() => this.conn.write(formatted).catch(() => this.conn.close()))
     return this.debugLog ? Effect.andThen(this.debug(`-> ${formatted.trimEnd()}`), send) : send
+  }
+
+  /**
+   * Send a multi-line reply whose middle lines arrive in batches (LIST-formatted text, CRLF line
+   * ends): `first`, every line of `lines`, then `last`. A failure while reading `lines` (the
+   * listing's error) ends the reply at once with `last` replaced by a 451 line, and is not raised.
+   */
+  replyStream(code: number, first: string, lines: AsyncIterable<string>, last: string): Effect.Effect<void> {
+    this.lastReplyCode = code
+    const failed = (error: unknown) => {
+      this.lastReplyCode = 451
+      return formatReply(451, `Listing aborted: ${error instanceof Error ? error.message : String(error)}`)
+    }
+    async function* pieces() {
+      yield formatReplyStart(code, first)
+      try {
+        for await (const text of lines) yield formatReplyMiddle(text)
+      } catch (error) {
+        yield failed(error)
+        return
+      }
+      yield formatReply(code, last)
+    }
+    return Effect.promise(() => this.conn.writeStream(pieces()).catch(() => this.conn.close()))
   }
 
   log(message: string): Effect.Effect<void> {

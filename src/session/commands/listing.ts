@@ -6,13 +6,15 @@
  * @module
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { sendText } from "../../data/transfer.ts"
+import type { FilesystemError } from "../../errors.ts"
 import type { DirectoryListing, FileInfo, FtpPath } from "../../fs/filesystem.ts"
 import { formatListLine, formatMlsxLine, formatNlstLine, mlsxPerm } from "../../protocol/listing.ts"
 import { basename } from "../../protocol/path.ts"
 import type { CommandSpec, Handler, Session } from "../session.ts"
-import { needData, startTransfer } from "./transfer.ts"
+import { needData, opened, startTransfer } from "./transfer.ts"
 
 /** `LIST -la dir` → `dir`: clients send `ls` options, which a listing ignores (pyftpdlib does too). */
 export const stripListOptions = (arg: string): string => {
@@ -21,8 +23,15 @@ export const stripListOptions = (arg: string): string => {
   return rest
 }
 
-/** The entries to list: a directory's batches, or the path itself when it is not a directory. */
-const entries = (session: Session, path: FtpPath) =>
+/**
+ * The entries to list: a directory's batches, or the path itself when it is not a directory. What
+ * the listing holds open is released with the scope.
+ */
+const entries = (session: Session, path: FtpPath): Effect.Effect<
+  { readonly directory: boolean; readonly batches: DirectoryListing },
+  FilesystemError,
+  Scope.Scope
+> =>
   Effect.gen(function* () {
     const info = yield* session.server.fs.stat(path)
     if (info.kind === "directory") return { directory: true, batches: yield* session.server.fs.list(path) }
@@ -61,9 +70,11 @@ const listing = (
     const path = yield* session.resolve(stripListOptions(arg))
     yield* session.requirePerm(perm, path)
     if (!(yield* needData(session))) return
-    const found = yield* entries(session, path)
-    if (directoryOnly && !found.directory) return yield* session.reply(501, "No such directory.")
-    const scope = yield* Scope.make()
+    const [scope, found] = yield* opened(entries(session, path))
+    if (directoryOnly && !found.directory) {
+      yield* Scope.close(scope, Exit.void)
+      return yield* session.reply(501, "No such directory.")
+    }
     const formatEntry = format(session, path)
     yield* startTransfer(session, {
       command,
@@ -96,7 +107,11 @@ const mlst: Handler = (session, arg) =>
     yield* session.reply(250, [`Listing "${path.virtual}":`, facts, "End MLST."])
   })
 
-/** STAT <path>: a LIST on the control connection (RFC 959), without globbing. */
+/**
+ * STAT <path>: a LIST on the control connection (RFC 959), without globbing. The reply is written
+ * as the directory is read, batch by batch, so a huge directory is never held in memory; nothing
+ * else is written on the control connection meanwhile.
+ */
 export const statPath = (session: Session, arg: string): Effect.Effect<void, import("../session.ts").CommandError> =>
   Effect.gen(function* () {
     const target = stripListOptions(arg)
@@ -105,12 +120,8 @@ export const statPath = (session: Session, arg: string): Effect.Effect<void, imp
     yield* session.requirePerm("l", path)
     const found = yield* entries(session, path)
     const format = listFormat(session)
-    const collected: string[] = []
-    yield* Effect.promise(async () => {
-      for await (const batch of found.batches) for (const info of batch) collected.push(format(info).trimEnd())
-    })
-    yield* session.reply(213, [`Status of "${path.virtual}":`, ...collected, "End of status."])
-  })
+    yield* session.replyStream(213, `Status of "${path.virtual}":`, lines(found.batches, format), "End of status.")
+  }).pipe(Effect.scoped)
 
 /** The listing commands. */
 export const listingCommands: ReadonlyArray<CommandSpec> = [

@@ -277,8 +277,8 @@ const secureData = (session: Session, raw: Deno.Conn): Effect.Effect<Transport, 
     return conn
   })
 
-/** Open a file in a fresh scope for a transfer; the scope is closed if opening fails. */
-const opened = <A>(open: Effect.Effect<A, FilesystemError, Scope.Scope>) =>
+/** Open what a transfer needs in a fresh scope, closed if opening fails; the transfer closes it when it ends. */
+export const opened = <A>(open: Effect.Effect<A, FilesystemError, Scope.Scope>) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const value = yield* Scope.provide(scope)(open).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))

@@ -1,0 +1,577 @@
+/**
+ * The descriptor jail: every operation walks its path from an open descriptor of the user's home,
+ * one component at a time, with `openat(O_PATH | O_NOFOLLOW)`. Symlinks are read and followed
+ * here, never by the kernel on a whole path, and `..` steps back to the directory the walk came
+ * from, so a walk can't leave the home however the tree changes while it runs: a symlink whose
+ * target leaves the home (an absolute one outside it, or `..` above it) is refused, and the
+ * operation itself (`openat`, `mkdirat`, `unlinkat`, `renameat`, ...) runs on the descriptor the
+ * walk ended in, not on a path. This is what `chroot` gives vsftpd, without being root.
+ *
+ * Each operation walks again and compares the real path it reached with the one its command was
+ * checked against (permissions are per real directory): a path that changed in between is refused,
+ * never used.
+ *
+ * Needs the C library through FFI (`--allow-ffi`), Linux.
+ *
+ * @module
+ */
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { FilesystemError, type FilesystemErrorReason, fromSystemError } from "../errors.ts"
+import {
+  AT_EMPTY_PATH,
+  AT_REMOVEDIR,
+  AT_SYMLINK_NOFOLLOW,
+  direntNames,
+  Errno,
+  type Libc,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFREG,
+  type Stat,
+} from "../sys/libc.ts"
+import type { DirectoryListing, FileInfo, FilesystemShape, FtpPath, ReadHandle, WriteHandle } from "./filesystem.ts"
+import { attemptSync, basename, checkVirtual, kindOfType, LIST_BATCH, pause } from "./_common.ts"
+
+/** Symlinks followed in one walk before it is refused (Linux's own limit). */
+const MAX_LINKS = 40
+
+/**
+ * A user's home during one walk: an `O_PATH` descriptor of it, opened for the walk (nothing stays
+ * open between operations), and its canonical path.
+ */
+interface Root {
+  readonly fd: number
+  readonly real: string
+}
+
+/** What a walk reached: the directory holding the entry, the entry's name in it, and the real path. */
+interface Entry {
+  /** Descriptor of the directory holding `name`. */
+  readonly dir: number
+  /** The entry's name in `dir`; `""` when the entry is `dir` itself (the home, or a link to a directory). */
+  readonly name: string
+  /** An `O_PATH` descriptor of the entry, when it exists (owned by the walk). */
+  readonly fd: number | undefined
+  readonly stat: Stat | undefined
+}
+
+const reasonOf = (errno: number): FilesystemErrorReason => {
+  switch (errno) {
+    case Errno.ENOENT:
+      return "NotFound"
+    case Errno.EACCES:
+    case Errno.EPERM:
+    case Errno.EROFS:
+      return "PermissionDenied"
+    case Errno.EEXIST:
+      return "AlreadyExists"
+    case Errno.ENOTDIR:
+      return "NotADirectory"
+    case Errno.EISDIR:
+      return "IsADirectory"
+    case Errno.ENOTEMPTY:
+      return "NotEmpty"
+    case Errno.ENOSPC:
+    case Errno.EDQUOT:
+    case Errno.EFBIG:
+      return "NoSpace"
+    case Errno.ENAMETOOLONG:
+    case Errno.EINVAL:
+      return "BadName"
+    case Errno.ELOOP:
+    case Errno.EXDEV:
+      return "OutsideHome"
+    default:
+      return "Other"
+  }
+}
+
+/** The error for a failed call (`result` is `-errno`). */
+const failed = (virtual: string, result: number): FilesystemError =>
+  new FilesystemError({ path: virtual, reason: reasonOf(-result) })
+
+const outside = (virtual: string) => new FilesystemError({ path: virtual, reason: "OutsideHome" })
+
+/** A refusal for a path that changed between its command's check and the operation. */
+export const changed = (virtual: string): FilesystemError =>
+  new FilesystemError({
+    path: virtual,
+    reason: "PermissionDenied",
+    detail: "The path changed while the command ran: try again.",
+  })
+
+/**
+ * One walk from a root. It owns the descriptors it opens (the directories entered and the entry
+ * reached) and closes them in `close`.
+ */
+class Walk {
+  /** Directories entered below the root, deepest last. */
+  private readonly dirs: { readonly fd: number; readonly name: string }[] = []
+  private readonly extra: number[] = []
+  private links = 0
+
+  readonly root: Root
+
+  /** Start at the home whose canonical path is `home`. */
+  constructor(private readonly c: Libc, home: string, private readonly virtual: string) {
+    // O_NOFOLLOW: the home's canonical path has no symlink, so one found there now was swapped in.
+    const fd = c.openat(-100, home, c.O.PATH | c.O.DIRECTORY | c.O.NOFOLLOW)
+    if (fd < 0) throw failed(virtual, fd === -Errno.ELOOP ? -Errno.ENOENT : fd)
+    this.root = { fd, real: home }
+  }
+
+  /** The directory the walk is in. */
+  get fd(): number {
+    return this.dirs.length === 0 ? this.root.fd : this.dirs[this.dirs.length - 1].fd
+  }
+
+  /** The real path of the directory the walk is in. */
+  get real(): string {
+    let real = this.root.real === "/" ? "" : this.root.real
+    for (const dir of this.dirs) real += "/" + dir.name
+    return real === "" ? "/" : real
+  }
+
+  /** The real path of `name` in the current directory. */
+  realOf(name: string): string {
+    const dir = this.real
+    return name === "" ? dir : dir === "/" ? "/" + name : dir + "/" + name
+  }
+
+  close(): void {
+    for (const dir of this.dirs) this.c.close(dir.fd)
+    for (const fd of this.extra) this.c.close(fd)
+    this.c.close(this.root.fd)
+    this.dirs.length = 0
+    this.extra.length = 0
+  }
+
+  /** Keep `fd` open until the walk is closed. */
+  own(fd: number): number {
+    this.extra.push(fd)
+    return fd
+  }
+
+  private up(): void {
+    const dir = this.dirs.pop()
+    if (dir === undefined) throw outside(this.virtual)
+    this.c.close(dir.fd)
+  }
+
+  /**
+   * Enter the directories `names`, following symlinks. Returns the index of the first name that
+   * does not exist (when it is one of `names` itself, not a name inside a link), or -1.
+   */
+  enter(names: ReadonlyArray<string>, inLink = false): number {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]
+      if (name === "" || name === ".") continue
+      if (name === "..") {
+        this.up()
+        continue
+      }
+      const entry = this.entry(name, inLink)
+      if (entry.stat === undefined) {
+        if (inLink) throw outside(this.virtual)
+        return i
+      }
+      if (entry.stat.type !== S_IFDIR) throw new FilesystemError({ path: this.virtual, reason: "NotADirectory" })
+      if (entry.name !== "") {
+        // The directory's descriptor moves from the walk's extras to its path.
+        this.extra.splice(this.extra.lastIndexOf(entry.fd!), 1)
+        this.dirs.push({ fd: entry.fd!, name: entry.name })
+      }
+    }
+    return -1
+  }
+
+  /**
+   * `name` in the current directory, symlinks followed (confined to the root): afterwards the walk
+   * is in the directory that holds the entry reached. A name that does not exist gives an entry
+   * without `stat` (a missing name inside a link's target, a dangling link, is refused).
+   */
+  entry(name: string, inLink = false): Entry {
+    if (name === "" || name === ".") return this.self()
+    if (name === "..") {
+      this.up()
+      return this.self()
+    }
+    const fd = this.c.openat(this.fd, name, this.c.O.PATH | this.c.O.NOFOLLOW)
+    if (fd < 0) {
+      if (fd === -Errno.ENOENT) {
+        if (inLink) throw outside(this.virtual)
+        return { dir: this.fd, name, fd: undefined, stat: undefined }
+      }
+      throw failed(this.virtual, fd)
+    }
+    this.own(fd)
+    const stat = this.c.statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+    if (typeof stat === "number") throw failed(this.virtual, stat)
+    if (stat.type !== S_IFLNK) return { dir: this.fd, name, fd, stat }
+    if (++this.links > MAX_LINKS) throw outside(this.virtual)
+    const target = this.c.readlink(fd)
+    if (typeof target === "number") throw failed(this.virtual, target)
+    let names = target.split("/")
+    if (target.startsWith("/")) {
+      // An absolute link is followed only when it points into the root: the walk restarts there.
+      const prefix = this.root.real === "/" ? "/" : this.root.real + "/"
+      if (target !== this.root.real && !target.startsWith(prefix)) throw outside(this.virtual)
+      while (this.dirs.length > 0) this.up()
+      names = target.slice(this.root.real.length).split("/")
+    }
+    const last = names.pop()!
+    this.enter(names, true)
+    return this.entry(last, true)
+  }
+
+  /** The directory the walk is in, as an entry. */
+  private self(): Entry {
+    const stat = this.c.statx(this.fd, "", AT_EMPTY_PATH)
+    if (typeof stat === "number") throw failed(this.virtual, stat)
+    return { dir: this.fd, name: "", fd: this.fd, stat }
+  }
+}
+
+/** The components of a normalized virtual path (`[]` for `/`). */
+const componentsOf = (virtual: string): string[] => (virtual === "/" ? [] : virtual.slice(1).split("/"))
+
+const toFileInfo = (name: string, stat: Stat): FileInfo => ({
+  name,
+  kind: kindOfType(stat.type),
+  size: stat.size,
+  mtime: new Date(stat.mtimeMs),
+  mode: stat.mode,
+  nlink: stat.nlink,
+  uid: stat.uid,
+  gid: stat.gid,
+  dev: stat.dev,
+  ino: stat.ino,
+})
+
+/** A descriptor whose close waits for the call in flight on it: a number reused too early would be read by that call. */
+class Descriptor {
+  private busy: Promise<unknown> | undefined
+  private closed = false
+
+  constructor(private readonly c: Libc, readonly fd: number) {}
+
+  run<A>(call: (fd: number) => Promise<A>): Promise<A> {
+    if (this.closed) return Promise.reject(new Deno.errors.BadResource("file closed"))
+    const pending = call(this.fd)
+    this.busy = pending
+    return pending.finally(() => {
+      if (this.busy === pending) this.busy = undefined
+    })
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    const busy = this.busy
+    if (busy === undefined) this.c.close(this.fd)
+    else busy.finally(() => this.c.close(this.fd)).catch(() => undefined)
+  }
+}
+
+/**
+ * The jailed filesystem over descriptors. `homes` gives each resolved path's home (a path carries
+ * only its virtual and real form).
+ */
+export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
+  const realHomes = new Map<string, string>()
+  const homes = new WeakMap<FtpPath, string>()
+  /** The canonical path of `home`, found once. */
+  const rootOf = (home: string): Effect.Effect<string, FilesystemError> =>
+    Effect.suspend(() => {
+      const cached = realHomes.get(home)
+      if (cached !== undefined) return Effect.succeed(cached)
+      return Effect.tryPromise({
+        try: () => Deno.realPath(home),
+        catch: (e) => fromSystemError("/", e),
+      }).pipe(Effect.tap((real) => Effect.sync(() => realHomes.set(home, real))))
+    })
+
+  /** Run `f` on a fresh walk of `path`'s home; the walk's descriptors are closed afterwards. */
+  const walking = <A>(path: FtpPath, f: (walk: Walk) => A): Effect.Effect<A, FilesystemError> =>
+    Effect.flatMap(
+      Effect.suspend(() => {
+        const home = homes.get(path)
+        return home === undefined
+          ? Effect.fail(
+            new FilesystemError({
+              path: path.virtual,
+              reason: "PermissionDenied",
+              detail: "Path not resolved by this filesystem.",
+            }),
+          )
+          : rootOf(home)
+      }),
+      (root) =>
+        attemptSync(() => {
+          const walk = new Walk(c, root, path.virtual)
+          try {
+            return f(walk)
+          } finally {
+            walk.close()
+          }
+        }),
+    )
+
+  /**
+   * Walk to the directory holding `path`'s last component, and check that the real path reached
+   * is the one the command was checked against.
+   */
+  const parentOf = (walk: Walk, path: FtpPath): string => {
+    const names = componentsOf(path.virtual)
+    if (names.length === 0) {
+      if (walk.real !== path.real) throw changed(path.virtual)
+      return ""
+    }
+    const name = names.pop()!
+    if (walk.enter(names) !== -1) throw new FilesystemError({ path: path.virtual, reason: "NotFound" })
+    if (walk.realOf(name) !== path.real) throw changed(path.virtual)
+    return name
+  }
+
+  /** The entry at `path`, symlinks followed; `NotFound` when it does not exist. */
+  const existing = (walk: Walk, path: FtpPath): Entry & { readonly stat: Stat; readonly fd: number } => {
+    const entry = walk.entry(parentOf(walk, path))
+    if (entry.stat === undefined) throw new FilesystemError({ path: path.virtual, reason: "NotFound" })
+    return entry as Entry & { readonly stat: Stat; readonly fd: number }
+  }
+
+  const call = (virtual: string, result: number): number => {
+    if (result < 0) throw failed(virtual, result)
+    return result
+  }
+
+  /** Why `stat` can't be opened as a file (a directory, a FIFO or device that could block), if it can't. */
+  const notRegular = (path: FtpPath, stat: Stat): FilesystemError | undefined =>
+    stat.type === S_IFDIR
+      ? new FilesystemError({ path: path.virtual, reason: "IsADirectory" })
+      : stat.type !== S_IFREG
+      ? new FilesystemError({ path: path.virtual, reason: "PermissionDenied", detail: "Not a regular file." })
+      : undefined
+
+  /**
+   * Open the regular file `entry` (reached by a walk) with `flags`. Checked before (opening a FIFO
+   * could block or fail oddly) and after (the name may have been swapped since): only a regular
+   * file is kept open.
+   */
+  const openEntry = (path: FtpPath, entry: Entry, flags: number, mode = 0o666): number => {
+    if (entry.name === "") throw new FilesystemError({ path: path.virtual, reason: "IsADirectory" })
+    const before = entry.stat === undefined ? undefined : notRegular(path, entry.stat)
+    if (before !== undefined) throw before
+    const fd = c.openat(entry.dir, entry.name, flags | c.O.NOFOLLOW | c.O.NONBLOCK, mode)
+    // ELOOP: the name became a symlink after the walk read it.
+    if (fd === -Errno.ELOOP) throw changed(path.virtual)
+    call(path.virtual, fd)
+    const stat = c.statx(fd, "", AT_EMPTY_PATH)
+    const after = typeof stat === "number" ? failed(path.virtual, stat) : notRegular(path, stat)
+    if (after !== undefined) {
+      c.close(fd)
+      throw after
+    }
+    return fd
+  }
+
+  const scopedDescriptor = (open: Effect.Effect<number, FilesystemError>) =>
+    Effect.acquireRelease(Effect.map(open, (fd) => new Descriptor(c, fd)), (d) => Effect.sync(() => d.close()))
+
+  const resolve = (home: string, virtual: string): Effect.Effect<FtpPath, FilesystemError> =>
+    Effect.flatMap(rootOf(home), (root) =>
+      attemptSync(() => {
+        const bad = checkVirtual(virtual)
+        if (bad !== undefined) throw bad
+        const names = componentsOf(virtual)
+        const walk = new Walk(c, root, virtual)
+        try {
+          if (names.length === 0) return { virtual, real: root }
+          const name = names.pop()!
+          const missing = walk.enter(names)
+          if (missing !== -1) {
+            // Missing directories: the path can't be used, but it can be named (the operation says NotFound).
+            return { virtual, real: [walk.real === "/" ? "" : walk.real, ...names.slice(missing), name].join("/") }
+          }
+          const real = walk.realOf(name)
+          // A symlink at the end is kept as such (DELE and RNFR act on the link), once it is known to lead inside.
+          walk.entry(name)
+          return { virtual, real }
+        } finally {
+          walk.close()
+        }
+      }).pipe(Effect.tap((path) => Effect.sync(() => homes.set(path, home)))))
+
+  const stat = (path: FtpPath) => walking(path, (walk) => toFileInfo(basename(path.virtual), existing(walk, path).stat))
+
+  const lstat = (path: FtpPath) =>
+    walking(path, (walk) => {
+      const name = parentOf(walk, path)
+      const stat = c.statx(walk.fd, name, AT_SYMLINK_NOFOLLOW | (name === "" ? AT_EMPTY_PATH : 0))
+      if (typeof stat === "number") throw failed(path.virtual, stat)
+      return toFileInfo(basename(path.virtual), stat)
+    })
+
+  const list = (path: FtpPath): Effect.Effect<DirectoryListing, FilesystemError, Scope.Scope> =>
+    Effect.map(
+      scopedDescriptor(walking(path, (walk) => {
+        const entry = existing(walk, path)
+        if (entry.stat.type !== S_IFDIR) throw new FilesystemError({ path: path.virtual, reason: "NotADirectory" })
+        return call(path.virtual, c.openat(entry.fd, ".", c.O.RDONLY | c.O.DIRECTORY))
+      })),
+      (dir) => listing(c, dir, path),
+    )
+
+  const openRead = (path: FtpPath, offset: number): Effect.Effect<ReadHandle, FilesystemError, Scope.Scope> =>
+    Effect.flatMap(
+      scopedDescriptor(walking(path, (walk) => openEntry(path, existing(walk, path), c.O.RDONLY))),
+      (file) =>
+        attemptSync(() => {
+          const stat = c.statx(file.fd, "", AT_EMPTY_PATH)
+          if (typeof stat === "number") throw failed(path.virtual, stat)
+          if (offset > stat.size) throw new FilesystemError({ path: path.virtual, reason: "InvalidOffset" })
+          if (offset > 0) call(path.virtual, c.seek(file.fd, offset))
+          return { size: stat.size, readable: byteStream(c, file, path.virtual) }
+        }),
+    )
+
+  const openWrite: FilesystemShape["openWrite"] = (path, options) =>
+    Effect.map(
+      scopedDescriptor(walking(path, (walk) => {
+        const entry = walk.entry(parentOf(walk, path))
+        const { O } = c
+        const append = options.mode === "append" ? O.APPEND : 0
+        const offset = options.offset ?? 0
+        if (entry.stat === undefined || options.exclusive) {
+          if (entry.stat !== undefined) throw new FilesystemError({ path: path.virtual, reason: "AlreadyExists" })
+          // Resuming at an offset needs the file to exist: never leave an empty one behind.
+          if (options.mode === "resume" && offset > 0) {
+            throw new FilesystemError({ path: path.virtual, reason: "NotFound" })
+          }
+          // O_EXCL: a name that appeared since the walk (a symlink, say) is refused, not followed.
+          const fd = c.openat(entry.dir, entry.name, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW | append, 0o666)
+          if (fd === -Errno.EEXIST && !options.exclusive) throw changed(path.virtual)
+          return call(path.virtual, fd)
+        }
+        const fd = openEntry(path, entry, O.WRONLY | append)
+        try {
+          if (options.mode === "truncate") call(path.virtual, c.ftruncate(fd, 0))
+          if (options.mode === "resume" && offset > 0) {
+            const stat = c.statx(fd, "", AT_EMPTY_PATH)
+            if (typeof stat === "number") throw failed(path.virtual, stat)
+            if (offset > stat.size) throw new FilesystemError({ path: path.virtual, reason: "InvalidOffset" })
+            call(path.virtual, c.seek(fd, offset))
+          }
+          return fd
+        } catch (error) {
+          c.close(fd)
+          throw error
+        }
+      })),
+      (file): WriteHandle => ({
+        write: async (chunk) => {
+          for (let written = 0; written < chunk.length;) {
+            const n = await file.run((fd) => c.write(fd, chunk.subarray(written)))
+            if (n < 0) throw failed(path.virtual, n)
+            written += n
+          }
+        },
+      }),
+    )
+
+  return {
+    description: "local disk, descriptor jail (openat walks, no symlink followed blindly)",
+    resolve,
+    stat,
+    lstat,
+    list,
+    openRead,
+    openWrite,
+    mkdir: (path) =>
+      walking(path, (walk) => {
+        const name = parentOf(walk, path)
+        call(path.virtual, c.mkdirat(walk.fd, name, 0o777))
+      }),
+    rmdir: (path) =>
+      walking(path, (walk) => {
+        const name = parentOf(walk, path)
+        const stat = c.statx(walk.fd, name, AT_SYMLINK_NOFOLLOW)
+        if (typeof stat === "number") throw failed(path.virtual, stat)
+        if (stat.type !== S_IFDIR) throw new FilesystemError({ path: path.virtual, reason: "NotADirectory" })
+        call(path.virtual, c.unlinkat(walk.fd, name, AT_REMOVEDIR))
+      }),
+    remove: (path) =>
+      walking(path, (walk) => {
+        const name = parentOf(walk, path)
+        const stat = c.statx(walk.fd, name, AT_SYMLINK_NOFOLLOW)
+        if (typeof stat === "number") throw failed(path.virtual, stat)
+        if (stat.type === S_IFDIR) throw new FilesystemError({ path: path.virtual, reason: "IsADirectory" })
+        call(path.virtual, c.unlinkat(walk.fd, name, 0))
+      }),
+    rename: (from, to) =>
+      walking(from, (source) => {
+        const fromName = parentOf(source, from)
+        // The source's descriptors stay open while the target is walked: both ends are checked now.
+        const target = new Walk(c, source.root.real, to.virtual)
+        try {
+          if (homes.get(to) !== homes.get(from)) throw changed(to.virtual)
+          const toName = parentOf(target, to)
+          call(from.virtual, c.renameat(source.fd, fromName, target.fd, toName))
+        } finally {
+          target.close()
+        }
+      }),
+    chmod: (path, mode) => walking(path, (walk) => void call(path.virtual, c.chmodFd(existing(walk, path).fd, mode))),
+    setMtime: (path, mtime) =>
+      walking(path, (walk) => void call(path.virtual, c.setMtimeFd(existing(walk, path).fd, mtime))),
+  }
+}
+
+/** The file behind `file` as a byte stream: BYOB reads go straight into the reader's buffer. */
+const byteStream = (c: Libc, file: Descriptor, virtual: string): ReadableStream<Uint8Array> =>
+  new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: 64 << 10,
+    async pull(controller) {
+      const request = controller.byobRequest!
+      const view = request.view as Uint8Array
+      const n = await file.run((fd) => c.read(fd, view))
+      if (n < 0) return controller.error(failed(virtual, n))
+      if (n === 0) {
+        controller.close()
+        request.respond(0)
+        return
+      }
+      request.respond(n)
+    },
+  })
+
+/**
+ * The entries of the directory open as `dir`, in directory order: names read with `getdents64`
+ * (32 KiB at a time), each `statx`ed relative to the directory, in batches of {@link LIST_BATCH},
+ * with a pause for other sessions whenever a few milliseconds of work have passed.
+ */
+async function* listing(c: Libc, dir: Descriptor, path: FtpPath): DirectoryListing {
+  const buffer = new Uint8Array(32 << 10)
+  let batch: FileInfo[] = []
+  let failure: number | undefined
+  const names = direntNames(buffer, (into) => {
+    const n = c.getdents(dir.fd, into)
+    if (n < 0) failure = n
+    return n
+  })
+  const yieldNow = pause()
+  for (const name of names) {
+    const stat = c.statx(dir.fd, name, AT_SYMLINK_NOFOLLOW)
+    if (typeof stat !== "number") batch.push(toFileInfo(name, stat))
+    else if (stat !== -Errno.ENOENT) throw failed(path.virtual, stat)
+    if (batch.length === LIST_BATCH) {
+      yield batch
+      batch = []
+      await yieldNow()
+    }
+  }
+  if (failure !== undefined) throw failed(path.virtual, failure)
+  if (batch.length > 0) yield batch
+}
