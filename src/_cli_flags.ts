@@ -77,6 +77,10 @@ export const FLAGS: ReadonlyArray<Flag> = [
   },
   { long: "permit-privileged-ports", help: "allow active data connections (PORT) to ports below 1024" },
   {
+    long: "permit-special-mode-bits",
+    help: "let SITE CHMOD set the setuid, setgid and sticky bits (default: only modes 000 to 777)",
+  },
+  {
     long: "encoding",
     metavar: "ENCODING",
     help: `the encoding of paths on the wire; only utf8 is supported (default: ${DEFAULTS.encoding})`,

@@ -255,6 +255,7 @@ const toConfig = (values: Values): CliConfig => {
       banner: value("banner", String),
       permitForeignAddresses: flag("permit-foreign-addresses"),
       permitPrivilegedPorts: flag("permit-privileged-ports"),
+      permitSpecialModeBits: on("permit-special-mode-bits"),
       encoding: value("encoding", encoding),
       useLocaltime: flag("use-localtime"),
       maxCons: value("max-cons", count),

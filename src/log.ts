@@ -88,6 +88,30 @@ const writeStderr = (line: string): void => {
 const text = (message: unknown): string =>
   Array.isArray(message) ? message.map(text).join(" ") : typeof message === "string" ? message : String(message)
 
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/g
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const CONTROL_BUT_LF = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/g
+const SHORT: Readonly<Record<string, string>> = { "\r": "\\r", "\n": "\\n", "\t": "\\t" }
+const escapeOne = (char: string): string => SHORT[char] ?? `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`
+
+/**
+ * `line` with every control character (C0, DEL, C1) written as an escape (`\r`, `\x1b`, ...):
+ * user names, paths and commands come from clients, and a raw CR or terminal escape in them
+ * would forge log lines or act on the terminal of whoever reads the log. Every log format uses it.
+ *
+ * @example
+ * ```ts
+ * import { escapeControls } from "./log.ts"
+ * console.log(escapeControls("USER 'evil\r[I] admin logged in'")) // USER 'evil\r[I] admin logged in'
+ * ```
+ */
+export const escapeControls = (line: string, keepNewlines = false): string => {
+  const pattern = keepNewlines ? CONTROL_BUT_LF : CONTROL
+  pattern.lastIndex = 0
+  return pattern.test(line) ? line.replace(pattern, escapeOne) : line
+}
+
 /** Options of {@link FtpLogger}. */
 export interface FtpLoggerOptions {
   /** Log every command and reply (`-D`). */
@@ -105,8 +129,9 @@ const makeLogger = (options: FtpLoggerOptions): Logger.Logger<unknown, void> => 
     const annotations = fiber.getRef(References.CurrentLogAnnotations)
     const session = annotations[SESSION_ANNOTATION]
     const prefix = session === undefined ? "" : `${String(session)} `
-    const causeText = cause.reasons.length > 0 ? `\n${String(cause)}` : ""
-    write(`[${letter[logLevel]} ${stamp(date)}] ${prefix}${text(message)}${causeText}`)
+    // A cause (a stack trace) keeps its line breaks; nothing else in a line may break it.
+    const causeText = cause.reasons.length > 0 ? `\n${escapeControls(String(cause), true)}` : ""
+    write(`${escapeControls(`[${letter[logLevel]} ${stamp(date)}] ${prefix}${text(message)}`)}${causeText}`)
   })
 }
 

@@ -89,6 +89,11 @@ export interface ServerOptions {
    * (pyftpdlib's anti_flood demo, which uses 300). 0 for no limit (the default, as in pyftpdlib).
    */
   readonly maxCommandsPerSecond?: number
+  /**
+   * Let SITE CHMOD set the setuid, setgid and sticky bits (modes above 0777). Default false: an
+   * uploader could otherwise make a setuid program owned by the server's user.
+   */
+  readonly permitSpecialModeBits?: boolean
   /** Show times in listings in local time instead of UTC. Default false. */
   readonly useLocaltime?: boolean
   /** Name of the encoding paths use on the wire; only `utf8` is supported. */
@@ -173,6 +178,7 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
     masqueradeAddressMap: options.masqueradeAddressMap ?? {},
     permitForeignAddresses: options.permitForeignAddresses ?? false,
     permitPrivilegedPorts: options.permitPrivilegedPorts ?? false,
+    permitSpecialModeBits: options.permitSpecialModeBits ?? false,
     maxCons: options.maxCons ?? 512,
     maxConsPerIp: options.maxConsPerIp ?? 0,
     timeout: options.timeout ?? 300,

@@ -26,6 +26,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { Authorizer } from "./auth/authorizer.ts"
 import { BANNED_TEXT, Bans, type BansShape } from "./bans.ts"
+import { DataSockets } from "./data/data_channel.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
 import { Filesystem } from "./fs/filesystem.ts"
 import { Hooks } from "./hooks.ts"
@@ -166,6 +167,8 @@ const make = (
       auth,
       hooks,
       passivePorts: makePassivePorts(resolved.passivePorts),
+      // Each session holds at most two; twice the sessions allowed is room enough for all.
+      dataSockets: new DataSockets(resolved.maxCons > 0 ? 2 * resolved.maxCons : Infinity),
       commands: builtinCommands,
       sessions: new Set(),
       userSessions: new Map(),

@@ -19,7 +19,10 @@ import type { Throttle } from "./throttle.ts"
 
 /** Bytes moved so far by one transfer. */
 export interface Progress {
+  /** Bytes sent or received on the data connection. */
   bytes: number
+  /** For an upload, the bytes that reached the file (fewer than `bytes` when the disk filled up). */
+  stored?: number
 }
 
 /** Why a transfer loop stopped early. */
@@ -234,6 +237,7 @@ export const receiveFile = (
       clearInterval(timer)
       // No write may outlive the loop (the file is closed next); `writing` never rejects.
       await writing
+      progress.stored = file.written()
     }
   })
 }

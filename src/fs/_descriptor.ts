@@ -469,15 +469,20 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
           throw error
         }
       })),
-      (file): WriteHandle => ({
-        write: async (chunk) => {
-          for (let written = 0; written < chunk.length;) {
-            const n = await file.run((fd) => c.write(fd, chunk.subarray(written)))
-            if (n < 0) throw failed(path.virtual, n)
-            written += n
-          }
-        },
-      }),
+      (file): WriteHandle => {
+        let stored = 0
+        return {
+          write: async (chunk) => {
+            for (let written = 0; written < chunk.length;) {
+              const n = await file.run((fd) => c.write(fd, chunk.subarray(written)))
+              if (n < 0) throw failed(path.virtual, n)
+              written += n
+              stored += n
+            }
+          },
+          written: () => stored,
+        }
+      },
     )
 
   return {

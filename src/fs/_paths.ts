@@ -365,14 +365,20 @@ const openWrite = (
         await file.seek(offset, Deno.SeekMode.Start)
       })
     }
+    let stored = 0
     return {
       write: async (chunk: Uint8Array) => {
         try {
-          for (let written = 0; written < chunk.length;) written += await file.write(chunk.subarray(written))
+          for (let written = 0; written < chunk.length;) {
+            const n = await file.write(chunk.subarray(written))
+            written += n
+            stored += n
+          }
         } catch (e) {
           throw fromSystemError(path.virtual, e)
         }
       },
+      written: () => stored,
     }
   })
 

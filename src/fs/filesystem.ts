@@ -45,6 +45,8 @@ export interface ReadHandle {
 /** An open file being written. `write` resolves once every byte of `chunk` is written. */
 export interface WriteHandle {
   readonly write: (chunk: Uint8Array) => Promise<void>
+  /** Bytes that reached the file so far: a write that failed may have stored part of its chunk. */
+  readonly written: () => number
 }
 
 /** How `openWrite` opens its file. */

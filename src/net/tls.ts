@@ -16,7 +16,8 @@
 import { createPrivateKey, X509Certificate } from "node:crypto"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
-import { closeQuietly, writeAll } from "./_io.ts"
+import { closeQuietly, unfinishedHandshakes, writeAll } from "./_io.ts"
+import { libc } from "../sys/libc.ts"
 
 /** The byte API of a connection, plain (`Deno.Conn`) or TLS ({@link TlsConn}). */
 export interface Transport {
@@ -110,10 +111,13 @@ export interface NativeTls {
  * `node:tls` there: `Deno.listenTls` has no minimum version (it takes TLS 1.2 and 1.3), does not
  * ask for client certificates, does not say whether a session was resumed
  * (`requireSessionReuse`), and keeps its own session cache, so a data connection can't resume
- * the control connection's TLS session on it.
+ * the control connection's TLS session on it. Without FFI (`--allow-ffi`) it is `null` too: a
+ * connection whose handshake never finishes can't be closed otherwise (see `closeQuietly`).
  */
 export const nativeDataTls = (settings: TlsSettings, requireSessionReuse: boolean): NativeTls | null => {
   if (requireSessionReuse || settings.requestClientCert === true || settings.minVersion === "TLSv1.3") return null
+  // A native TLS connection whose handshake never finishes can only be closed through FFI.
+  if (libc() === null) return null
   // Each side takes its own blocks: a file holding both (pyftpdlib's certfile alone) is fine.
   const chain = settings.cert.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
   const key = pemBlock(settings.key, "(?:RSA |EC )?PRIVATE KEY")
@@ -140,6 +144,7 @@ export const handshakeNative = async (conn: Deno.TlsConn, timeoutMs: number): Pr
       }),
       timeout,
     ])
+    unfinishedHandshakes.delete(conn)
     return conn
   } catch (error) {
     closeQuietly(conn)

@@ -163,7 +163,7 @@ const TIME_VAL = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d+))?$/
 /**
  * Parse an RFC 3659 `time-val` (14 digits, optionally `.` and fraction digits) as a UTC time, as
  * MFMT and `MDTM <time> <path>` send it. `undefined` for anything malformed or out of range.
- * A second of 60 (leap second) is accepted and lands on the next minute.
+ * A second of 60 (leap second) is accepted and lands on the next minute, unless that leaves year 9999.
  *
  * @example
  * ```ts
@@ -183,7 +183,8 @@ export const parseMlsxTime = (text: string): Date | undefined => {
   const date = new Date(0)
   date.setUTCFullYear(year, month - 1, day)
   date.setUTCHours(hour, minute, second, millis)
-  return date
+  // A leap second at the very end of 9999 would land in a year that has no 4-digit time-val.
+  return date.getUTCFullYear() > 9999 ? undefined : date
 }
 
 const daysIn = (year: number, month: number): number => {

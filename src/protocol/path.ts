@@ -54,6 +54,22 @@ export const dirname = (path: string): string => {
   return slash === 0 ? "/" : normalized.slice(0, slash)
 }
 
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/
+
+/**
+ * Whether a name has a control character (C0, DEL or C1): such names are refused when a client
+ * creates them (vsftpd and pure-ftpd do the same), since they would reach other users' terminals
+ * and tools through listings and logs.
+ *
+ * @example
+ * ```ts
+ * import { hasControlCharacter } from "./path.ts"
+ * console.log(hasControlCharacter("\x1b[31mred"), hasControlCharacter("résumé.txt")) // true false
+ * ```
+ */
+export const hasControlCharacter = (name: string): boolean => CONTROL.test(name)
+
 const normalize = (path: string): string => resolveVirtual("/", path === "" ? "/" : path)
 
 /** Apply the components of `path` to `parts`, resolving `.` and `..`. */

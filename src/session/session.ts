@@ -20,7 +20,7 @@ import type * as Scope from "effect/Scope"
 import * as References from "effect/References"
 import type { Account, AuthorizerShape, Permission } from "../auth/authorizer.ts"
 import type { BansShape } from "../bans.ts"
-import { type DataSetup, releaseSetup } from "../data/data_channel.ts"
+import { type DataSetup, type DataSockets, releaseSetup } from "../data/data_channel.ts"
 import type { PassivePorts } from "../data/passive_ports.ts"
 import type { Progress } from "../data/transfer.ts"
 import { type DataConnectionError, FilesystemError, filesystemReply } from "../errors.ts"
@@ -32,7 +32,7 @@ import { type NativeTls, TlsConn } from "../net/tls.ts"
 import { parseCommand } from "../protocol/command.ts"
 import type { Framed } from "../protocol/framer.ts"
 import { DEFAULT_MLSX_FACTS } from "../protocol/listing.ts"
-import { resolveVirtual } from "../protocol/path.ts"
+import { basename, hasControlCharacter, resolveVirtual } from "../protocol/path.ts"
 import { formatReply, formatReplyMiddle, formatReplyStart } from "../protocol/reply.ts"
 import type { ResolvedOptions } from "../options.ts"
 
@@ -47,6 +47,8 @@ export interface ServerContext {
   readonly auth: AuthorizerShape
   readonly hooks: HooksShape
   readonly passivePorts: PassivePorts
+  /** Every data connection open, counted against its session's and the server's limits. */
+  readonly dataSockets: DataSockets
   readonly commands: ReadonlyMap<string, CommandSpec>
   /** Every open session, for the server's idle sweep. */
   readonly sessions: Set<Session>
@@ -125,6 +127,8 @@ export class Session {
   restOffset = 0
   renameFrom: FtpPath | null = null
   data: DataSetup | null = null
+  /** Data connections this session holds open (see `DataSockets`). */
+  dataSockets = 0
   /** Set by the server's graceful close: finish the running transfer (if any), then 421 and close. */
   draining = false
   /** Ends the command loop's current wait for a line (see {@link nextLine}) with `WOKEN`. */
@@ -232,6 +236,19 @@ export class Session {
   /** Resolve a client's path argument (relative to the current directory) inside the user's home. */
   resolve(arg: string): Effect.Effect<FtpPath, FilesystemError> {
     return this.server.fs.resolve(this.account!.home, resolveVirtual(this.cwd, arg))
+  }
+
+  /** Fail with 553 when the last component of `path`, a name about to be created, has a control character. */
+  newName(path: FtpPath): Effect.Effect<void, FilesystemError> {
+    return hasControlCharacter(basename(path.virtual))
+      ? Effect.fail(
+        new FilesystemError({
+          path: path.virtual,
+          reason: "BadName",
+          detail: "File name not allowed: it contains control characters.",
+        }),
+      )
+      : Effect.void
   }
 
   /** Fail with 550 unless the user has `perm` on `path`. */

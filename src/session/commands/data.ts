@@ -7,10 +7,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
-import { activeTargetRefusal, connectActive, PASSIVE_ACCEPT_TIMEOUT } from "../../data/data_channel.ts"
+import { activeTargetRefusal, connectActive, ownedConn, PASSIVE_ACCEPT_TIMEOUT } from "../../data/data_channel.ts"
 import { formatEpsv, formatPasv, isIPv4, parseEprt, parsePort } from "../../protocol/address.ts"
 import type { CommandSpec, Handler, Session } from "../session.ts"
-import { closeQuietly } from "../../net/_io.ts"
 
 /** Replace any pending data connection by a fresh passive lease; returns the port. */
 const openPassive = (session: Session) =>
@@ -77,10 +76,7 @@ const openActive = (session: Session, host: string, port: number) =>
     const timeout = Math.min(PASSIVE_ACCEPT_TIMEOUT, session.options.dataTimeout || PASSIVE_ACCEPT_TIMEOUT)
     const scope = yield* Scope.make()
     const conn = yield* Scope.provide(scope)(
-      Effect.acquireRelease(connectActive(host, port, timeout), (c) =>
-        Effect.sync(() => {
-          closeQuietly(c)
-        })),
+      ownedConn(session.server.dataSockets, session, (hold) => connectActive(host, port, timeout, hold)),
     ).pipe(
       Effect.tapError((error) =>
         session.warn(

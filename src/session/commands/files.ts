@@ -35,6 +35,7 @@ const mkd: Handler = (session, arg) =>
   Effect.gen(function* () {
     const path = yield* session.resolve(arg)
     yield* session.requirePerm("m", path)
+    yield* session.newName(path)
     yield* session.server.fs.mkdir(path)
     yield* session.reply(257, `"${quotePath(path.virtual)}" directory created.`)
   })
@@ -74,6 +75,7 @@ const rnto: Handler = (session, arg) =>
     if (from === null) return yield* session.reply(503, "Bad sequence of commands: use RNFR first.")
     const to = yield* session.resolve(arg)
     yield* session.requirePerm("f", to)
+    yield* session.newName(to)
     yield* session.server.fs.rename(from, to)
     yield* session.reply(250, "Renaming ok.")
   })

@@ -131,9 +131,14 @@ const chmod = (session: Session, arg: string) =>
     if (match === null) {
       return yield* session.reply(501, "Invalid SITE CHMOD format: use SITE CHMOD <octal mode> <path>.")
     }
+    const mode = parseInt(match[1], 8)
+    // Special bits would let an uploader make a setuid program, run as the server's user (root?).
+    if (mode > 0o777 && !session.options.permitSpecialModeBits) {
+      return yield* session.reply(550, "SITE CHMOD: setuid, setgid and sticky bits are not allowed; use 000 to 777.")
+    }
     const path = yield* session.resolve(match[2])
     yield* session.requirePerm("M", path)
-    yield* session.server.fs.chmod(path, parseInt(match[1], 8))
+    yield* session.server.fs.chmod(path, mode)
     yield* session.reply(200, "SITE CHMOD successful.")
   })
 

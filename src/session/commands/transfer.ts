@@ -18,13 +18,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import {
-  acceptPassive,
-  type DataSetup,
-  PASSIVE_ACCEPT_TIMEOUT,
-  releaseSetup,
-  scopedConn,
-} from "../../data/data_channel.ts"
+import { acceptPassive, type DataSetup, PASSIVE_ACCEPT_TIMEOUT, releaseSetup } from "../../data/data_channel.ts"
 import { Bandwidth } from "../../data/throttle.ts"
 import { finishConnection, type LoopOptions, receiveFile, sendFile, TransferStalled } from "../../data/transfer.ts"
 import { DataConnectionError, FilesystemError } from "../../errors.ts"
@@ -127,10 +121,11 @@ const finish = (
     const completed = Exit.isSuccess(outcome)
     if (plan.direction !== "listing") {
       const seconds = ((Date.now() - active.started) / 1000).toFixed(3)
+      const { bytes, stored } = active.progress
       yield* session.log(
-        `${plan.command} ${plan.path.virtual} completed=${
-          completed ? 1 : 0
-        } bytes=${active.progress.bytes} seconds=${seconds}`,
+        `${plan.command} ${plan.path.virtual} completed=${completed ? 1 : 0} bytes=${
+          stored ?? bytes
+        } seconds=${seconds}`,
       )
     }
     if (completed) {
@@ -202,10 +197,13 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
       const raw = setup.kind === "passive"
         ? yield* acceptPassive(
           setup.listener,
+          setup.tls,
           session.remoteAddress,
           options.permitForeignAddresses,
           Math.min(PASSIVE_ACCEPT_TIMEOUT, dataTimeout),
-        ).pipe(Effect.flatMap(scopedConn))
+          session.server.dataSockets,
+          session,
+        )
         : setup.conn
       const conn = setup.kind === "passive" && setup.tls
         ? yield* secureNative(session, raw as Deno.TlsConn)
@@ -377,6 +375,7 @@ const stor: Handler = (session, arg) =>
     }
     const path = yield* session.resolve(arg)
     yield* session.requirePerm("w", path)
+    yield* session.newName(path)
     if (!(yield* needData(session))) return
     const mode = offset > 0 ? { mode: "resume" as const, offset } : { mode: "truncate" as const }
     yield* receive(session, "STOR", path, mode, "File status okay. About to open data connection.")
@@ -390,6 +389,7 @@ const appe: Handler = (session, arg) =>
     }
     const path = yield* session.resolve(arg)
     yield* session.requirePerm("a", path)
+    yield* session.newName(path)
     if (!(yield* needData(session))) return
     yield* receive(session, "APPE", path, { mode: "append" }, "File status okay. About to open data connection.")
   })
@@ -410,6 +410,7 @@ const stou: Handler = (session, arg) =>
     for (let i = 0; i < UNIQUE_TRIES; i++) {
       const name = `${prefix}.${crypto.randomUUID().slice(0, 8)}`
       const path = yield* session.resolve(name)
+      yield* session.newName(path)
       const result = yield* Effect.result(
         receive(session, "STOU", path, { mode: "truncate", exclusive: true }, `FILE: ${name}`),
       )
