@@ -87,6 +87,13 @@ export const FLAGS: ReadonlyArray<Flag> = [
   },
   { long: "use-localtime", help: "show times in listings in the local time zone (default: UTC)" },
   {
+    long: "jail",
+    metavar: "MODE",
+    help: "how users are kept in the shared directory: descriptor (openat walks; needs --allow-ffi), path " +
+      "(realpath checks; holds against FTP clients, not local processes swapping symlinks), or auto: " +
+      "descriptor when --allow-ffi is granted (default: auto)",
+  },
+  {
     long: "max-cons",
     metavar: "N",
     help: `max number of simultaneous connections, 0 for no limit (default: ${DEFAULTS.maxCons})`,
@@ -232,5 +239,6 @@ Deno permissions, checked before the server starts:
   --allow-write=PATH      write the shared directory (only with -w)
   --allow-read=FILE       read the --certfile and --keyfile (only with --tls)
   --allow-net=HOST:PORT   listen on the --implicit-tls-port
+  --allow-ffi             the descriptor jail, and native TLS on PROT P passive data connections
 
-Example: deno run --allow-net --allow-read=. --allow-write=. src/cli.ts -w -p 2121`
+Example: deno run --allow-net --allow-read=. --allow-write=. --allow-ffi src/cli.ts -w -p 2121`

@@ -26,7 +26,7 @@ import { DEFAULTS, FLAGS, TLS_ONLY, USAGE } from "./_cli_flags.ts"
 import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
 import { DummyAuthorizer } from "./auth/dummy.ts"
 import { AuthorizerError } from "./errors.ts"
-import { LocalFilesystem } from "./fs/local.ts"
+import { availableJail, type JailMode, LocalFilesystem } from "./fs/local.ts"
 import { makeSecureContext, type TlsSettings } from "./net/tls.ts"
 import { FtpLogger } from "./log.ts"
 import { type ServerOptions, VERSION } from "./options.ts"
@@ -46,6 +46,8 @@ export interface CliConfig {
   readonly write: boolean
   /** `-D`: log every command and reply. */
   readonly debug: boolean
+  /** `--jail`: how the shared directory keeps users in (see `LocalFilesystem`). */
+  readonly jail: "auto" | JailMode
   /** `--tls`: the certificate and key files (absolute paths), read by {@link loadTls}; `null` without TLS. */
   readonly tls: TlsFiles | null
 }
@@ -136,6 +138,13 @@ const address = (text: string): string => {
 const ipv4 = (text: string): string => {
   if (!isIPv4(text)) fail(`argument -n/--nat-address: expected an IPv4 address, got '${text}'`)
   return text
+}
+
+const jailMode = (text: string): "auto" | JailMode => {
+  if (text !== "auto" && text !== "descriptor" && text !== "path") {
+    fail(`argument --jail: expected auto, descriptor or path, got '${text}'`)
+  }
+  return text as "auto" | JailMode
 }
 
 const encoding = (text: string): string => {
@@ -284,6 +293,7 @@ const toConfig = (values: Values): CliConfig => {
     user: username === undefined ? null : { name: username, password: password! },
     write: flag("write"),
     debug: flag("debug"),
+    jail: value("jail", jailMode) ?? "auto",
     tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
   }
 }
@@ -353,6 +363,9 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
     )
   }
   need(await granted({ name: "read", path: dir }), `read access to ${dir}`, `--allow-read=${dir}`)
+  if (config.jail === "descriptor") {
+    need(await granted({ name: "ffi" }), "FFI for the descriptor jail", "--allow-ffi")
+  }
   if (config.write) need(await granted({ name: "write", path: dir }), `write access to ${dir}`, `--allow-write=${dir}`)
   if (config.tls !== null) {
     for (const file of new Set([config.tls.certFile, config.tls.keyFile])) {
@@ -416,7 +429,7 @@ const usageError = (message: string): never => {
 
 const serve = (config: CliConfig, authorizer: DummyAuthorizer) =>
   FtpServer.serve(config.options).pipe(
-    Effect.provide([authorizer.toLayer(), LocalFilesystem.layer]),
+    Effect.provide([authorizer.toLayer(), LocalFilesystem.layerWith({ jail: config.jail })]),
     // Outermost, so that the authorizer's warnings, logged while its layer is built, use it too.
     Effect.provide(FtpLogger.layer({ debug: config.debug })),
   )
@@ -430,6 +443,9 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   if (missing.length > 0) {
     for (const line of missing) console.error(line)
     return Deno.exit(2)
+  }
+  if (config.jail === "descriptor" && availableJail() !== "descriptor") {
+    return usageError(`argument --jail: the descriptor jail needs Linux on x86_64 or aarch64 with glibc or musl`)
   }
   let tls: TlsSettings | undefined
   try {

@@ -187,6 +187,7 @@ const make = (
     yield* Effect.logInfo("concurrency model: async (one Effect fiber per session)")
     yield* Effect.logInfo(`masquerade (NAT) address: ${resolved.masqueradeAddress ?? "None"}`)
     yield* Effect.logInfo(`passive ports: ${range}`)
+    yield* Effect.logInfo(`filesystem: ${fs.description ?? "custom"}`)
     if (secureContext === null) yield* Effect.logInfo("TLS: off")
     else {
       const implicitAt = implicitListener === undefined

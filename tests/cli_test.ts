@@ -36,6 +36,7 @@ Deno.test("no flags: anonymous read-only share of the current directory on [::]:
     user: null,
     write: false,
     debug: false,
+    jail: "auto",
     tls: null,
   })
 })
@@ -76,6 +77,8 @@ Deno.test("every flag in its long form sets its option", () => {
     "--global-write-limit=6000",
     "--atomic-uploads",
     "--shutdown-grace=15",
+    "--permit-special-mode-bits",
+    "--jail=path",
   ])
   assert.deepEqual(config, {
     options: {
@@ -108,11 +111,13 @@ Deno.test("every flag in its long form sets its option", () => {
       globalWriteLimit: 6000,
       atomicUploads: true,
       shutdownGrace: 15,
+      permitSpecialModeBits: true,
     },
     directory: "/srv/ftp",
     user: { name: "bob", password: "secret" },
     write: true,
     debug: true,
+    jail: "path",
     tls: null,
   })
 })
@@ -413,6 +418,7 @@ Deno.test("a bad value or flag is one clear error naming the flag", () => {
     [["-P", "secret"], /-P\/--password: requires -u\/--username/],
     [["-i", "not an address"], /-i\/--interface: invalid address 'not an address'/],
     [["-i", ""], /-i\/--interface: invalid address ''/],
+    [["--jail", "chroot"], /^argument --jail: expected auto, descriptor or path, got 'chroot'$/],
     [["-n", "nat.example.com"], /-n\/--nat-address: expected an IPv4 address, got 'nat.example.com'/],
     [["-n", "1.2.3.256"], /-n\/--nat-address: .* got '1.2.3.256'/],
     [["--tls"], /^argument --tls: requires a certificate \(--certfile PATH\)$/],
@@ -640,6 +646,32 @@ Deno.test("listening on every address needs an unrestricted --allow-net, since P
         " (add --allow-net, or give -i one IP address)\n",
     )
   })
+})
+
+Deno.test("--jail descriptor without --allow-ffi exits 2 naming --allow-ffi", async () => {
+  await withShare(async (dir) => {
+    const { code, stderr } = await runCli(
+      ["--allow-net=127.0.0.1", `--allow-read=${dir}`],
+      ["-i", "127.0.0.1", "-d", dir, "--jail", "descriptor"],
+    )
+    assert.equal(code, 2)
+    assert.equal(stderr, "ftpd: missing permission: FFI for the descriptor jail (add --allow-ffi)\n")
+  })
+})
+
+Deno.test("the start banner names the jail in force: descriptor with --allow-ffi, path without", async () => {
+  await withCli([], async (cli) => {
+    assert.match(cli.log(), /\] filesystem: local disk, path jail/)
+    assert.equal(await interrupt(cli), 130, cli.log())
+  })
+  await withCli([], async (cli) => {
+    assert.match(cli.log(), /\] filesystem: local disk, descriptor jail/)
+    assert.equal(await interrupt(cli), 130, cli.log())
+  }, ["--allow-ffi"])
+  await withCli(["--jail", "path"], async (cli) => {
+    assert.match(cli.log(), /\] filesystem: local disk, path jail/)
+    assert.equal(await interrupt(cli), 130, cli.log())
+  }, ["--allow-ffi"])
 })
 
 Deno.test("a missing read permission exits 2 naming --allow-read", async () => {

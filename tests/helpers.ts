@@ -6,7 +6,7 @@ import "../src/_no_async_hooks.ts"
 import { Effect, Exit, Layer, Scope } from "effect"
 import net from "node:net"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
-import { LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
+import { type JailMode, LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
 import { Hooks, type HooksShape } from "../src/hooks.ts"
 import { FtpLogger } from "../src/log.ts"
 import type { ServerOptions } from "../src/options.ts"
@@ -19,6 +19,8 @@ export interface TestServerOptions extends ServerOptions {
   readonly hooks?: HooksShape
   /** Use UnixFilesystem (no jail) instead of LocalFilesystem. */
   readonly unix?: boolean
+  /** The jail of the LocalFilesystem (default: auto, the descriptor jail under `--allow-all`). */
+  readonly jail?: JailMode
   /** An existing root directory; default: a fresh temporary directory, removed by `close`. */
   readonly root?: string
   /** Print server log lines (default: kept in `logs` only). */
@@ -53,7 +55,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
   })
   const layers = Layer.mergeAll(
     users,
-    options.unix ? UnixFilesystem.layer : LocalFilesystem.layer,
+    options.unix ? UnixFilesystem.layer : LocalFilesystem.layerWith({ jail: options.jail ?? "auto" }),
     Hooks.layer(options.hooks ?? {}),
     logger,
   )
@@ -484,5 +486,114 @@ export const makeCertificate = async (commonName = "localhost"): Promise<TestCer
   } catch (error) {
     await remove()
     throw error
+  }
+}
+
+/**
+ * The child: a test server with the options in argv[0], serving until its stdin closes. On
+ * SIGUSR2 it collects garbage and writes its live heap size to argv[1] (run with --expose-gc).
+ */
+const SERVER_SCRIPT = `
+import { startServer } from ${JSON.stringify(new URL("./helpers.ts", import.meta.url).href)}
+const server = await startServer(JSON.parse(Deno.args[0]))
+const gc = (globalThis as unknown as { gc: () => void }).gc
+let probes = 0
+Deno.addSignalListener("SIGUSR2", () => {
+  gc()
+  gc()
+  Deno.writeTextFileSync(Deno.args[1], JSON.stringify({ probe: ++probes, heap: Deno.memoryUsage().heapUsed }))
+})
+console.log(JSON.stringify({ port: server.port, root: server.root }))
+for await (const _ of Deno.stdin.readable) { /* until the parent closes stdin */ }
+await server.close()
+`
+
+/** A server in a child process, so that its memory and descriptors are its own. */
+export interface ChildServer {
+  readonly port: number
+  readonly pid: number
+  /** The directory it serves. */
+  readonly root: string
+  /** Descriptors the server process has open. */
+  fds(): number
+  /** Resident set size of the server process, in bytes. */
+  rss(): number
+  /** Live heap of the server process after a full garbage collection, in bytes. */
+  heap(): Promise<number>
+}
+
+/**
+ * Run `f` against a test server (`options` as for {@link startServer}, JSON only) in a child
+ * process; the child ends when `f` does.
+ */
+export const withChildServer = async (
+  options: Omit<TestServerOptions, "users" | "hooks">,
+  f: (server: ChildServer) => Promise<void>,
+) => {
+  const dir = await Deno.makeTempDir({ prefix: "ftpd-resources-" })
+  let child: Deno.ChildProcess | undefined
+  try {
+    await Deno.writeTextFile(`${dir}/server.ts`, SERVER_SCRIPT)
+    const config = new URL("../deno.json", import.meta.url).pathname
+    child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "--no-prompt",
+        "--config",
+        config,
+        "--v8-flags=--expose-gc",
+        `${dir}/server.ts`,
+        JSON.stringify(options),
+        `${dir}/heap.json`,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn()
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader()
+    const first = await timed(reader.read(), 30_000, "the child server to start")
+    reader.releaseLock()
+    child.stdout.cancel().catch(() => undefined)
+    const { port, root } = JSON.parse(first.value!.trim())
+    const pid = child.pid
+    let probes = 0
+    const heap = async () => {
+      probes++
+      Deno.kill(pid, "SIGUSR2")
+      let heap = 0
+      await eventually(
+        () => {
+          try {
+            const report = JSON.parse(Deno.readTextFileSync(`${dir}/heap.json`))
+            heap = report.heap
+            return report.probe === probes
+          } catch {
+            return false
+          }
+        },
+        10_000,
+        "the child's heap report",
+      )
+      return heap
+    }
+    await f({
+      port,
+      pid,
+      root,
+      fds: () => [...Deno.readDirSync(`/proc/${pid}/fd`)].length,
+      rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) * 1024,
+      heap,
+    })
+  } finally {
+    if (child !== undefined) {
+      await child.stdin.close().catch(() => undefined)
+      const exited = await within(child.status, 10_000)
+      if (exited === null) {
+        child.kill("SIGKILL")
+        await child.status
+      }
+    }
+    await Deno.remove(dir, { recursive: true })
   }
 }

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict"
 import { Readable, Writable } from "node:stream"
 import { Client, FTPError } from "basic-ftp"
+import type { JailMode } from "../src/fs/local.ts"
 import {
   closeQuietly,
   curl,
@@ -31,7 +32,11 @@ interface Tree {
   readonly server: TestServer
 }
 
-const withTree = async (f: (tree: Tree) => Promise<void>, unix = false): Promise<void> => {
+const withTree = async (
+  f: (tree: Tree) => Promise<void>,
+  unix = false,
+  jail: JailMode = "descriptor",
+): Promise<void> => {
   const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-jail-" }))
   const home = `${base}/home`
   const outside = `${base}/outside`
@@ -50,7 +55,7 @@ const withTree = async (f: (tree: Tree) => Promise<void>, unix = false): Promise
   await Deno.symlink("idir", `${home}/idlink`)
   let server: TestServer | undefined
   try {
-    server = await startServer({ root: home, unix })
+    server = await startServer({ root: home, unix, jail })
     await f({ base, home, outside, server })
   } finally {
     await server?.close()
@@ -123,232 +128,238 @@ const download = async (client: Client, path: string): Promise<string> => {
   return text(new Uint8Array(await new Blob(chunks as BlobPart[]).arrayBuffer()))
 }
 
-// --- .. and absolute paths -----------------------------------------------------------------------
+// Every test up to the UnixFilesystem one runs against both jails.
+for (const jail of ["descriptor", "path"] as const) {
+  const test = (name: string, f: () => Promise<void>) => Deno.test(`${jail} jail: ${name}`, f)
+  const jailed = (f: (tree: Tree) => Promise<void>) => withTree(f, false, jail)
 
-Deno.test("CWD ../.. stays at the home: PWD is / and NLST lists the home", () =>
-  withTree((tree) =>
-    withRaw(tree, async (raw) => {
-      assert.equal((await raw.command("CWD ../..")).code, 250)
-      assert.equal((await raw.command("PWD")).text, '"/" is the current directory.')
-      const { data } = await receive(raw, "NLST")
-      assert.ok(data.split("\r\n").includes("inner.txt"), data)
-      assert.equal(data.split("\r\n").includes("outside"), false, data)
-      await raw.command("CWD idir")
-      assert.equal((await raw.command("CWD ../../../idir")).code, 250)
-      assert.equal((await raw.command("PWD")).text, '"/idir" is the current directory.')
-    })
-  ))
+  // --- .. and absolute paths -----------------------------------------------------------------------
 
-Deno.test("RETR with .. (../x, ../../etc/passwd, /../x, ../outside/secret.txt) replies 550 and sends nothing", () =>
-  withTree((tree) =>
-    withRaw(tree, async (raw) => {
-      for (const path of ["../x", "../../etc/passwd", "/../x", "../outside/secret.txt", "idir/../../x"]) {
-        assert.deepEqual(await receive(raw, `RETR ${path}`), { codes: [550], data: "" }, path)
+  test("CWD ../.. stays at the home: PWD is / and NLST lists the home", () =>
+    jailed((tree) =>
+      withRaw(tree, async (raw) => {
+        assert.equal((await raw.command("CWD ../..")).code, 250)
+        assert.equal((await raw.command("PWD")).text, '"/" is the current directory.')
+        const { data } = await receive(raw, "NLST")
+        assert.ok(data.split("\r\n").includes("inner.txt"), data)
+        assert.equal(data.split("\r\n").includes("outside"), false, data)
+        await raw.command("CWD idir")
+        assert.equal((await raw.command("CWD ../../../idir")).code, 250)
+        assert.equal((await raw.command("PWD")).text, '"/idir" is the current directory.')
+      })
+    ))
+
+  test("RETR with .. (../x, ../../etc/passwd, /../x, ../outside/secret.txt) replies 550 and sends nothing", () =>
+    jailed((tree) =>
+      withRaw(tree, async (raw) => {
+        for (const path of ["../x", "../../etc/passwd", "/../x", "../outside/secret.txt", "idir/../../x"]) {
+          assert.deepEqual(await receive(raw, `RETR ${path}`), { codes: [550], data: "" }, path)
+        }
+      })
+    ))
+
+  test("absolute real paths are taken inside the home: RETR, CWD, LIST, STOR, MKD reply 550", () =>
+    jailed(async (tree) => {
+      const before = await outsideState(tree)
+      await withRaw(tree, async (raw) => {
+        for (const path of ["/etc/passwd", `${tree.outside}/secret.txt`, `${tree.base}/x`]) {
+          assert.deepEqual(await receive(raw, `RETR ${path}`), { codes: [550], data: "" }, path)
+        }
+        for (const command of ["CWD /etc", `CWD ${tree.outside}`, `MKD ${tree.outside}/made`, `STAT ${tree.outside}`]) {
+          assert.equal((await raw.command(command)).code, 550, command)
+        }
+        assert.deepEqual((await receive(raw, `LIST ${tree.outside}`)).codes, [550])
+        assert.deepEqual(await send(raw, `STOR ${tree.outside}/new.txt`), [550])
+      })
+      assert.equal(await outsideState(tree), before)
+    }))
+
+  test("RNTO with .. lands inside the home, never above it", () =>
+    jailed((tree) =>
+      withRaw(tree, async (raw) => {
+        await raw.command("CWD idir")
+        assert.equal((await raw.command("RNFR in.txt")).code, 350)
+        assert.equal((await raw.command("RNTO ../../../escaped.txt")).code, 250)
+        assert.equal(await Deno.readTextFile(`${tree.home}/escaped.txt`), "in")
+        assert.equal(await exists(`${tree.base}/escaped.txt`), false)
+      })
+    ))
+
+  test("curl cannot reach outside with .. or an absolute path", () =>
+    jailed(async (tree) => {
+      // curl exit codes: 78 = RETR (or SIZE) refused with 550, 9 = CWD refused.
+      const cases: ReadonlyArray<readonly [string, string, number]> = [
+        ["multicwd", "../x", 78],
+        ["multicwd", "../../x", 78],
+        ["multicwd", "%2F../x", 78],
+        ["multicwd", "../outside/secret.txt", 9],
+        ["multicwd", "%2Fetc/passwd", 9],
+        ["nocwd", "../x", 78],
+        ["nocwd", "../outside/secret.txt", 78],
+        ["nocwd", "%2F../x", 78],
+      ]
+      for (const [method, path, code] of cases) {
+        const out = await curl("--path-as-is", "--ftp-method", method, url(tree, path))
+        assert.equal(out.code, code, `${method} ${path}: ${out.stderr}`)
+        assert.equal(text(out.stdout), "", path)
       }
-    })
-  ))
+    }))
 
-Deno.test("absolute real paths are taken inside the home: RETR, CWD, LIST, STOR, MKD reply 550", () =>
-  withTree(async (tree) => {
-    const before = await outsideState(tree)
-    await withRaw(tree, async (raw) => {
-      for (const path of ["/etc/passwd", `${tree.outside}/secret.txt`, `${tree.base}/x`]) {
-        assert.deepEqual(await receive(raw, `RETR ${path}`), { codes: [550], data: "" }, path)
+  // --- symlinks leading outside --------------------------------------------------------------------
+
+  test("a symlink to a file outside: RETR, LIST, SIZE, MDTM, MLST, STAT reply 550 and reveal nothing", () =>
+    jailed((tree) =>
+      withRaw(tree, async (raw) => {
+        assert.deepEqual(await receive(raw, "RETR flink"), { codes: [550], data: "" })
+        assert.deepEqual(await receive(raw, "LIST flink"), { codes: [550], data: "" })
+        for (const command of ["SIZE flink", "MDTM flink", "MLST flink", "STAT flink"]) {
+          assert.equal((await raw.command(command)).code, 550, command)
+        }
+      })
+    ))
+
+  test("a symlink to a file outside: STOR, APPE, SITE CHMOD, MFMT, DELE, RNFR reply 550 and change nothing", () =>
+    jailed(async (tree) => {
+      const before = await outsideState(tree)
+      await withRaw(tree, async (raw) => {
+        assert.deepEqual(await send(raw, "STOR flink"), [550])
+        assert.deepEqual(await send(raw, "APPE flink"), [550])
+        for (const command of ["SITE CHMOD 777 flink", "MFMT 20000101000000 flink", "DELE flink", "RNFR flink"]) {
+          assert.equal((await raw.command(command)).code, 550, command)
+        }
+      })
+      assert.equal(await outsideState(tree), before)
+      assert.ok(await exists(`${tree.home}/flink`))
+    }))
+
+  test("a symlink to a directory outside: CWD, LIST, NLST, MLSD, RETR and STAT through it reply 550", () =>
+    jailed((tree) =>
+      withRaw(tree, async (raw) => {
+        assert.equal((await raw.command("CWD dlink")).code, 550)
+        assert.equal((await raw.command("PWD")).text, '"/" is the current directory.')
+        for (const command of ["LIST dlink", "NLST dlink", "MLSD dlink", "RETR dlink/secret.txt", "LIST dlink/"]) {
+          assert.deepEqual(await receive(raw, command), { codes: [550], data: "" }, command)
+        }
+        for (const command of ["STAT dlink", "MLST dlink/secret.txt", "SIZE dlink/secret.txt"]) {
+          assert.equal((await raw.command(command)).code, 550, command)
+        }
+      })
+    ))
+
+  test("a symlink to a directory outside: STOR, MKD, DELE, RNFR, RNTO through it reply 550, nothing written", () =>
+    jailed(async (tree) => {
+      const before = await outsideState(tree)
+      await withRaw(tree, async (raw) => {
+        assert.deepEqual(await send(raw, "STOR dlink/new.txt"), [550])
+        assert.deepEqual(await send(raw, "STOR dlink/secret.txt"), [550])
+        assert.deepEqual(await send(raw, "APPE dlink/secret.txt"), [550])
+        for (const command of ["MKD dlink/sub", "DELE dlink/secret.txt", "RNFR dlink/secret.txt", "RMD dlink"]) {
+          assert.equal((await raw.command(command)).code, 550, command)
+        }
+        assert.equal((await raw.command("RNFR inner.txt")).code, 350)
+        assert.equal((await raw.command("RNTO dlink/stolen.txt")).code, 550)
+        assert.equal((await raw.command("RNFR inner.txt")).code, 350)
+        assert.equal((await raw.command("RNTO flink")).code, 550)
+      })
+      assert.equal(await outsideState(tree), before)
+      assert.equal(await Deno.readTextFile(`${tree.home}/inner.txt`), "inner")
+    }))
+
+  test("curl cannot download, list or upload through symlinks leading outside", () =>
+    jailed(async (tree) => {
+      const before = await outsideState(tree)
+      // curl exit codes: 78 = RETR refused with 550, 9 = CWD refused, 25 = STOR refused.
+      const downloads: ReadonlyArray<readonly [string, string, number]> = [
+        ["multicwd", "flink", 78],
+        ["multicwd", "dlink/secret.txt", 9],
+        ["multicwd", "dlink/", 9],
+        ["nocwd", "dlink/secret.txt", 78],
+      ]
+      for (const [method, path, code] of downloads) {
+        const out = await curl("--ftp-method", method, url(tree, path))
+        assert.equal(out.code, code, `${method} ${path}: ${out.stderr}`)
+        assert.equal(text(out.stdout), "", path)
       }
-      for (const command of ["CWD /etc", `CWD ${tree.outside}`, `MKD ${tree.outside}/made`, `STAT ${tree.outside}`]) {
-        assert.equal((await raw.command(command)).code, 550, command)
+      const local = `${tree.home}/idir/in.txt`
+      const uploads: ReadonlyArray<readonly [string, string, number]> = [
+        ["multicwd", "flink", 25],
+        ["multicwd", "dlink/new.txt", 9],
+        ["nocwd", "dlink/new.txt", 25],
+        ["nocwd", "dlink/secret.txt", 25],
+      ]
+      for (const [method, path, code] of uploads) {
+        const out = await curl("--ftp-method", method, "-T", local, url(tree, path))
+        assert.equal(out.code, code, `${method} -T ${path}: ${out.stderr}`)
       }
-      assert.deepEqual((await receive(raw, `LIST ${tree.outside}`)).codes, [550])
-      assert.deepEqual(await send(raw, `STOR ${tree.outside}/new.txt`), [550])
-    })
-    assert.equal(await outsideState(tree), before)
-  }))
+      assert.equal(await outsideState(tree), before)
+    }))
 
-Deno.test("RNTO with .. lands inside the home, never above it", () =>
-  withTree((tree) =>
-    withRaw(tree, async (raw) => {
-      await raw.command("CWD idir")
-      assert.equal((await raw.command("RNFR in.txt")).code, 350)
-      assert.equal((await raw.command("RNTO ../../../escaped.txt")).code, 250)
-      assert.equal(await Deno.readTextFile(`${tree.home}/escaped.txt`), "in")
-      assert.equal(await exists(`${tree.base}/escaped.txt`), false)
-    })
-  ))
+  test("basic-ftp gets 550 for every operation through symlinks leading outside", () =>
+    jailed(async (tree) => {
+      const before = await outsideState(tree)
+      await withBasicFtp(tree, async (client) => {
+        await rejects550(download(client, "flink"), "download flink")
+        await rejects550(download(client, "dlink/secret.txt"), "download dlink/secret.txt")
+        await rejects550(client.cd("dlink"), "cd dlink")
+        await rejects550(client.list("dlink"), "list dlink")
+        await rejects550(client.uploadFrom(Readable.from([new TextEncoder().encode("x")]), "dlink/new.txt"), "upload")
+        await rejects550(client.uploadFrom(Readable.from([new TextEncoder().encode("x")]), "flink"), "upload flink")
+        await rejects550(client.rename("inner.txt", "dlink/stolen.txt"), "rename")
+        await rejects550(client.remove("dlink/secret.txt"), "remove")
+        assert.equal(await download(client, "inner.txt"), "inner")
+      })
+      assert.equal(await outsideState(tree), before)
+    }))
 
-Deno.test("curl cannot reach outside with .. or an absolute path", () =>
-  withTree(async (tree) => {
-    // curl exit codes: 78 = RETR (or SIZE) refused with 550, 9 = CWD refused.
-    const cases: ReadonlyArray<readonly [string, string, number]> = [
-      ["multicwd", "../x", 78],
-      ["multicwd", "../../x", 78],
-      ["multicwd", "%2F../x", 78],
-      ["multicwd", "../outside/secret.txt", 9],
-      ["multicwd", "%2Fetc/passwd", 9],
-      ["nocwd", "../x", 78],
-      ["nocwd", "../outside/secret.txt", 78],
-      ["nocwd", "%2F../x", 78],
-    ]
-    for (const [method, path, code] of cases) {
-      const out = await curl("--path-as-is", "--ftp-method", method, url(tree, path))
-      assert.equal(out.code, code, `${method} ${path}: ${out.stderr}`)
-      assert.equal(text(out.stdout), "", path)
-    }
-  }))
+  test("basic-ftp cannot reach outside with .. or absolute paths", () =>
+    jailed(async (tree) => {
+      await withBasicFtp(tree, async (client) => {
+        await rejects550(download(client, "../x"), "../x")
+        await rejects550(download(client, "/../x"), "/../x")
+        await rejects550(download(client, `${tree.outside}/secret.txt`), "absolute")
+        await client.cd("../..")
+        assert.equal(await client.pwd(), "/")
+      })
+    }))
 
-// --- symlinks leading outside --------------------------------------------------------------------
+  // --- dangling symlinks, symlinks inside ----------------------------------------------------------
 
-Deno.test("a symlink to a file outside: RETR, LIST, SIZE, MDTM, MLST, STAT reply 550 and reveal nothing", () =>
-  withTree((tree) =>
-    withRaw(tree, async (raw) => {
-      assert.deepEqual(await receive(raw, "RETR flink"), { codes: [550], data: "" })
-      assert.deepEqual(await receive(raw, "LIST flink"), { codes: [550], data: "" })
-      for (const command of ["SIZE flink", "MDTM flink", "MLST flink", "STAT flink"]) {
-        assert.equal((await raw.command(command)).code, 550, command)
-      }
-    })
-  ))
+  test("a dangling symlink is refused with 550 and STOR through it creates nothing", () =>
+    jailed(async (tree) => {
+      await withRaw(tree, async (raw) => {
+        for (const link of ["dangling", "dangling-in"]) {
+          assert.deepEqual(await receive(raw, `RETR ${link}`), { codes: [550], data: "" }, link)
+          assert.deepEqual(await send(raw, `STOR ${link}`), [550], link)
+          assert.deepEqual(await send(raw, `APPE ${link}`), [550], link)
+          assert.equal((await raw.command(`MKD ${link}`)).code, 550, link)
+          assert.equal((await raw.command(`CWD ${link}`)).code, 550, link)
+        }
+      })
+      assert.equal(await exists(`${tree.base}/nowhere.txt`), false)
+      assert.equal(await exists(`${tree.home}/missing.txt`), false)
+    }))
 
-Deno.test("a symlink to a file outside: STOR, APPE, SITE CHMOD, MFMT, DELE, RNFR reply 550 and change nothing", () =>
-  withTree(async (tree) => {
-    const before = await outsideState(tree)
-    await withRaw(tree, async (raw) => {
-      assert.deepEqual(await send(raw, "STOR flink"), [550])
-      assert.deepEqual(await send(raw, "APPE flink"), [550])
-      for (const command of ["SITE CHMOD 777 flink", "MFMT 20000101000000 flink", "DELE flink", "RNFR flink"]) {
-        assert.equal((await raw.command(command)).code, 550, command)
-      }
-    })
-    assert.equal(await outsideState(tree), before)
-    assert.ok(await exists(`${tree.home}/flink`))
-  }))
+  test("symlinks that stay inside the home work for RETR, CWD, LIST and STOR", () =>
+    jailed((tree) =>
+      withRaw(tree, async (raw) => {
+        assert.deepEqual(await receive(raw, "RETR ilink"), { codes: [150, 226], data: "inner" })
+        assert.equal((await raw.command("SIZE ilink")).text, "5")
+        assert.deepEqual(await receive(raw, "NLST idlink"), { codes: [150, 226], data: "in.txt\r\n" })
+        assert.deepEqual(await send(raw, "STOR idlink/new.txt", "via link"), [150, 226])
+        assert.equal(await Deno.readTextFile(`${tree.home}/idir/new.txt`), "via link")
+        assert.equal((await raw.command("CWD idlink")).code, 250)
+        assert.deepEqual(await receive(raw, "RETR in.txt"), { codes: [150, 226], data: "in" })
+      })
+    ))
 
-Deno.test("a symlink to a directory outside: CWD, LIST, NLST, MLSD, RETR and STAT through it reply 550", () =>
-  withTree((tree) =>
-    withRaw(tree, async (raw) => {
-      assert.equal((await raw.command("CWD dlink")).code, 550)
-      assert.equal((await raw.command("PWD")).text, '"/" is the current directory.')
-      for (const command of ["LIST dlink", "NLST dlink", "MLSD dlink", "RETR dlink/secret.txt", "LIST dlink/"]) {
-        assert.deepEqual(await receive(raw, command), { codes: [550], data: "" }, command)
-      }
-      for (const command of ["STAT dlink", "MLST dlink/secret.txt", "SIZE dlink/secret.txt"]) {
-        assert.equal((await raw.command(command)).code, 550, command)
-      }
-    })
-  ))
-
-Deno.test("a symlink to a directory outside: STOR, MKD, DELE, RNFR, RNTO through it reply 550, nothing written", () =>
-  withTree(async (tree) => {
-    const before = await outsideState(tree)
-    await withRaw(tree, async (raw) => {
-      assert.deepEqual(await send(raw, "STOR dlink/new.txt"), [550])
-      assert.deepEqual(await send(raw, "STOR dlink/secret.txt"), [550])
-      assert.deepEqual(await send(raw, "APPE dlink/secret.txt"), [550])
-      for (const command of ["MKD dlink/sub", "DELE dlink/secret.txt", "RNFR dlink/secret.txt", "RMD dlink"]) {
-        assert.equal((await raw.command(command)).code, 550, command)
-      }
-      assert.equal((await raw.command("RNFR inner.txt")).code, 350)
-      assert.equal((await raw.command("RNTO dlink/stolen.txt")).code, 550)
-      assert.equal((await raw.command("RNFR inner.txt")).code, 350)
-      assert.equal((await raw.command("RNTO flink")).code, 550)
-    })
-    assert.equal(await outsideState(tree), before)
-    assert.equal(await Deno.readTextFile(`${tree.home}/inner.txt`), "inner")
-  }))
-
-Deno.test("curl cannot download, list or upload through symlinks leading outside", () =>
-  withTree(async (tree) => {
-    const before = await outsideState(tree)
-    // curl exit codes: 78 = RETR refused with 550, 9 = CWD refused, 25 = STOR refused.
-    const downloads: ReadonlyArray<readonly [string, string, number]> = [
-      ["multicwd", "flink", 78],
-      ["multicwd", "dlink/secret.txt", 9],
-      ["multicwd", "dlink/", 9],
-      ["nocwd", "dlink/secret.txt", 78],
-    ]
-    for (const [method, path, code] of downloads) {
-      const out = await curl("--ftp-method", method, url(tree, path))
-      assert.equal(out.code, code, `${method} ${path}: ${out.stderr}`)
-      assert.equal(text(out.stdout), "", path)
-    }
-    const local = `${tree.home}/idir/in.txt`
-    const uploads: ReadonlyArray<readonly [string, string, number]> = [
-      ["multicwd", "flink", 25],
-      ["multicwd", "dlink/new.txt", 9],
-      ["nocwd", "dlink/new.txt", 25],
-      ["nocwd", "dlink/secret.txt", 25],
-    ]
-    for (const [method, path, code] of uploads) {
-      const out = await curl("--ftp-method", method, "-T", local, url(tree, path))
-      assert.equal(out.code, code, `${method} -T ${path}: ${out.stderr}`)
-    }
-    assert.equal(await outsideState(tree), before)
-  }))
-
-Deno.test("basic-ftp gets 550 for every operation through symlinks leading outside", () =>
-  withTree(async (tree) => {
-    const before = await outsideState(tree)
-    await withBasicFtp(tree, async (client) => {
-      await rejects550(download(client, "flink"), "download flink")
-      await rejects550(download(client, "dlink/secret.txt"), "download dlink/secret.txt")
-      await rejects550(client.cd("dlink"), "cd dlink")
-      await rejects550(client.list("dlink"), "list dlink")
-      await rejects550(client.uploadFrom(Readable.from([new TextEncoder().encode("x")]), "dlink/new.txt"), "upload")
-      await rejects550(client.uploadFrom(Readable.from([new TextEncoder().encode("x")]), "flink"), "upload flink")
-      await rejects550(client.rename("inner.txt", "dlink/stolen.txt"), "rename")
-      await rejects550(client.remove("dlink/secret.txt"), "remove")
-      assert.equal(await download(client, "inner.txt"), "inner")
-    })
-    assert.equal(await outsideState(tree), before)
-  }))
-
-Deno.test("basic-ftp cannot reach outside with .. or absolute paths", () =>
-  withTree(async (tree) => {
-    await withBasicFtp(tree, async (client) => {
-      await rejects550(download(client, "../x"), "../x")
-      await rejects550(download(client, "/../x"), "/../x")
-      await rejects550(download(client, `${tree.outside}/secret.txt`), "absolute")
-      await client.cd("../..")
-      assert.equal(await client.pwd(), "/")
-    })
-  }))
-
-// --- dangling symlinks, symlinks inside ----------------------------------------------------------
-
-Deno.test("a dangling symlink is refused with 550 and STOR through it creates nothing", () =>
-  withTree(async (tree) => {
-    await withRaw(tree, async (raw) => {
-      for (const link of ["dangling", "dangling-in"]) {
-        assert.deepEqual(await receive(raw, `RETR ${link}`), { codes: [550], data: "" }, link)
-        assert.deepEqual(await send(raw, `STOR ${link}`), [550], link)
-        assert.deepEqual(await send(raw, `APPE ${link}`), [550], link)
-        assert.equal((await raw.command(`MKD ${link}`)).code, 550, link)
-        assert.equal((await raw.command(`CWD ${link}`)).code, 550, link)
-      }
-    })
-    assert.equal(await exists(`${tree.base}/nowhere.txt`), false)
-    assert.equal(await exists(`${tree.home}/missing.txt`), false)
-  }))
-
-Deno.test("symlinks that stay inside the home work for RETR, CWD, LIST and STOR", () =>
-  withTree((tree) =>
-    withRaw(tree, async (raw) => {
-      assert.deepEqual(await receive(raw, "RETR ilink"), { codes: [150, 226], data: "inner" })
-      assert.equal((await raw.command("SIZE ilink")).text, "5")
-      assert.deepEqual(await receive(raw, "NLST idlink"), { codes: [150, 226], data: "in.txt\r\n" })
-      assert.deepEqual(await send(raw, "STOR idlink/new.txt", "via link"), [150, 226])
-      assert.equal(await Deno.readTextFile(`${tree.home}/idir/new.txt`), "via link")
-      assert.equal((await raw.command("CWD idlink")).code, 250)
-      assert.deepEqual(await receive(raw, "RETR in.txt"), { codes: [150, 226], data: "in" })
-    })
-  ))
-
-Deno.test("curl downloads through a symlink that stays inside the home", () =>
-  withTree(async (tree) => {
-    const out = await curl(url(tree, "ilink"))
-    assert.equal(out.code, 0, out.stderr)
-    assert.equal(text(out.stdout), "inner")
-    assert.equal(text((await curl(url(tree, "idlink/in.txt"))).stdout), "in")
-  }))
+  test("curl downloads through a symlink that stays inside the home", () =>
+    jailed(async (tree) => {
+      const out = await curl(url(tree, "ilink"))
+      assert.equal(out.code, 0, out.stderr)
+      assert.equal(text(out.stdout), "inner")
+      assert.equal(text((await curl(url(tree, "idlink/in.txt"))).stdout), "in")
+    }))
+}
 
 // --- UnixFilesystem ------------------------------------------------------------------------------
 

@@ -10,111 +10,11 @@
  * live transfers leaving no open fd (tests/server_test.ts, counted from /proc/self/fd).
  */
 import assert from "node:assert/strict"
-import { closeQuietly, eventually, loggedIn, RawClient, sleep, startServer, timed, within } from "./helpers.ts"
-import type { TestServerOptions } from "./helpers.ts"
+import { closeQuietly, loggedIn, RawClient, sleep, startServer, timed, withChildServer } from "./helpers.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const MiB = 1 << 20
-
-/**
- * The child: a test server with the options in argv[0], serving until its stdin closes. On
- * SIGUSR2 it collects garbage and writes its live heap size to argv[1] (run with --expose-gc).
- */
-const SERVER_SCRIPT = `
-import { startServer } from ${JSON.stringify(new URL("./helpers.ts", import.meta.url).href)}
-const server = await startServer(JSON.parse(Deno.args[0]))
-const gc = (globalThis as unknown as { gc: () => void }).gc
-let probes = 0
-Deno.addSignalListener("SIGUSR2", () => {
-  gc()
-  gc()
-  Deno.writeTextFileSync(Deno.args[1], JSON.stringify({ probe: ++probes, heap: Deno.memoryUsage().heapUsed }))
-})
-console.log(JSON.stringify({ port: server.port }))
-for await (const _ of Deno.stdin.readable) { /* until the parent closes stdin */ }
-await server.close()
-`
-
-/** A server in a child process. */
-interface ChildServer {
-  readonly port: number
-  readonly pid: number
-  /** Resident set size of the server process, in bytes. */
-  rss(): number
-  /** Live heap of the server process after a full garbage collection, in bytes. */
-  heap(): Promise<number>
-}
-
-const withChildServer = async (
-  options: Omit<TestServerOptions, "users" | "hooks">,
-  f: (server: ChildServer) => Promise<void>,
-) => {
-  const dir = await Deno.makeTempDir({ prefix: "ftpd-resources-" })
-  let child: Deno.ChildProcess | undefined
-  try {
-    await Deno.writeTextFile(`${dir}/server.ts`, SERVER_SCRIPT)
-    const config = new URL("../deno.json", import.meta.url).pathname
-    child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-all",
-        "--no-prompt",
-        "--config",
-        config,
-        "--v8-flags=--expose-gc",
-        `${dir}/server.ts`,
-        JSON.stringify(options),
-        `${dir}/heap.json`,
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn()
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader()
-    const first = await timed(reader.read(), 30_000, "the child server to start")
-    reader.releaseLock()
-    child.stdout.cancel().catch(() => undefined)
-    const { port } = JSON.parse(first.value!.trim())
-    const pid = child.pid
-    let probes = 0
-    const heap = async () => {
-      probes++
-      Deno.kill(pid, "SIGUSR2")
-      let heap = 0
-      await eventually(
-        () => {
-          try {
-            const report = JSON.parse(Deno.readTextFileSync(`${dir}/heap.json`))
-            heap = report.heap
-            return report.probe === probes
-          } catch {
-            return false
-          }
-        },
-        10_000,
-        "the child's heap report",
-      )
-      return heap
-    }
-    await f({
-      port,
-      pid,
-      rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) * 1024,
-      heap,
-    })
-  } finally {
-    if (child !== undefined) {
-      await child.stdin.close().catch(() => undefined)
-      const exited = await within(child.status, 10_000)
-      if (exited === null) {
-        child.kill("SIGKILL")
-        await child.status
-      }
-    }
-    await Deno.remove(dir, { recursive: true })
-  }
-}
 
 /** The greeting of a new raw connection: its first line and how long connect + greeting took. */
 const greet = async (port: number): Promise<{ conn: Deno.TcpConn; line: string; ms: number }> => {

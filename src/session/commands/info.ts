@@ -76,7 +76,9 @@ const dataStatus = (session: Session): string => {
 }
 
 const stat: Handler = (session, arg) => {
-  if (arg !== "") {
+  // RFC 959 4.1.3: during a transfer, STAT (with or without a path) reports on the transfer; so a
+  // session never has more than one listing running.
+  if (arg !== "" && session.transfer === null) {
     if (session.account === null) return session.reply(530, "Log in with USER and PASS first.")
     return statPath(session, arg)
   }
