@@ -210,12 +210,10 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
         : session.protP
         ? yield* secureData(session, raw)
         : raw
-      yield* Effect.tryPromise({
-        try: (signal) =>
-          plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress, throttle })
-            .then(() => finishConnection(conn)),
-        catch: (error) => error,
-      })
+      yield* untilSettled((signal) =>
+        plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress, throttle })
+          .then(() => finishConnection(conn))
+      )
     }).pipe(
       Scope.provide(plan.scope),
       Effect.onExit((exit) => finish(session, plan, setup, active, exit)),
@@ -223,6 +221,21 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
       Effect.asVoid,
     )
     active.fiber = yield* Effect.forkIn(body, session.scope)
+  })
+
+/**
+ * Run a byte loop. Interrupted (ABOR, shutdown), it is aborted and waited for: what it received
+ * is written and its counts are final before the transfer's scope closes the file and logs them.
+ */
+const untilSettled = <A>(run: (signal: AbortSignal) => Promise<A>): Effect.Effect<A, unknown> =>
+  Effect.callback<A, unknown>((resume) => {
+    const controller = new AbortController()
+    const running = run(controller.signal)
+    running.then((value) => resume(Effect.succeed(value)), (error) => resume(Effect.fail(error)))
+    return Effect.promise(() => {
+      controller.abort()
+      return running.then(() => undefined, () => undefined)
+    })
   })
 
 const handshakeFailed = (cause: unknown) =>
