@@ -52,17 +52,38 @@ export {
   type WriteHandle,
   type WriteOptions,
 } from "./src/fs/filesystem.ts"
-export { LocalFilesystem, makeLocalFilesystem, makeUnixFilesystem, UnixFilesystem } from "./src/fs/local.ts"
+export {
+  availableJail,
+  type JailMode,
+  LocalFilesystem,
+  type LocalFilesystemOptions,
+  makeLocalFilesystem,
+  makeUnixFilesystem,
+  UnixFilesystem,
+} from "./src/fs/local.ts"
 export {
   AuthenticationFailed,
   AuthorizerError,
+  type CommandError,
   DataConnectionError,
+  DataConnectionLost,
   FilesystemError,
   type FilesystemErrorReason,
-  filesystemReply,
   fromSystemError,
   type Reply,
+  replyFor,
+  TlsHandshakeError,
+  TransferStalled,
 } from "./src/errors.ts"
+export {
+  type Listener,
+  type NativeTls,
+  type NativeTlsTransport,
+  Network,
+  type NetworkShape,
+} from "./src/net/network.ts"
+export { makeMemoryNetwork, type MemoryNetwork, memoryPair } from "./src/net/memory.ts"
+export type { Transport } from "./src/net/transport.ts"
 export { type HookName, Hooks, type HookSession, type HooksShape } from "./src/hooks.ts"
 export { type BanEntry, type BanPolicy, Bans, type BansShape } from "./src/bans.ts"
 export { FtpLogger, type FtpLoggerOptions, SESSION_ANNOTATION } from "./src/log.ts"

@@ -5,7 +5,7 @@
  * @module
  */
 import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
-import { PASSIVE_ACCEPT_TIMEOUT } from "./data/data_channel.ts"
+import { PASSIVE_ACCEPT_TIMEOUT } from "./data/channel.ts"
 import { resolveOptions } from "./options.ts"
 
 export interface Flag {

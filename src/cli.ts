@@ -30,7 +30,7 @@ import { availableJail, type JailMode, LocalFilesystem } from "./fs/local.ts"
 import { makeSecureContext, type TlsSettings } from "./net/tls.ts"
 import { FtpLogger } from "./log.ts"
 import { type ServerOptions, VERSION } from "./options.ts"
-import { isIPv4 } from "./protocol/address.ts"
+import { bracketed, isIPv4 } from "./net/address.ts"
 import { runMain } from "./runtime.ts"
 import { FtpServer } from "./server.ts"
 
@@ -124,11 +124,8 @@ const portRange = (text: string): readonly [number, number] => {
   return [from, to]
 }
 
-/** The host as Deno's net permissions spell it: IPv6 literals in brackets. */
-const netHost = (host: string): string => host.includes(":") ? `[${host}]` : host
-
 const address = (text: string): string => {
-  if (text === "" || !URL.canParse(`ftp://${netHost(text)}/`)) {
+  if (text === "" || !URL.canParse(`ftp://${bracketed(text)}/`)) {
     fail(`argument -i/--interface: invalid address '${text}'`)
   }
   return text
@@ -328,7 +325,7 @@ const passivePortsGranted = async (host: string, [from, to]: readonly [number, n
  */
 export const missingPermissions = async (config: CliConfig): Promise<string[]> => {
   const address = config.options.host ?? DEFAULTS.host
-  const host = netHost(address)
+  const host = bracketed(address)
   const port = config.options.port ?? DEFAULTS.port
   const passive = config.options.passivePorts
   const dir = config.directory

@@ -1,5 +1,9 @@
 /**
- * Typed errors that clients can cause, and the one place that turns them into FTP replies.
+ * Typed errors that clients can cause, and the one place that turns each into an FTP reply
+ * ({@link replyFor}).
+ *
+ * The classes extend `Data.Error` with an explicit `_tag` (rather than `Data.TaggedError(...)`),
+ * which keeps their types explicit for JSR.
  *
  * @module
  */
@@ -16,6 +20,7 @@ export type FilesystemErrorReason =
   | "NotEmpty"
   | "BadName"
   | "NoSpace"
+  | "QuotaExceeded"
   | "InvalidOffset"
   | "Other"
 
@@ -52,6 +57,7 @@ const defaultFilesystemText: Record<FilesystemErrorReason, string> = {
   NotEmpty: "Directory not empty.",
   BadName: "File name not allowed.",
   NoSpace: "Insufficient storage space.",
+  QuotaExceeded: "Storage allocation exceeded.",
   InvalidOffset: "Invalid REST parameter.",
   Other: "Filesystem error.",
 }
@@ -85,6 +91,84 @@ export class AuthorizerError extends Data.Error<{ readonly message: string }> {
   readonly _tag = "AuthorizerError" as const
 }
 
+/**
+ * A data connection could not be set up: no passive port, a failed active connect, no connection
+ * from the client in time, too many data connections, or a TLS rule that refuses it.
+ *
+ * @example
+ * ```ts
+ * import { DataConnectionError } from "@ftpd/server"
+ * console.log(new DataConnectionError({ message: "Can't open data connection." }).message)
+ * ```
+ */
+export class DataConnectionError extends Data.Error<{
+  readonly message: string
+  readonly cause?: unknown
+  /** The reply code: 425 unless said otherwise (522 for a refused TLS data connection, RFC 4217). */
+  readonly code?: 425 | 522
+  /** Set when the connection was not made in time: the seconds waited. */
+  readonly timeoutSeconds?: number
+}> {
+  /** Discriminator for `Effect.catchTag`. */
+  readonly _tag = "DataConnectionError" as const
+}
+
+/**
+ * A TLS handshake did not complete (an error, the peer leaving, or the handshake timeout).
+ *
+ * @example
+ * ```ts
+ * import { TlsHandshakeError } from "@ftpd/server"
+ * console.log(new TlsHandshakeError({ message: "TLS handshake timed out after 30000 ms" })._tag)
+ * ```
+ */
+export class TlsHandshakeError extends Data.Error<{ readonly message: string; readonly cause?: unknown }> {
+  /** Discriminator for `Effect.catchTag`. */
+  readonly _tag = "TlsHandshakeError" as const
+}
+
+/**
+ * A transfer's data connection moved no byte for `seconds` (the data timeout).
+ *
+ * @example
+ * ```ts
+ * import { TransferStalled } from "@ftpd/server"
+ * console.log(new TransferStalled({ seconds: 300 }).seconds)
+ * ```
+ */
+export class TransferStalled extends Data.Error<{ readonly seconds: number }> {
+  /** Discriminator for `Effect.catchTag`. */
+  readonly _tag = "TransferStalled" as const
+  override get message(): string {
+    return `Data connection timed out after ${this.seconds} s without progress.`
+  }
+}
+
+/**
+ * A transfer's data connection failed or was closed by the peer before the transfer ended.
+ *
+ * @example
+ * ```ts
+ * import { DataConnectionLost } from "@ftpd/server"
+ * console.log(new DataConnectionLost({ cause: new Deno.errors.ConnectionReset() })._tag)
+ * ```
+ */
+export class DataConnectionLost extends Data.Error<{ readonly cause?: unknown }> {
+  /** Discriminator for `Effect.catchTag`. */
+  readonly _tag = "DataConnectionLost" as const
+  override get message(): string {
+    return "Data connection closed."
+  }
+}
+
+/** What can go wrong in a command; {@link replyFor} answers each. */
+export type CommandError =
+  | FilesystemError
+  | DataConnectionError
+  | TlsHandshakeError
+  | TransferStalled
+  | DataConnectionLost
+
 /** A reply code and its text. */
 export interface Reply {
   readonly code: number
@@ -92,27 +176,54 @@ export interface Reply {
 }
 
 /**
- * The FTP reply for a filesystem error: 550 for most, 553 for a refused name, 552 for no space,
- * 554 for a REST offset past the end of the file (RFC 1123 4.1.3.4).
+ * The one reply for each error. `during` says when it happened: in a command (before any data
+ * connection is used), or in a transfer, after its 150 (RFC 959 4.2: 451 local error, 426
+ * transfer aborted). Filesystem errors: 550 for most, 553 for a refused name, 452 for no space
+ * (552 for a quota), 554 for a REST offset past the end of the file (RFC 1123 4.1.3.4); in a
+ * transfer, 451 but for space.
  *
  * @example
  * ```ts
- * import { FilesystemError, filesystemReply } from "@ftpd/server"
- * console.log(filesystemReply(new FilesystemError({ path: "/x", reason: "NotFound" })).code) // 550
+ * import { FilesystemError, replyFor } from "@ftpd/server"
+ * console.log(replyFor(new FilesystemError({ path: "/x", reason: "NotFound" })).code) // 550
+ * console.log(replyFor(new FilesystemError({ path: "/x", reason: "Other" }), "transfer").code) // 451
  * ```
  */
-export const filesystemReply = (error: FilesystemError): Reply => {
-  switch (error.reason) {
-    case "BadName":
-      return { code: 553, text: error.message }
-    case "NoSpace":
-      return { code: 552, text: error.message }
-    case "InvalidOffset":
-      return { code: 554, text: error.message }
-    default:
-      return { code: 550, text: error.message }
+export const replyFor = (error: CommandError, during: "command" | "transfer" = "command"): Reply => {
+  switch (error._tag) {
+    case "FilesystemError":
+      return filesystemReply(error, during)
+    case "DataConnectionError":
+      return { code: error.code ?? 425, text: error.message }
+    case "TlsHandshakeError":
+      return { code: 425, text: `Can't open data connection: ${error.message}.` }
+    case "TransferStalled":
+      return { code: 426, text: "Transfer aborted: data connection timed out." }
+    case "DataConnectionLost":
+      return { code: 426, text: "Transfer aborted: data connection closed." }
   }
 }
+
+const filesystemReply = (error: FilesystemError, during: "command" | "transfer"): Reply => {
+  switch (error.reason) {
+    case "NoSpace":
+      return {
+        code: 452,
+        text: during === "transfer" ? "Transfer aborted: insufficient storage space." : error.message,
+      }
+    case "QuotaExceeded":
+      return { code: 552, text: during === "transfer" ? `Transfer aborted: ${error.message}` : error.message }
+    case "BadName":
+      return { code: during === "transfer" ? 451 : 553, text: message(error, during) }
+    case "InvalidOffset":
+      return { code: during === "transfer" ? 451 : 554, text: message(error, during) }
+    default:
+      return { code: during === "transfer" ? 451 : 550, text: message(error, during) }
+  }
+}
+
+const message = (error: FilesystemError, during: "command" | "transfer") =>
+  during === "transfer" ? `Transfer aborted: ${error.message}` : error.message
 
 /**
  * Classify an error thrown by Deno's filesystem APIs.
@@ -126,6 +237,7 @@ export const filesystemReply = (error: FilesystemError): Reply => {
  */
 export const fromSystemError = (path: string, cause: unknown): FilesystemError => {
   if (cause instanceof FilesystemError) return cause
+  const code = errorCode(cause)
   const reason: FilesystemErrorReason = cause instanceof Deno.errors.NotFound
     ? "NotFound"
     : cause instanceof Deno.errors.PermissionDenied || cause instanceof Deno.errors.NotCapable
@@ -136,11 +248,13 @@ export const fromSystemError = (path: string, cause: unknown): FilesystemError =
     ? "NotADirectory"
     : cause instanceof Deno.errors.IsADirectory
     ? "IsADirectory"
-    : errorCode(cause) === "ENOTEMPTY"
+    : code === "ENOTEMPTY"
     ? "NotEmpty"
-    : errorCode(cause) === "ENOSPC" || errorCode(cause) === "EDQUOT"
+    : code === "ENOSPC"
     ? "NoSpace"
-    : errorCode(cause) === "ENAMETOOLONG" || errorCode(cause) === "EINVAL"
+    : code === "EDQUOT" || code === "EFBIG"
+    ? "QuotaExceeded"
+    : code === "ENAMETOOLONG" || code === "EINVAL"
     ? "BadName"
     : "Other"
   return new FilesystemError({ path, reason, cause })
@@ -150,25 +264,3 @@ const errorCode = (cause: unknown): string | undefined =>
   typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string"
     ? cause.code
     : undefined
-
-/**
- * A data connection could not be set up: no passive port, a failed active connect, or no
- * connection from the client in time. Replied to with 425.
- *
- * @example
- * ```ts
- * import { DataConnectionError } from "@ftpd/server"
- * console.log(new DataConnectionError({ message: "Can't open data connection." }).message)
- * ```
- */
-export class DataConnectionError extends Data.Error<{
-  readonly message: string
-  readonly cause?: unknown
-  /** The reply code: 425 unless said otherwise (522 for a refused TLS data connection, RFC 4217). */
-  readonly code?: number
-  /** Set when the connection was not made in time: the seconds waited. */
-  readonly timeoutSeconds?: number
-}> {
-  /** Discriminator for `Effect.catchTag`. */
-  readonly _tag = "DataConnectionError" as const
-}

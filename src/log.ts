@@ -156,3 +156,58 @@ export const FtpLogger: {
       Layer.succeed(References.MinimumLogLevel, options.debug === true ? "Debug" : "Info"),
     ),
 }
+
+/** What the start banner reports. */
+export interface BannerFacts {
+  /** Where the control connection listens, as `host:port`. */
+  readonly address: string
+  readonly pid: number
+  readonly masqueradeAddress: string | null
+  readonly passivePorts: readonly [number, number] | null
+  /** The filesystem's own description (`Filesystem.description`). */
+  readonly filesystem: string | undefined
+  /** FTPS, when it is on. */
+  readonly tls: {
+    /** Where implicit TLS listens (`host:port`), if it does. */
+    readonly implicitAt: string | null
+    readonly minVersion: string
+    readonly controlRequired: boolean
+    readonly dataRequired: boolean
+    readonly sessionReuseRequired: boolean
+    /** How passive PROT P data connections are secured. */
+    readonly passiveData: "native TLS" | "node:tls"
+  } | null
+}
+
+/**
+ * The lines a server logs as it starts, saying what it serves and how (pyftpdlib's banner, with
+ * the filesystem and TLS added).
+ *
+ * @example
+ * ```ts
+ * import { startBanner } from "./log.ts"
+ * const lines = startBanner({
+ *   address: "[::]:2121", pid: 1, masqueradeAddress: null, passivePorts: null, filesystem: undefined, tls: null,
+ * })
+ * console.log(lines[0]) // ">>> starting FTP server on [::]:2121, pid=1 <<<"
+ * ```
+ */
+export const startBanner = (facts: BannerFacts): ReadonlyArray<string> => {
+  const yesNo = (on: boolean) => (on ? "yes" : "no")
+  const range = facts.passivePorts === null ? "None" : `${facts.passivePorts[0]}-${facts.passivePorts[1]}`
+  const tls = facts.tls
+  return [
+    `>>> starting FTP server on ${facts.address}, pid=${facts.pid} <<<`,
+    "concurrency model: async (one Effect fiber per session)",
+    `masquerade (NAT) address: ${facts.masqueradeAddress ?? "None"}`,
+    `passive ports: ${range}`,
+    `filesystem: ${facts.filesystem ?? "custom"}`,
+    tls === null
+      ? "TLS: off"
+      : `TLS: explicit (AUTH TLS) on the control port, ${
+        tls.implicitAt === null ? "no implicit listener" : `implicit TLS on ${tls.implicitAt}`
+      }; minimum ${tls.minVersion}; control required: ${yesNo(tls.controlRequired)}; data required: ${
+        yesNo(tls.dataRequired)
+      }; session reuse required: ${yesNo(tls.sessionReuseRequired)}; passive PROT P data: ${tls.passiveData}`,
+  ]
+}

@@ -1,5 +1,5 @@
 /**
- * `FtpServer`: listen, admit connections within `maxCons`/`maxConsPerIp`, and run one session
+ * `FtpServer`: listen, admit connections (bans, then `Admission`'s limits), and run one session
  * fiber per connection.
  *
  * Two ways to stop. `RunningServer.close(seconds)` is graceful: it stops accepting, closes idle
@@ -24,20 +24,25 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import { makeAdmission } from "./admission.ts"
 import { Authorizer } from "./auth/authorizer.ts"
 import { BANNED_TEXT, Bans, type BansShape } from "./bans.ts"
-import { DataSockets } from "./data/data_channel.ts"
+import { DataSockets } from "./data/channel.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
+import { Bandwidth } from "./data/throttle.ts"
 import { Filesystem } from "./fs/filesystem.ts"
 import { Hooks } from "./hooks.ts"
+import { startBanner } from "./log.ts"
+import { hostPort, plainAddress } from "./net/address.ts"
+import { type Listener, Network, type NetworkShape } from "./net/network.ts"
 import { makeSecureContext, nativeDataTls } from "./net/tls.ts"
+import { closeQuietly, type Transport } from "./net/transport.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
-import { plainAddress } from "./protocol/address.ts"
 import { formatReply } from "./protocol/reply.ts"
 import { GracefulShutdown } from "./runtime.ts"
-import { builtinCommands } from "./session/commands.ts"
-import { runSession, type ServerContext, SHUTTING_DOWN } from "./session/session.ts"
-import { closeQuietly } from "./net/_io.ts"
+import { runSession } from "./session/loop.ts"
+import { type ServerContext, SHUTTING_DOWN } from "./session/session.ts"
+import { builtinCommands } from "./session/table.ts"
 
 /**
  * The server could not start: a bad option, a port in use, or a missing Deno permission.
@@ -95,41 +100,39 @@ export const RunningServer: Context.Service<RunningServer, RunningServerShape> =
 /** The running server's shape. */
 export type RunningServer = RunningServerShape
 
-const hostPort = (
-  hostname: string,
-  port: number,
-) => (hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`)
-
-const listen = (options: ResolvedOptions) =>
-  Effect.try({
-    try: () => Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" }),
-    catch: (cause) =>
-      new FtpServerError({
-        message: cause instanceof Deno.errors.NotCapable
-          ? `no permission to listen on ${hostPort(options.host, options.port)} (grant --allow-net)`
-          : cause instanceof Deno.errors.AddrInUse
-          ? `${hostPort(options.host, options.port)} is already in use`
-          : `can't listen on ${hostPort(options.host, options.port)}: ${String(cause)}`,
-        cause,
-      }),
-  })
-
-const scopedListener = (options: ResolvedOptions, port: number) =>
-  Effect.acquireRelease(listen({ ...options, port }), (l) =>
-    Effect.sync(() => {
-      closeQuietly(l)
-    }))
+const listen = (network: NetworkShape, options: ResolvedOptions, port: number) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => network.listen(options.host, port),
+      catch: (cause) =>
+        new FtpServerError({
+          message: cause instanceof Deno.errors.NotCapable
+            ? `no permission to listen on ${hostPort(options.host, port)} (grant --allow-net)`
+            : cause instanceof Deno.errors.AddrInUse
+            ? `${hostPort(options.host, port)} is already in use`
+            : `can't listen on ${hostPort(options.host, port)}: ${String(cause)}`,
+          cause,
+        }),
+    }),
+    (listener) => Effect.sync(() => closeQuietly(listener)),
+  )
 
 const encoder = new TextEncoder()
 
 /** Tell a connection over the limits why, then close it, without holding up the accept loop. */
-const refuse = (conn: Deno.Conn, text: string) => {
+const refuse = (conn: Transport, text: string) => {
   conn.write(encoder.encode(formatReply(421, text))).catch(() => undefined).finally(() => closeQuietly(conn))
 }
 
-const make = (
-  options: ServerOptions = {},
-): Effect.Effect<RunningServer, FtpServerError, Authorizer | Filesystem | Scope.Scope> =>
+/**
+ * What every session of a server shares, made from its options and services: the part of a
+ * server that exists without listening (tests run sessions over in-memory connections with it).
+ */
+export const makeServerContext = (
+  options: ServerOptions,
+  runHook: ServerContext["runHook"],
+  closing: () => boolean,
+): Effect.Effect<ServerContext, FtpServerError, Authorizer | Filesystem> =>
   Effect.gen(function* () {
     const resolved = yield* Effect.try({
       try: () => resolveOptions(options),
@@ -141,84 +144,87 @@ const make = (
       catch: (cause) =>
         new FtpServerError({ message: `bad TLS certificate or key: ${(cause as Error).message}`, cause }),
     })
-    const auth = yield* Authorizer
-    const fs = yield* Filesystem
-    const hooks = yield* Hooks
+    const network = yield* Network
     const bans = Option.getOrElse(yield* Effect.serviceOption(Bans), () =>
       Bans.make({
         banAfterFailures: resolved.banAfterFailures,
         banWindow: resolved.banWindow,
         banDuration: resolved.banDuration,
       }))
-    const hookFibers = yield* FiberSet.make<void, never>()
-    const listener = yield* scopedListener(resolved, resolved.port)
-    const implicitListener = resolved.implicitTlsPort === null
-      ? undefined
-      : yield* scopedListener(resolved, resolved.implicitTlsPort)
-    const services = yield* Effect.context<never>()
-    const sessions = yield* FiberSet.make<void, never>()
-    const acceptors = yield* FiberSet.make<void, never>()
-    let closing = false
-    const context: ServerContext = {
+    return {
       options: resolved,
+      network,
       tls: secureContext,
-      dataTls: resolved.tls === null ? null : nativeDataTls(resolved.tls, resolved.requireSessionReuse),
-      fs,
-      auth,
-      hooks,
-      passivePorts: makePassivePorts(resolved.passivePorts),
+      nativeTls: resolved.tls === null || network.listenTls === undefined
+        ? null
+        : nativeDataTls(resolved.tls, resolved.requireSessionReuse),
+      fs: yield* Filesystem,
+      auth: yield* Authorizer,
+      hooks: yield* Hooks,
+      passivePorts: makePassivePorts(network, resolved.passivePorts),
       // Each session holds at most two; twice the sessions allowed is room enough for all.
       dataSockets: new DataSockets(resolved.maxCons > 0 ? 2 * resolved.maxCons : Infinity),
+      bandwidth: new Bandwidth(
+        { read: resolved.readLimit, write: resolved.writeLimit },
+        { read: resolved.userReadLimit, write: resolved.userWriteLimit },
+        { read: resolved.globalReadLimit, write: resolved.globalWriteLimit },
+      ),
       commands: builtinCommands,
       sessions: new Set(),
-      userSessions: new Map(),
+      admission: makeAdmission(resolved),
       bans,
-      closing: () => closing,
-      runHook: (hook) =>
+      closing,
+      runHook,
+    }
+  })
+
+const make = (
+  options: ServerOptions = {},
+): Effect.Effect<RunningServer, FtpServerError, Authorizer | Filesystem | Scope.Scope> =>
+  Effect.gen(function* () {
+    const hookFibers = yield* FiberSet.make<void, never>()
+    let closing = false
+    const context = yield* makeServerContext(
+      options,
+      (hook) =>
         hook === undefined
           ? Effect.void
           : FiberSet.run(hookFibers, Effect.catchCause(hook, (cause) => Effect.logError("A hook failed", cause))).pipe(
             Effect.asVoid,
           ),
-    }
-    const address = listener.addr as Deno.NetAddr
-    const range = resolved.passivePorts === null ? "None" : `${resolved.passivePorts[0]}-${resolved.passivePorts[1]}`
-    yield* Effect.logInfo(`>>> starting FTP server on ${hostPort(address.hostname, address.port)}, pid=${Deno.pid} <<<`)
-    yield* Effect.logInfo("concurrency model: async (one Effect fiber per session)")
-    yield* Effect.logInfo(`masquerade (NAT) address: ${resolved.masqueradeAddress ?? "None"}`)
-    yield* Effect.logInfo(`passive ports: ${range}`)
-    yield* Effect.logInfo(`filesystem: ${fs.description ?? "custom"}`)
-    if (secureContext === null) yield* Effect.logInfo("TLS: off")
-    else {
-      const implicitAt = implicitListener === undefined
-        ? "no implicit listener"
-        : `implicit TLS on ${hostPort(address.hostname, (implicitListener.addr as Deno.NetAddr).port)}`
-      const yesNo = (on: boolean) => (on ? "yes" : "no")
-      yield* Effect.logInfo(
-        `TLS: explicit (AUTH TLS) on the control port, ${implicitAt}; minimum ${
-          resolved.tls!.minVersion ?? "TLSv1.2"
-        }; control required: ${yesNo(resolved.tlsControlRequired)}; data required: ${
-          yesNo(resolved.tlsDataRequired)
-        }; session reuse required: ${yesNo(resolved.requireSessionReuse)}; passive PROT P data: ${
-          context.dataTls === null ? "node:tls" : "native TLS"
-        }`,
-      )
-    }
+      () => closing,
+    )
+    const { options: resolved, admission, bans } = context
+    const listener = yield* listen(context.network, resolved, resolved.port)
+    const implicitListener = resolved.implicitTlsPort === null
+      ? undefined
+      : yield* listen(context.network, resolved, resolved.implicitTlsPort)
+    const services = yield* Effect.context<never>()
+    const sessions = yield* FiberSet.make<void, never>()
+    const acceptors = yield* FiberSet.make<void, never>()
+    const address = listener.addr
+    const banner = startBanner({
+      address: hostPort(address.hostname, address.port),
+      pid: Deno.pid,
+      masqueradeAddress: resolved.masqueradeAddress,
+      passivePorts: resolved.passivePorts,
+      filesystem: context.fs.description,
+      tls: resolved.tls === null ? null : {
+        implicitAt: implicitListener === undefined ? null : hostPort(address.hostname, implicitListener.addr.port),
+        minVersion: resolved.tls.minVersion ?? "TLSv1.2",
+        controlRequired: resolved.tlsControlRequired,
+        dataRequired: resolved.tlsDataRequired,
+        sessionReuseRequired: resolved.requireSessionReuse,
+        passiveData: context.nativeTls === null ? "node:tls" : "native TLS",
+      },
+    })
+    for (const line of banner) yield* Effect.logInfo(line)
 
-    let total = 0
-    const perIp = new Map<string, number>()
-    const release = (ip: string) =>
-      Effect.sync(() => {
-        total--
-        const left = (perIp.get(ip) ?? 1) - 1
-        if (left === 0) perIp.delete(ip)
-        else perIp.set(ip, left)
-      })
     /**
      * Ban check, then limits, then a session fiber. A custom ban list may be slow: a connection
      * waiting on it when the server stops is closed, not leaked.
      */
-    const admit = (conn: Deno.Conn, implicitTls: boolean) =>
+    const admit = (conn: Transport, implicitTls: boolean) =>
       Effect.gen(function* () {
         const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
         // Checked first, so that a banned address costs no session, no slot and no TLS handshake.
@@ -226,28 +232,22 @@ const make = (
           yield* Effect.logWarning(`${ip} refused: banned.`)
           return refuse(conn, BANNED_TEXT)
         }
-        if (resolved.maxCons > 0 && total >= resolved.maxCons) {
-          yield* Effect.logWarning(`${ip} refused: too many connections (${total}).`)
-          return refuse(conn, "Too many connections. Service temporarily unavailable.")
-        }
-        const fromIp = perIp.get(ip) ?? 0
-        if (resolved.maxConsPerIp > 0 && fromIp >= resolved.maxConsPerIp) {
-          yield* Effect.logWarning(`${ip} refused: too many connections from this address (${fromIp}).`)
-          return refuse(conn, "Too many connections from the same IP address.")
-        }
         // Accepted just before the listeners closed, or held up by a slow ban list.
         if (closing) return refuse(conn, SHUTTING_DOWN)
-        total++
-        perIp.set(ip, fromIp + 1)
+        const refusal = yield* admission.admit(ip)
+        if (refusal !== undefined) {
+          yield* Effect.logWarning(refusal.log)
+          return refuse(conn, refusal.reply)
+        }
         yield* FiberSet.run(
           sessions,
           runSession(context, conn, implicitTls).pipe(
             Effect.catchCause((cause) => Effect.logError("Session failed", cause)),
-            Effect.ensuring(release(ip)),
+            Effect.ensuring(admission.leave(ip)),
           ),
         )
       }).pipe(Effect.onInterrupt(() => Effect.sync(() => closeQuietly(conn))))
-    const acceptLoop = (from: Deno.Listener, implicitTls: boolean) =>
+    const acceptLoop = (from: Listener, implicitTls: boolean) =>
       Effect.gen(function* () {
         for (;;) {
           const accepted = yield* Effect.result(Effect.tryPromise(() => from.accept()))
@@ -280,14 +280,12 @@ const make = (
     yield* FiberSet.run(acceptors, acceptLoop(listener, false))
     if (implicitListener !== undefined) yield* FiberSet.run(acceptors, acceptLoop(implicitListener, true))
     yield* Effect.addFinalizer(() =>
-      Effect.logInfo(`>>> shutting down FTP server (${total} active sessions), pid=${Deno.pid} <<<`)
+      Effect.logInfo(`>>> shutting down FTP server (${admission.connections()} active sessions), pid=${Deno.pid} <<<`)
     )
     /** Refuse new connections: a closed listener makes the kernel refuse them, and its accept loop ends. */
     const stopAccepting = () => {
       closing = true
-      for (const from of [listener, implicitListener]) {
-        closeQuietly(from)
-      }
+      for (const from of [listener, implicitListener]) closeQuietly(from)
     }
     const closeAll = () =>
       Effect.suspend(() => {
@@ -302,7 +300,7 @@ const make = (
         if (first) {
           // Through the server's logger, whoever calls close.
           yield* Effect.logInfo(
-            `>>> closing FTP server: ${total} active sessions may finish within ${deadlineSeconds} s, pid=${Deno.pid} <<<`,
+            `>>> closing FTP server: ${admission.connections()} active sessions may finish within ${deadlineSeconds} s, pid=${Deno.pid} <<<`,
           ).pipe(Effect.provideContext(services))
         }
         if (deadlineSeconds > 0) {
@@ -313,11 +311,10 @@ const make = (
     yield* (yield* GracefulShutdown).onSignal(close())
     return {
       address: { hostname: address.hostname, port: address.port },
-      implicitTlsAddress: implicitListener === undefined ? null : {
-        hostname: address.hostname,
-        port: (implicitListener.addr as Deno.NetAddr).port,
-      },
-      connections: () => total,
+      implicitTlsAddress: implicitListener === undefined
+        ? null
+        : { hostname: address.hostname, port: implicitListener.addr.port },
+      connections: admission.connections,
       bans,
       close,
       closeAll,

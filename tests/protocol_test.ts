@@ -2,7 +2,8 @@ import { deepStrictEqual as assertEquals, strictEqual, throws } from "node:asser
 import { CommandFramer, type Framed } from "../src/protocol/framer.ts"
 import { parseCommand } from "../src/protocol/command.ts"
 import { formatReply, quotePath } from "../src/protocol/reply.ts"
-import { formatEpsv, formatPasv, isIPv4, parseEprt, parsePort, plainAddress } from "../src/protocol/address.ts"
+import { formatEpsv, formatPasv, parseEprt, parsePort } from "../src/protocol/address.ts"
+import { isIPv4, plainAddress } from "../src/net/address.ts"
 import { basename, dirname, resolveVirtual } from "../src/protocol/path.ts"
 import {
   DEFAULT_MLSX_FACTS,

@@ -7,8 +7,8 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { DataConnectionError } from "../errors.ts"
-import { closeQuietly } from "../net/_io.ts"
-import type { NativeTls } from "../net/tls.ts"
+import type { Listener, NativeTls, NetworkShape } from "../net/network.ts"
+import { closeQuietly } from "../net/transport.ts"
 
 /** Leases passive listeners; one per server, shared by its sessions. */
 export interface PassivePorts {
@@ -19,18 +19,7 @@ export interface PassivePorts {
   readonly lease: (
     hostname: string,
     tls?: NativeTls | null,
-  ) => Effect.Effect<Deno.Listener, DataConnectionError, Scope.Scope>
-}
-
-const listen = (hostname: string, port: number, tls: NativeTls | null): Deno.Listener | "busy" => {
-  try {
-    return tls === null
-      ? Deno.listen({ hostname, port, transport: "tcp" })
-      : Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
-  } catch (error) {
-    if (error instanceof Deno.errors.AddrInUse) return "busy"
-    throw error
-  }
+  ) => Effect.Effect<Listener, DataConnectionError, Scope.Scope>
 }
 
 const refused = (cause: unknown) =>
@@ -42,12 +31,21 @@ const refused = (cause: unknown) =>
   })
 
 /**
- * Make the lease pool for `range` (inclusive), or for OS-chosen ports when `range` is `null`.
- * Ports are tried from a random start (RFC 2577: passive ports should not be predictable).
+ * Make the lease pool for `range` (inclusive) on `network`, or for OS-chosen ports when `range` is
+ * `null`. Ports are tried from a random start (RFC 2577: passive ports should not be predictable).
+ * With `tls`, the network must have native TLS listeners (`listenTls`).
  */
-export const makePassivePorts = (range: readonly [number, number] | null): PassivePorts => {
+export const makePassivePorts = (network: NetworkShape, range: readonly [number, number] | null): PassivePorts => {
   const leased = new Set<number>()
-  const pick = (hostname: string, tls: NativeTls | null): Effect.Effect<Deno.Listener, DataConnectionError> =>
+  const listen = (hostname: string, port: number, tls: NativeTls | null): Listener | "busy" => {
+    try {
+      return tls === null ? network.listen(hostname, port) : network.listenTls!(hostname, port, tls)
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) return "busy"
+      throw error
+    }
+  }
+  const pick = (hostname: string, tls: NativeTls | null): Effect.Effect<Listener, DataConnectionError> =>
     Effect.gen(function* () {
       if (range !== null) {
         const [from, to] = range
@@ -74,7 +72,7 @@ export const makePassivePorts = (range: readonly [number, number] | null): Passi
     lease: (hostname, tls = null) =>
       Effect.acquireRelease(pick(hostname, tls), (listener) =>
         Effect.sync(() => {
-          leased.delete((listener.addr as Deno.NetAddr).port)
+          leased.delete(listener.addr.port)
           closeQuietly(listener)
         })),
   }

@@ -15,7 +15,7 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { FilesystemError, fromSystemError } from "../errors.ts"
-import { closeQuietly } from "../net/_io.ts"
+import { closeQuietly } from "../net/transport.ts"
 import { attemptSync, basename, checkVirtual, kindOf, LIST_BATCH, pause } from "./_common.ts"
 import type {
   DirectoryListing,

@@ -11,29 +11,14 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { FilesystemError } from "../errors.ts"
+import type { FileInfo } from "../protocol/file_info.ts"
+
+export type { FileInfo }
 
 /** A path as the client sees it (`virtual`, always absolute and normalized) and as the OS sees it (`real`). */
 export interface FtpPath {
   readonly virtual: string
   readonly real: string
-}
-
-/** What a listing needs to know about one directory entry or file. */
-export interface FileInfo {
-  /** Base name (for `stat` of a path, its last component). */
-  readonly name: string
-  readonly kind: "file" | "directory" | "symlink" | "fifo" | "socket" | "blockDevice" | "charDevice" | "other"
-  readonly size: number
-  /** Last modification time, or `null` when the platform does not report it. */
-  readonly mtime: Date | null
-  /** Permission bits (`0o755`), or `null` when unknown. */
-  readonly mode: number | null
-  readonly nlink: number
-  readonly uid: number | null
-  readonly gid: number | null
-  /** Device and inode, used for the MLSx `unique` fact. */
-  readonly dev: number | null
-  readonly ino: number | null
 }
 
 /** An open file being read; `readable` streams it from the offset given to `openRead`. */

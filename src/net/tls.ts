@@ -1,6 +1,6 @@
 /**
- * TLS for FTPS (RFC 4217): a server-side TLS session over a native `Deno.Conn`, exposed with the
- * same byte API the rest of the server uses for plain connections ({@link Transport}).
+ * TLS for FTPS (RFC 4217): a server-side TLS session over any {@link Transport}, exposed as a
+ * {@link Transport} itself.
  *
  * Deno has no server-side `startTls`, so upgrading a connection that is already open (AUTH TLS on
  * a control connection, implicit FTPS, active PROT P data connections) runs `node:tls`
@@ -16,19 +16,10 @@
 import { createPrivateKey, X509Certificate } from "node:crypto"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
-import { closeQuietly, unfinishedHandshakes, writeAll } from "./_io.ts"
+import { TlsHandshakeError } from "../errors.ts"
 import { libc } from "../sys/libc.ts"
-
-/** The byte API of a connection, plain (`Deno.Conn`) or TLS ({@link TlsConn}). */
-export interface Transport {
-  readonly remoteAddr: Deno.Addr
-  readonly localAddr: Deno.Addr
-  read(buffer: Uint8Array): Promise<number | null>
-  write(data: Uint8Array): Promise<number>
-  readonly writable: WritableStream<Uint8Array>
-  closeWrite(): Promise<void>
-  close(): void
-}
+import type { NativeTls, NativeTlsTransport } from "./network.ts"
+import { closeQuietly, type Transport, unfinishedHandshakes, writeAll } from "./transport.ts"
 
 /** TLS settings of a server. */
 export interface TlsSettings {
@@ -97,16 +88,6 @@ export const makeSecureContext = (settings: TlsSettings): tls.SecureContext => {
 }
 
 /**
- * PEM certificate chain and key for Deno's own TLS server (`Deno.listenTls`, rustls in native
- * code), which the passive data connections of PROT P use when they can: it sends about 1.2-1.4x
- * as fast as `node:tls` over the same connection, as fast as OpenSSL on the same machine.
- */
-export interface NativeTls {
-  readonly cert: string
-  readonly key: string
-}
-
-/**
  * The settings for native TLS on passive data connections, or `null` when a setting needs
  * `node:tls` there: `Deno.listenTls` has no minimum version (it takes TLS 1.2 and 1.3), does not
  * ask for client certificates, does not say whether a session was resumed
@@ -129,18 +110,18 @@ export const nativeDataTls = (settings: TlsSettings, requireSessionReuse: boolea
  * Finish the server side of a handshake on a connection accepted by `Deno.listenTls`, within
  * `timeoutMs`. Fails with {@link TlsHandshakeError} (and closes `conn`) on an error or a timeout.
  */
-export const handshakeNative = async (conn: Deno.TlsConn, timeoutMs: number): Promise<Deno.TlsConn> => {
+export const handshakeNative = async (conn: NativeTlsTransport, timeoutMs: number): Promise<Transport> => {
   let timer: ReturnType<typeof setTimeout> | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new TlsHandshakeError(`TLS handshake timed out after ${timeoutMs} ms`)),
+      () => reject(new TlsHandshakeError({ message: `TLS handshake timed out after ${timeoutMs} ms` })),
       timeoutMs,
     )
   })
   try {
     await Promise.race([
       conn.handshake().catch((error: Error) => {
-        throw new TlsHandshakeError(`TLS handshake failed: ${error.message}`)
+        throw new TlsHandshakeError({ message: `TLS handshake failed: ${error.message}`, cause: error })
       }),
       timeout,
     ])
@@ -186,7 +167,7 @@ class ReadGate {
  * destroyed with the plaintext it held back, so an upload lost its tail while the transfer still
  * looked complete. `ended` hears of the peer's FIN or a read error first (see {@link TlsConn.accept}).
  */
-const rawDuplex = (raw: Deno.Conn, gate: ReadGate, ended: (error?: unknown) => void): Duplex => {
+const rawDuplex = (raw: Transport, gate: ReadGate, ended: (error?: unknown) => void): Duplex => {
   let reading = false
   const duplex: Duplex = new Duplex({
     allowHalfOpen: true,
@@ -217,23 +198,17 @@ const rawDuplex = (raw: Deno.Conn, gate: ReadGate, ended: (error?: unknown) => v
   return duplex
 }
 
-/** Why a TLS handshake did not complete. */
-export class TlsHandshakeError extends Error {
-  override readonly name = "TlsHandshakeError"
-}
-
-/** A server-side TLS session over a `Deno.Conn`. */
+/** A server-side TLS session (node:tls) over a {@link Transport}. */
 export class TlsConn implements Transport {
   private readonly queue: Uint8Array[] = []
   private queued = 0
   private ended = false
   private failure: unknown = undefined
   private wake: (() => void) | undefined
-  private writableStream: WritableStream<Uint8Array> | undefined
 
   private constructor(
     readonly socket: tls.TLSSocket,
-    private readonly raw: Deno.Conn,
+    private readonly raw: Transport,
     private readonly gate: ReadGate,
   ) {
     socket.on("data", (chunk: Uint8Array) => {
@@ -258,7 +233,7 @@ export class TlsConn implements Transport {
    * handshake error or after `timeoutMs`; `raw` is closed then.
    */
   static accept(
-    raw: Deno.Conn,
+    raw: Transport,
     context: tls.SecureContext,
     options: { readonly timeoutMs: number; readonly requestCert?: boolean },
   ): Promise<TlsConn> {
@@ -280,7 +255,7 @@ export class TlsConn implements Transport {
         } catch {
           // Closed already.
         }
-        reject(new TlsHandshakeError(reason))
+        reject(new TlsHandshakeError({ message: reason }))
       }
       const timer = setTimeout(() => fail(`TLS handshake timed out after ${options.timeoutMs} ms`), options.timeoutMs)
       const failed = (error: Error) => fail(`TLS handshake failed: ${error.message}`)
@@ -367,18 +342,6 @@ export class TlsConn implements Transport {
       this.socket.on("drain", done)
       this.socket.on("close", done)
     })
-  }
-
-  get writable(): WritableStream<Uint8Array> {
-    this.writableStream ??= new WritableStream<Uint8Array>({
-      write: async (chunk) => {
-        let offset = 0
-        while (offset < chunk.length) offset += await this.write(chunk.subarray(offset))
-      },
-      close: () => this.closeWrite(),
-      abort: () => this.close(),
-    })
-    return this.writableStream
   }
 
   /** Send TLS close_notify and end our direction, after everything written has been sent. */

@@ -3,11 +3,11 @@
  *
  * @module
  */
+import { normalizeIPv4 } from "../net/address.ts"
 
 const BYTE = /^\s*(\d{1,3})\s*$/
 const DECIMAL = /^\d{1,5}$/
 const IPV6 = /^[0-9a-f:.]+$/i
-const MAPPED_IPV4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i
 
 /** `text` as a number 0..255, or `undefined`. */
 const byte = (text: string): number | undefined => {
@@ -22,20 +22,6 @@ const tcpPort = (text: string): number | undefined => {
   if (!DECIMAL.test(text)) return undefined
   const value = Number(text)
   return value >= 1 && value <= 65535 ? value : undefined
-}
-
-/** `address` as a dotted quad with normalized numbers, or `undefined` when it is not one. */
-const normalizeIPv4 = (address: string): string | undefined => {
-  const parts = address.split(".")
-  if (parts.length !== 4) return undefined
-  const numbers: number[] = []
-  for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part)) return undefined
-    const value = Number(part)
-    if (value > 255) return undefined
-    numbers.push(value)
-  }
-  return numbers.join(".")
 }
 
 /**
@@ -118,30 +104,3 @@ export const formatPasv = (host: string, port: number): string =>
  * ```
  */
 export const formatEpsv = (port: number): string => `(|||${port}|)`
-
-/**
- * An address as it should be compared and shown: `[...]` brackets removed, and an IPv4-mapped
- * IPv6 address (`::ffff:1.2.3.4`, any case) turned into its IPv4 form. Others are unchanged.
- *
- * @example
- * ```ts
- * import { plainAddress } from "./address.ts"
- * console.log(plainAddress("[::FFFF:10.0.0.1]")) // "10.0.0.1"
- * ```
- */
-export const plainAddress = (address: string): string => {
-  const unbracketed = address.startsWith("[") && address.endsWith("]") ? address.slice(1, -1) : address
-  const mapped = MAPPED_IPV4.exec(unbracketed)
-  return mapped === null ? unbracketed : mapped[1]
-}
-
-/**
- * Whether `address` is a dotted-quad IPv4 address (four numbers 0..255).
- *
- * @example
- * ```ts
- * import { isIPv4 } from "./address.ts"
- * console.log(isIPv4("192.168.0.1"), isIPv4("::1")) // true false
- * ```
- */
-export const isIPv4 = (address: string): boolean => normalizeIPv4(address) !== undefined

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { FileInfo } from "../fs/filesystem.ts"
+import type { FileInfo } from "./file_info.ts"
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 const HALF_YEAR_MS = 180 * 24 * 60 * 60 * 1000

@@ -1,83 +1,61 @@
 /**
- * One control connection: its state (user, current directory, type, REST offset, RNFR, data
- * connection, running transfer) and the loop that reads a command, checks it against the
- * command table and runs its handler.
- *
- * A transfer runs in a child fiber, so that ABOR, STAT, NOOP and QUIT are answered while it runs
- * (RFC 959 4.1.3); any other command waits for the transfer to end, which keeps replies in order.
- *
- * A graceful server close drains a session: waiting for a command, it gets 421 and is closed at
- * once; with a transfer running, it still answers ABOR, STAT, NOOP and QUIT, and gets 421 once the
- * transfer's final reply is sent; any other command is not run.
+ * The state of one control connection: user, current directory, type, REST offset, RNFR, pending
+ * data connection, running transfer, TLS protection, and what every session of a server shares
+ * ({@link ServerContext}). The loop that reads commands and runs them is `loop.ts`; the handlers
+ * are in `commands/`.
  *
  * @module
  */
-import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
-import * as References from "effect/References"
+import type { Admission } from "../admission.ts"
 import type { Account, AuthorizerShape, Permission } from "../auth/authorizer.ts"
 import type { BansShape } from "../bans.ts"
-import { type DataSetup, type DataSockets, releaseSetup } from "../data/data_channel.ts"
+import { DataChannel, type DataSockets, type DataTls, type PendingData } from "../data/channel.ts"
 import type { PassivePorts } from "../data/passive_ports.ts"
-import type { Progress } from "../data/transfer.ts"
-import { type DataConnectionError, FilesystemError, filesystemReply } from "../errors.ts"
+import type { Bandwidth } from "../data/throttle.ts"
+import type { Progress } from "../data/loops.ts"
+import { FilesystemError } from "../errors.ts"
 import type { FilesystemShape, FtpPath } from "../fs/filesystem.ts"
 import type { HookSession, HooksShape } from "../hooks.ts"
 import { SESSION_ANNOTATION } from "../log.ts"
-import { ControlConnection, endpointsOf } from "../net/connection.ts"
-import { type NativeTls, TlsConn } from "../net/tls.ts"
-import { parseCommand } from "../protocol/command.ts"
+import type { NativeTls, NetworkShape } from "../net/network.ts"
+import type { ResolvedOptions } from "../options.ts"
 import type { Framed } from "../protocol/framer.ts"
 import { DEFAULT_MLSX_FACTS } from "../protocol/listing.ts"
 import { basename, hasControlCharacter, resolveVirtual } from "../protocol/path.ts"
 import { formatReply, formatReplyMiddle, formatReplyStart } from "../protocol/reply.ts"
-import type { ResolvedOptions } from "../options.ts"
+import type { ControlConnection } from "./control.ts"
+import type { CommandSpec } from "./table.ts"
 
 /** What every session of one server shares. */
 export interface ServerContext {
   readonly options: ResolvedOptions
+  readonly network: NetworkShape
   /** The TLS context shared by every control and data connection, when FTPS is configured. */
   readonly tls: import("node:tls").SecureContext | null
   /** Certificate and key for native TLS on PROT P passive data connections, when the TLS settings allow it. */
-  readonly dataTls: NativeTls | null
+  readonly nativeTls: NativeTls | null
   readonly fs: FilesystemShape
   readonly auth: AuthorizerShape
   readonly hooks: HooksShape
   readonly passivePorts: PassivePorts
   /** Every data connection open, counted against its session's and the server's limits. */
   readonly dataSockets: DataSockets
+  /** The bandwidth buckets of the server, its users and its sessions. */
+  readonly bandwidth: Bandwidth
   readonly commands: ReadonlyMap<string, CommandSpec>
   /** Every open session, for the server's idle sweep. */
   readonly sessions: Set<Session>
-  /** Logged-in sessions per user, for `maxSessionsPerUser`. */
-  readonly userSessions: Map<string, number>
+  /** Connections and logged-in sessions per user, counted for the limits. */
+  readonly admission: Admission
   /** The ban list: failed logins and floods are counted here. */
   readonly bans: BansShape
   /** Whether the server is closing: a session that starts now is drained at once. */
   readonly closing: () => boolean
   /** Run a hook in the server's hook fibers: never blocks the caller. */
   readonly runHook: (hook: Effect.Effect<void> | undefined) => Effect.Effect<void>
-}
-
-/** Errors a handler may fail with; the dispatcher turns each into its reply. */
-export type CommandError = FilesystemError | DataConnectionError
-
-/** A command handler: reply through `session.reply`. */
-export type Handler = (session: Session, arg: string) => Effect.Effect<void, CommandError>
-
-/** A row of the command table (pyftpdlib's `proto_cmds`). */
-export interface CommandSpec {
-  readonly name: string
-  /** Whether the command needs a logged-in user. */
-  readonly needsLogin: boolean
-  /** Argument rule, checked before the handler runs. */
-  readonly arg: "required" | "optional" | "none"
-  /** Text of `HELP <name>`. */
-  readonly help: string
-  readonly handler: Handler
 }
 
 /** A transfer in progress, as STAT shows it. */
@@ -89,31 +67,14 @@ export interface ActiveTransfer {
   fiber: Fiber.Fiber<void> | undefined
 }
 
+/** What the command loop's wait ends with when it was woken rather than given a command line. */
+export const WOKEN = Symbol("woken")
+
 /** The 421 text of a session closed because the server stops. */
 export const SHUTTING_DOWN = "Server shutting down."
 
-/** What the command loop's wait ends with when it was woken rather than given a command line. */
-const WOKEN = Symbol("woken")
-const TRANSFER_DONE = Symbol("transfer done")
-
-/** Commands answered while a transfer runs (RFC 959 4.1.3); the rest wait for it. */
-const DURING_TRANSFER = new Set(["ABOR", "STAT", "NOOP", "QUIT"])
-
-/** Commands logged at INFO with their reply code (pyftpdlib's `log_cmds_list`). */
-const LOGGED_COMMANDS = new Set([
-  "DELE",
-  "RNFR",
-  "RNTO",
-  "MKD",
-  "RMD",
-  "CWD",
-  "XMKD",
-  "XRMD",
-  "XCWD",
-  "REIN",
-  "SITE",
-  "MFMT",
-])
+/** The text of the 530 that a command needing a login gets before one. */
+export const LOG_IN_FIRST = "Log in with USER and PASS first."
 
 /** The state of one control connection. Handlers read and change it. */
 export class Session {
@@ -125,8 +86,10 @@ export class Session {
   /** TYPE A (the RFC 959 default) or TYPE I. */
   ascii = true
   restOffset = 0
+  /** The REST offset the running RETR or STOR took (REST applies to the next transfer only). */
+  transferOffset = 0
   renameFrom: FtpPath | null = null
-  data: DataSetup | null = null
+  data: PendingData | null = null
   /** Data connections this session holds open (see `DataSockets`). */
   dataSockets = 0
   /** Set by the server's graceful close: finish the running transfer (if any), then 421 and close. */
@@ -273,31 +236,40 @@ export class Session {
 
   /** Give up the pending data connection, if any. */
   releaseData(): Effect.Effect<void> {
-    const setup = this.data
+    const pending = this.data
     this.data = null
-    return setup === null ? Effect.void : releaseSetup(setup)
+    return pending === null ? Effect.void : DataChannel.release(pending)
+  }
+
+  /** TLS for this session's data connections under PROT P, or `null` under PROT C. */
+  get dataTls(): DataTls | null {
+    const context = this.server.tls
+    if (!this.protP || context === null) return null
+    const { options } = this
+    return {
+      context,
+      handshakeTimeoutMs: options.tlsHandshakeTimeout * 1000,
+      requestClientCert: options.tls?.requestClientCert ?? false,
+      requireSessionReuse: options.requireSessionReuse,
+    }
   }
 
   /** Count a login of `user` against `maxSessionsPerUser`; `false` (nothing counted) when the user is at the limit. */
-  claimUserSlot(user: string): boolean {
-    const sessions = this.server.userSessions
-    const count = sessions.get(user) ?? 0
-    const max = this.options.maxSessionsPerUser
-    if (max > 0 && count >= max) return false
-    this.releaseUserSlot()
-    sessions.set(user, count + 1)
-    this.slotUser = user
-    return true
+  claimUserSlot(user: string): Effect.Effect<boolean> {
+    return Effect.flatMap(this.releaseUserSlot(), () =>
+      Effect.map(this.server.admission.login(user), (claimed) => {
+        if (claimed) this.slotUser = user
+        return claimed
+      }))
   }
 
   /** Give back the slot of the logged-in user: on logout, REIN, a second USER, and the session's end. */
-  releaseUserSlot(): void {
-    const user = this.slotUser
-    if (user === null) return
-    this.slotUser = null
-    const left = (this.server.userSessions.get(user) ?? 1) - 1
-    if (left === 0) this.server.userSessions.delete(user)
-    else this.server.userSessions.set(user, left)
+  releaseUserSlot(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const user = this.slotUser
+      this.slotUser = null
+      return user === null ? Effect.void : this.server.admission.logout(user)
+    })
   }
 
   /** Count a failed login (or a command flood) against the client's address, and log the ban it causes. */
@@ -392,135 +364,3 @@ export class Session {
     setTimeout(close, 1000)
   }
 }
-
-const masked = (name: string, line: string) => (name === "PASS" ? "PASS ******" : line)
-
-/** Run one command through the table: login, argument rule, handler, error replies. */
-export const dispatch = (session: Session, name: string, arg: string): Effect.Effect<void> => {
-  const spec = session.server.commands.get(name)
-  if (spec === undefined) {
-    // Echo only printable ASCII, and not much of it: the reply must not carry a client's control
-    // characters (terminal escapes) into other tools' output or the log.
-    return session.reply(500, `Command "${name.replace(/[^\x21-\x7e]/g, "?").slice(0, 40)}" not understood.`)
-  }
-  if (spec.needsLogin && session.account === null) return session.reply(530, "Log in with USER and PASS first.")
-  if (spec.arg === "required" && arg === "") return session.reply(501, "Syntax error: command needs an argument.")
-  if (spec.arg === "none" && arg !== "") {
-    return session.reply(501, "Syntax error: command does not accept arguments.")
-  }
-  const run = spec.handler(session, arg).pipe(
-    Effect.catchTags({
-      FilesystemError: (error) => {
-        const { code, text } = filesystemReply(error)
-        return session.reply(code, text)
-      },
-      DataConnectionError: (error) => session.reply(error.code ?? 425, error.message),
-    }),
-    Effect.catchDefect((defect) =>
-      Effect.andThen(
-        Effect.logError(`${name} failed unexpectedly`, defect).pipe(
-          Effect.annotateLogs(SESSION_ANNOTATION, session.prefix),
-        ),
-        session.reply(451, "Requested action aborted: local error in processing."),
-      )
-    ),
-  )
-  return LOGGED_COMMANDS.has(name)
-    ? Effect.andThen(run, Effect.suspend(() => session.log(`${`${name} ${arg}`.trim()} ${session.lastReplyCode}`)))
-    : run
-}
-
-const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
-  Effect.gen(function* () {
-    if (exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause) && !session.conn.isClosed) {
-      yield* session.reply(421, SHUTTING_DOWN).pipe(Effect.timeoutOption("1 second"))
-    }
-    yield* session.releaseData()
-    session.releaseUserSlot()
-    session.conn.close()
-    yield* session.log("FTP session closed (disconnect).")
-    yield* session.hook((h) => h.onDisconnect)
-  })
-
-/**
- * Implicit FTPS: TLS from the first byte. A failed or stalled handshake (garbage, a plain FTP
- * client, a client that never finishes) costs this connection only; it is logged and closed.
- */
-const implicitHandshake = (server: ServerContext, raw: Deno.Conn): Effect.Effect<ControlConnection | undefined> =>
-  Effect.tryPromise(() =>
-    TlsConn.accept(raw, server.tls!, {
-      timeoutMs: server.options.tlsHandshakeTimeout * 1000,
-      requestCert: server.options.tls?.requestClientCert ?? false,
-    })
-  ).pipe(
-    Effect.map((tls) => new ControlConnection(raw, tls)),
-    Effect.catch((error) => {
-      const { remoteAddress, remotePort } = endpointsOf(raw)
-      return Effect.as(
-        Effect.logWarning(`${remoteAddress}:${remotePort} implicit TLS: ${String(error.cause)}`),
-        undefined,
-      )
-    }),
-    Effect.onInterrupt(() => Effect.sync(() => raw.close())),
-  )
-
-/** Serve one control connection until QUIT, disconnect, timeout or interruption. */
-export const runSession = (server: ServerContext, raw: Deno.Conn, implicitTls: boolean): Effect.Effect<void> =>
-  Effect.gen(function* () {
-    const conn = implicitTls ? yield* implicitHandshake(server, raw) : new ControlConnection(raw)
-    if (conn === undefined) return
-    const session = new Session(conn, server)
-    // Transfers forked into this scope later register their finalizers after this one, so they
-    // close first: a running transfer is interrupted (data connection and file closed) before
-    // the session says 421 and closes.
-    yield* Effect.addFinalizer((exit) => closeSession(session, exit))
-    session.scope = yield* Effect.scope
-    server.sessions.add(session)
-    // Connected (or finished its TLS handshake) while the server was already closing.
-    if (server.closing()) session.drain()
-    yield* Effect.addFinalizer(() => Effect.sync(() => server.sessions.delete(session)))
-    const level = yield* References.MinimumLogLevel
-    session.debugLog = level === "Debug" || level === "Trace" || level === "All"
-    yield* session.log("FTP session opened (connect)")
-    yield* session.hook((h) => h.onConnect)
-    yield* session.reply(220, server.options.banner)
-    // The read of the next line outlives a wake-up, so that no command line is lost.
-    let pending: Promise<Framed | null> | null = null
-    while (!session.closing) {
-      const read = pending ??= session.readCommand()
-      const next = session.draining
-        // Still answer ABOR, STAT, NOOP and QUIT while a transfer finishes; 421 once it has.
-        ? yield* Effect.raceFirst(Effect.promise(() => read), Effect.as(session.awaitLatestTransfer, TRANSFER_DONE))
-        : yield* Effect.promise(() => session.nextLine(read))
-      if (next === WOKEN) continue
-      if (next === TRANSFER_DONE) {
-        yield* session.reply(421, SHUTTING_DOWN)
-        break
-      }
-      pending = null
-      const framed = next
-      if (framed === null) {
-        if (session.timedOut !== null) yield* session.log(session.timedOut)
-        break
-      }
-      if (session.floods(Date.now())) {
-        yield* session.reply(421, "Too many commands per second: disconnecting.")
-        yield* session.warn(`Disconnected: more than ${server.options.maxCommandsPerSecond} commands per second.`)
-        yield* session.recordFailure()
-        break
-      }
-      if (framed.kind === "tooLong") {
-        yield* session.reply(500, "Command too long.")
-        continue
-      }
-      const { name, arg } = parseCommand(framed.text)
-      if (session.debugLog) yield* session.debug(`<- ${masked(name, framed.text)}`)
-      if (session.draining && !DURING_TRANSFER.has(name)) {
-        yield* session.awaitLatestTransfer
-        yield* session.reply(421, SHUTTING_DOWN)
-        break
-      }
-      if (session.transfer !== null && !DURING_TRANSFER.has(name)) yield* session.awaitTransfer
-      yield* dispatch(session, name, arg)
-    }
-  }).pipe(Effect.scoped)

@@ -4,25 +4,22 @@
  * @module
  */
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Scope from "effect/Scope"
-import { activeTargetRefusal, connectActive, ownedConn, PASSIVE_ACCEPT_TIMEOUT } from "../../data/data_channel.ts"
-import { formatEpsv, formatPasv, isIPv4, parseEprt, parsePort } from "../../protocol/address.ts"
-import type { CommandSpec, Handler, Session } from "../session.ts"
+import { DataChannel, PASSIVE_ACCEPT_TIMEOUT } from "../../data/channel.ts"
+import { isIPv4 } from "../../net/address.ts"
+import { formatEpsv, formatPasv, parseEprt, parsePort } from "../../protocol/address.ts"
+import type { Session } from "../session.ts"
+import type { CommandSpec, Handler } from "../table.ts"
 
 /** Replace any pending data connection by a fresh passive lease; returns the port. */
 const openPassive = (session: Session) =>
   Effect.gen(function* () {
     yield* session.releaseData()
-    const scope = yield* Scope.make()
     // Under PROT P the listener itself speaks TLS when the server's settings allow native TLS.
-    const tls = session.protP ? session.server.dataTls : null
-    const listener = yield* Scope.provide(scope)(
-      session.server.passivePorts.lease(session.conn.endpoints.localAddress, tls),
-    ).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
-    session.data = { kind: "passive", listener, tls: tls !== null, scope }
-    return (listener.addr as Deno.NetAddr).port
+    const tls = session.protP ? session.server.nativeTls : null
+    const pending = yield* DataChannel.listen(session.server.passivePorts, session.conn.endpoints.localAddress, tls)
+    session.data = pending
+    return pending.listener.addr.port
   })
 
 /** With `tlsDataRequired`, data connections may only be set up after PROT P (RFC 4217 9: 521). */
@@ -67,17 +64,15 @@ const epsv: Handler = (session, arg) =>
 /** Connect to an active-mode target after the bounce and privileged-port checks. */
 const openActive = (session: Session, host: string, port: number) =>
   Effect.gen(function* () {
-    const refusal = activeTargetRefusal(host, port, session.remoteAddress, session.options)
+    const refusal = DataChannel.refusal(host, port, session.remoteAddress, session.options)
     if (refusal !== undefined) {
       yield* session.warn(refusal)
       return yield* session.reply(501, refusal)
     }
     yield* session.releaseData()
     const timeout = Math.min(PASSIVE_ACCEPT_TIMEOUT, session.options.dataTimeout || PASSIVE_ACCEPT_TIMEOUT)
-    const scope = yield* Scope.make()
-    const conn = yield* Scope.provide(scope)(
-      ownedConn(session.server.dataSockets, session, (hold) => connectActive(host, port, timeout, hold)),
-    ).pipe(
+    const { network, dataSockets } = session.server
+    session.data = yield* DataChannel.connect(network, dataSockets, session, host, port, timeout).pipe(
       Effect.tapError((error) =>
         session.warn(
           error.timeoutSeconds === undefined
@@ -85,9 +80,7 @@ const openActive = (session: Session, host: string, port: number) =>
             : `Active data connection to ${host}:${port} timed out after ${error.timeoutSeconds} s (425)`,
         )
       ),
-      Effect.onError(() => Scope.close(scope, Exit.void)),
     )
-    session.data = { kind: "active", conn, scope }
     yield* session.reply(200, "Active data connection established.")
   })
 

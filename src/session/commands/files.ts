@@ -9,65 +9,64 @@ import { FilesystemError } from "../../errors.ts"
 import type { FtpPath } from "../../fs/filesystem.ts"
 import { mlsxTime, parseMlsxTime } from "../../protocol/listing.ts"
 import { quotePath } from "../../protocol/reply.ts"
-import type { CommandSpec, Handler, Session } from "../session.ts"
+import type { Session } from "../session.ts"
+import type { CommandSpec, Guard, Handler } from "../table.ts"
 
 const refuse = (path: FtpPath, detail: string) =>
   Effect.fail(new FilesystemError({ path: path.virtual, reason: "PermissionDenied", detail }))
 
 const pwd: Handler = (session) => session.reply(257, `"${quotePath(session.cwd)}" is the current directory.`)
 
-const changeDirectory = (session: Session, arg: string) =>
+/** CWD and CDUP: the row has resolved the path and checked `e`. */
+const changeDirectory: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
-    const path = yield* session.resolve(arg === "" ? "/" : arg)
-    yield* session.requirePerm("e", path)
-    const info = yield* session.server.fs.stat(path)
+    const info = yield* session.server.fs.stat(path!)
     if (info.kind !== "directory") {
-      return yield* Effect.fail(new FilesystemError({ path: path.virtual, reason: "NotADirectory" }))
+      return yield* Effect.fail(new FilesystemError({ path: path!.virtual, reason: "NotADirectory" }))
     }
-    session.cwd = path.virtual
-    yield* session.reply(250, `"${quotePath(path.virtual)}" is the current directory.`)
+    session.cwd = path!.virtual
+    yield* session.reply(250, `"${quotePath(path!.virtual)}" is the current directory.`)
   })
 
-const cwd: Handler = (session, arg) => changeDirectory(session, arg)
-const cdup: Handler = (session) => changeDirectory(session, "..")
-
-const mkd: Handler = (session, arg) =>
+const mkd: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
-    const path = yield* session.resolve(arg)
-    yield* session.requirePerm("m", path)
-    yield* session.newName(path)
-    yield* session.server.fs.mkdir(path)
-    yield* session.reply(257, `"${quotePath(path.virtual)}" directory created.`)
+    yield* session.newName(path!)
+    yield* session.server.fs.mkdir(path!)
+    yield* session.reply(257, `"${quotePath(path!.virtual)}" directory created.`)
   })
 
-const rmd: Handler = (session, arg) =>
+const rmd: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
-    const path = yield* session.resolve(arg)
-    if (path.virtual === "/") return yield* refuse(path, "Can't remove root directory.")
-    yield* session.requirePerm("d", path)
-    yield* session.server.fs.rmdir(path)
+    if (path!.virtual === "/") return yield* refuse(path!, "Can't remove root directory.")
+    yield* session.server.fs.rmdir(path!)
     yield* session.reply(250, "Directory removed.")
   })
 
-const dele: Handler = (session, arg) =>
+const dele: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
-    const path = yield* session.resolve(arg)
-    yield* session.requirePerm("d", path)
-    yield* session.server.fs.remove(path)
+    yield* session.server.fs.remove(path!)
     yield* session.reply(250, "File removed.")
   })
 
-const rnfr: Handler = (session, arg) =>
-  Effect.gen(function* () {
+/** A new RNFR forgets the last one first, even if its own path is refused. */
+const forgetRenameSource: Guard = (session) =>
+  Effect.sync(() => {
     session.renameFrom = null
-    const path = yield* session.resolve(arg)
-    if (path.virtual === "/") return yield* refuse(path, "Can't rename home directory.")
-    yield* session.requirePerm("f", path)
-    yield* session.server.fs.lstat(path)
-    session.renameFrom = path
+    return true
+  })
+
+const rnfr: Handler = (session, _arg, path) =>
+  Effect.gen(function* () {
+    if (path!.virtual === "/") return yield* refuse(path!, "Can't rename home directory.")
+    yield* session.server.fs.lstat(path!)
+    session.renameFrom = path!
     yield* session.reply(350, "Ready for destination name.")
   })
 
+/**
+ * RNTO names two paths: the source checked by RNFR, and its own, checked here (the filesystem
+ * checks both again at the moment of the rename).
+ */
 const rnto: Handler = (session, arg) =>
   Effect.gen(function* () {
     const from = session.renameFrom
@@ -88,37 +87,39 @@ const regularFile = (session: Session, path: FtpPath) =>
     return info
   })
 
-const size: Handler = (session, arg) =>
+/** RFC 3659 4: the size depends on TYPE; computing it for ASCII means reading the whole file. */
+const binaryOnly: Guard = (session) =>
+  session.ascii ? Effect.as(session.reply(550, "SIZE not allowed in ASCII mode."), false) : Effect.succeed(true)
+
+const size: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
-    // RFC 3659 4: the size depends on TYPE; computing it for ASCII means reading the whole file.
-    if (session.ascii) return yield* session.reply(550, "SIZE not allowed in ASCII mode.")
-    const path = yield* session.resolve(arg)
-    yield* session.requirePerm("l", path)
-    const info = yield* regularFile(session, path)
+    const info = yield* regularFile(session, path!)
     yield* session.reply(213, String(info.size))
   })
 
-const mdtm: Handler = (session, arg) =>
+const mdtm: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
-    const path = yield* session.resolve(arg)
-    yield* session.requirePerm("l", path)
-    const info = yield* regularFile(session, path)
+    const info = yield* regularFile(session, path!)
     yield* session.reply(213, mlsxTime(info.mtime ?? new Date(0)))
   })
 
-const mfmt: Handler = (session, arg) =>
+/** MFMT's two parts, `YYYYMMDDHHMMSS path`, or `undefined` when either is missing or malformed. */
+const mfmtParts = (arg: string): { readonly when: Date; readonly target: string } | undefined => {
+  const space = arg.indexOf(" ")
+  const when = space < 0 ? undefined : parseMlsxTime(arg.slice(0, space))
+  const target = space < 0 ? "" : arg.slice(space + 1)
+  return when === undefined || target === "" ? undefined : { when, target }
+}
+
+const mfmt: Handler = (session, arg, path) =>
   Effect.gen(function* () {
-    const space = arg.indexOf(" ")
-    const when = space < 0 ? undefined : parseMlsxTime(arg.slice(0, space))
-    const target = space < 0 ? "" : arg.slice(space + 1)
-    if (when === undefined || target === "") {
+    const parts = mfmtParts(arg)
+    if (parts === undefined || path === undefined) {
       return yield* session.reply(501, "Invalid MFMT format: use MFMT YYYYMMDDHHMMSS path.")
     }
-    const path = yield* session.resolve(target)
-    yield* session.requirePerm("T", path)
     yield* regularFile(session, path)
-    yield* session.server.fs.setMtime(path, when)
-    yield* session.reply(213, `Modify=${mlsxTime(when)}; ${path.virtual}.`)
+    yield* session.server.fs.setMtime(path, parts.when)
+    yield* session.reply(213, `Modify=${mlsxTime(parts.when)}; ${path.virtual}.`)
   })
 
 const row = (
@@ -126,24 +127,34 @@ const row = (
   arg: CommandSpec["arg"],
   help: string,
   handler: Handler,
-): CommandSpec => ({ name, needsLogin: true, arg, help, handler })
+  rules: Pick<CommandSpec, "perm" | "path" | "guard"> = {},
+): CommandSpec => ({ name, needsLogin: true, arg, help, handler, ...rules })
+
+const toDirectory = { perm: "e", path: (arg: string) => (arg === "" ? "/" : arg) } as const
+const toParent = { perm: "e", path: () => ".." } as const
 
 /** The directory and file commands. */
 export const fileCommands: ReadonlyArray<CommandSpec> = [
   row("PWD", "none", "Syntax: PWD (get current working directory).", pwd),
   row("XPWD", "none", "Syntax: XPWD (obsolete) (get current dir).", pwd),
-  row("CWD", "optional", "Syntax: CWD [<SP> dir-name] (change working directory).", cwd),
-  row("XCWD", "optional", "Syntax: XCWD [<SP> dir-name] (obsolete) (change directory).", cwd),
-  row("CDUP", "none", "Syntax: CDUP (go to parent directory).", cdup),
-  row("XCUP", "none", "Syntax: XCUP (obsolete) (go to parent directory).", cdup),
-  row("MKD", "required", "Syntax: MKD <SP> path (create directory).", mkd),
-  row("XMKD", "required", "Syntax: XMKD <SP> path (obsolete) (create directory).", mkd),
-  row("RMD", "required", "Syntax: RMD <SP> dir-name (remove directory).", rmd),
-  row("XRMD", "required", "Syntax: XRMD <SP> dir-name (obsolete) (remove directory).", rmd),
-  row("DELE", "required", "Syntax: DELE <SP> file-name (delete file).", dele),
-  row("RNFR", "required", "Syntax: RNFR <SP> file-name (file renaming (source name)).", rnfr),
+  row("CWD", "optional", "Syntax: CWD [<SP> dir-name] (change working directory).", changeDirectory, toDirectory),
+  row("XCWD", "optional", "Syntax: XCWD [<SP> dir-name] (obsolete) (change directory).", changeDirectory, toDirectory),
+  row("CDUP", "none", "Syntax: CDUP (go to parent directory).", changeDirectory, toParent),
+  row("XCUP", "none", "Syntax: XCUP (obsolete) (go to parent directory).", changeDirectory, toParent),
+  row("MKD", "required", "Syntax: MKD <SP> path (create directory).", mkd, { perm: "m" }),
+  row("XMKD", "required", "Syntax: XMKD <SP> path (obsolete) (create directory).", mkd, { perm: "m" }),
+  row("RMD", "required", "Syntax: RMD <SP> dir-name (remove directory).", rmd, { perm: "d" }),
+  row("XRMD", "required", "Syntax: XRMD <SP> dir-name (obsolete) (remove directory).", rmd, { perm: "d" }),
+  row("DELE", "required", "Syntax: DELE <SP> file-name (delete file).", dele, { perm: "d" }),
+  row("RNFR", "required", "Syntax: RNFR <SP> file-name (file renaming (source name)).", rnfr, {
+    perm: "f",
+    guard: forgetRenameSource,
+  }),
   row("RNTO", "required", "Syntax: RNTO <SP> file-name (file renaming (destination name)).", rnto),
-  row("SIZE", "required", "Syntax: SIZE <SP> file-name (get file size).", size),
-  row("MDTM", "required", "Syntax: MDTM [<SP> path] (file last modification time).", mdtm),
-  row("MFMT", "required", "Syntax: MFMT <SP> timeval <SP> path (file update last modification time).", mfmt),
+  row("SIZE", "required", "Syntax: SIZE <SP> file-name (get file size).", size, { perm: "l", guard: binaryOnly }),
+  row("MDTM", "required", "Syntax: MDTM [<SP> path] (file last modification time).", mdtm, { perm: "l" }),
+  row("MFMT", "required", "Syntax: MFMT <SP> timeval <SP> path (file update last modification time).", mfmt, {
+    perm: "T",
+    path: (arg) => mfmtParts(arg)?.target,
+  }),
 ]

@@ -8,7 +8,8 @@ import * as Effect from "effect/Effect"
 import { FilesystemError } from "../../errors.ts"
 import { featMlstLine, parseOptsMlst } from "../../protocol/listing.ts"
 import type { SiteCommand } from "../../options.ts"
-import type { CommandSpec, Handler, Session } from "../session.ts"
+import { LOG_IN_FIRST, type Session } from "../session.ts"
+import type { CommandSpec, Handler } from "../table.ts"
 import { statPath } from "./listing.ts"
 
 const syst: Handler = (session) => session.reply(215, "UNIX Type: L8")
@@ -79,7 +80,7 @@ const stat: Handler = (session, arg) => {
   // RFC 959 4.1.3: during a transfer, STAT (with or without a path) reports on the transfer; so a
   // session never has more than one listing running.
   if (arg !== "" && session.transfer === null) {
-    if (session.account === null) return session.reply(530, "Log in with USER and PASS first.")
+    if (session.account === null) return session.reply(530, LOG_IN_FIRST)
     return statPath(session, arg)
   }
   const { remoteAddress, remotePort } = session.conn.endpoints
@@ -170,11 +171,11 @@ const runCustomSite = (session: Session, command: SiteCommand, arg: string) =>
   Effect.gen(function* () {
     const account = session.account
     if ((command.needsLogin ?? true) && account === null) {
-      return yield* session.reply(530, "Log in with USER and PASS first.")
+      return yield* session.reply(530, LOG_IN_FIRST)
     }
     // A permission is a user's: a command that names one needs a login even if it says otherwise.
     if (command.perm !== undefined) {
-      if (account === null) return yield* session.reply(530, "Log in with USER and PASS first.")
+      if (account === null) return yield* session.reply(530, LOG_IN_FIRST)
       yield* session.requirePerm(command.perm, yield* session.resolve(""))
     }
     const notLoggedIn = new FilesystemError({ path: "/", reason: "PermissionDenied", detail: "Not logged in." })
@@ -196,7 +197,7 @@ const site: Handler = (session, arg) => {
   if (name === "HELP") return siteHelp(session, rest)
   const custom = session.options.siteCommands.find((c) => c.name.toUpperCase() === name)
   if (custom !== undefined) return runCustomSite(session, custom, rest)
-  if (session.account === null) return session.reply(530, "Log in with USER and PASS first.")
+  if (session.account === null) return session.reply(530, LOG_IN_FIRST)
   if (name === "CHMOD") return chmod(session, rest)
   return session.reply(500, `Command "SITE ${name}" not understood.`)
 }

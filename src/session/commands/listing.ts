@@ -8,13 +8,14 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import { sendText } from "../../data/transfer.ts"
-import type { FilesystemError } from "../../errors.ts"
+import { sendText } from "../../data/loops.ts"
+import type { CommandError, FilesystemError } from "../../errors.ts"
 import type { DirectoryListing, FileInfo, FtpPath } from "../../fs/filesystem.ts"
 import { formatListLine, formatMlsxLine, formatNlstLine, mlsxPerm } from "../../protocol/listing.ts"
 import { basename } from "../../protocol/path.ts"
-import type { CommandSpec, Handler, Session } from "../session.ts"
-import { needData, opened, startTransfer } from "./transfer.ts"
+import type { Session } from "../session.ts"
+import type { CommandSpec, Handler } from "../table.ts"
+import { needData, opened, startTransfer } from "../transfer.ts"
 
 /** `LIST -la dir` → `dir`: clients send `ls` options, which a listing ignores (pyftpdlib does too). */
 export const stripListOptions = (arg: string): string => {
@@ -61,24 +62,21 @@ const permFact = (session: Session, parent: FtpPath, info: FileInfo, self: boole
 
 const listing = (
   command: string,
-  perm: "l",
   format: (session: Session, dir: FtpPath) => (info: FileInfo) => string,
   directoryOnly: boolean,
 ): Handler =>
-(session, arg) =>
+(session, _arg, path) =>
   Effect.gen(function* () {
-    const path = yield* session.resolve(stripListOptions(arg))
-    yield* session.requirePerm(perm, path)
     if (!(yield* needData(session))) return
-    const [scope, found] = yield* opened(entries(session, path))
+    const [scope, found] = yield* opened(entries(session, path!))
     if (directoryOnly && !found.directory) {
       yield* Scope.close(scope, Exit.void)
       return yield* session.reply(501, "No such directory.")
     }
-    const formatEntry = format(session, path)
+    const formatEntry = format(session, path!)
     yield* startTransfer(session, {
       command,
-      path,
+      path: path!,
       direction: "listing",
       preliminary: "File status okay. About to open data connection.",
       scope,
@@ -97,14 +95,12 @@ const mlsdFormat = (session: Session, dir: FtpPath) => {
   return (info: FileInfo) => `${formatMlsxLine(info, facts, permFact(session, dir, info, false), info.name)}\r\n`
 }
 
-const mlst: Handler = (session, arg) =>
+const mlst: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
-    const path = yield* session.resolve(arg)
-    yield* session.requirePerm("l", path)
-    const info = yield* session.server.fs.stat(path)
-    const facts = formatMlsxLine(info, session.mlstFacts, permFact(session, path, info, true), path.virtual)
+    const info = yield* session.server.fs.stat(path!)
+    const facts = formatMlsxLine(info, session.mlstFacts, permFact(session, path!, info, true), path!.virtual)
     // RFC 3659 7.2: the fact line is part of the reply and starts with a space.
-    yield* session.reply(250, [`Listing "${path.virtual}":`, facts, "End MLST."])
+    yield* session.reply(250, [`Listing "${path!.virtual}":`, facts, "End MLST."])
   })
 
 /**
@@ -112,7 +108,7 @@ const mlst: Handler = (session, arg) =>
  * as the directory is read, batch by batch, so a huge directory is never held in memory; nothing
  * else is written on the control connection meanwhile.
  */
-export const statPath = (session: Session, arg: string): Effect.Effect<void, import("../session.ts").CommandError> =>
+export const statPath = (session: Session, arg: string): Effect.Effect<void, CommandError> =>
   Effect.gen(function* () {
     const target = stripListOptions(arg)
     if (/[*?[]/.test(target)) return yield* session.reply(550, "Globbing is not supported.")
@@ -123,6 +119,8 @@ export const statPath = (session: Session, arg: string): Effect.Effect<void, imp
     yield* session.replyStream(213, `Status of "${path.virtual}":`, lines(found.batches, format), "End of status.")
   }).pipe(Effect.scoped)
 
+const listed = { perm: "l", path: stripListOptions } as const
+
 /** The listing commands. */
 export const listingCommands: ReadonlyArray<CommandSpec> = [
   {
@@ -130,27 +128,31 @@ export const listingCommands: ReadonlyArray<CommandSpec> = [
     needsLogin: true,
     arg: "optional",
     help: "Syntax: LIST [<SP> path] (list files).",
-    handler: listing("LIST", "l", listFormat, false),
+    ...listed,
+    handler: listing("LIST", listFormat, false),
   },
   {
     name: "NLST",
     needsLogin: true,
     arg: "optional",
     help: "Syntax: NLST [<SP> path] (list path in a compact form).",
-    handler: listing("NLST", "l", () => (info) => formatNlstLine(info.name), false),
+    ...listed,
+    handler: listing("NLST", () => (info) => formatNlstLine(info.name), false),
   },
   {
     name: "MLSD",
     needsLogin: true,
     arg: "optional",
     help: "Syntax: MLSD [<SP> path] (list directory).",
-    handler: listing("MLSD", "l", mlsdFormat, true),
+    ...listed,
+    handler: listing("MLSD", mlsdFormat, true),
   },
   {
     name: "MLST",
     needsLogin: true,
     arg: "optional",
     help: "Syntax: MLST [<SP> path] (show information about path).",
+    perm: "l",
     handler: mlst,
   },
 ]

@@ -6,7 +6,8 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { BANNED_TEXT } from "../../bans.ts"
-import type { CommandSpec, Session } from "../session.ts"
+import type { Session } from "../session.ts"
+import type { CommandSpec } from "../table.ts"
 
 /** Forget the logged-in user (a second USER, REIN): pyftpdlib's `flush_account`. */
 const logout = (session: Session): Effect.Effect<void> =>
@@ -15,7 +16,7 @@ const logout = (session: Session): Effect.Effect<void> =>
     // Fired first, so that the hook still sees who is leaving.
     if (account !== null) yield* session.hook((h) => h.onLogout, account.user)
     yield* session.releaseData()
-    session.releaseUserSlot()
+    yield* session.releaseUserSlot()
     session.loginStarted = Date.now()
     session.account = null
     session.user = null
@@ -65,7 +66,7 @@ const pass: CommandSpec = {
       const result = yield* Effect.result(session.server.auth.authenticate(name, arg))
       if (result._tag === "Success") {
         const account = result.success
-        if (!session.claimUserSlot(account.user)) {
+        if (!(yield* session.claimUserSlot(account.user))) {
           session.user = null
           yield* session.log(`USER '${account.user}' refused: too many sessions for this user.`)
           return yield* session.reply(530, "Too many sessions for this user.")

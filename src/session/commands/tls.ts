@@ -4,7 +4,9 @@
  * @module
  */
 import * as Effect from "effect/Effect"
-import type { CommandSpec, Handler, Session } from "../session.ts"
+import type { TlsHandshakeError } from "../../errors.ts"
+import type { Session } from "../session.ts"
+import type { CommandSpec, Handler } from "../table.ts"
 
 const MECHANISMS = new Set(["TLS", "TLS-C", "SSL", "TLS-P"])
 
@@ -25,14 +27,17 @@ const auth: Handler = (session, arg) =>
       return yield* session.reply(503, "Send nothing after AUTH TLS until its reply arrives.")
     }
     yield* session.reply(234, `AUTH ${mechanism} successful.`)
-    const result = yield* Effect.result(Effect.tryPromise(() =>
-      session.conn.upgrade(context, {
-        timeoutMs: handshakeTimeoutMs(session),
-        requestCert: session.options.tls?.requestClientCert ?? false,
-      })
-    ))
+    const result = yield* Effect.result(Effect.tryPromise({
+      try: () =>
+        session.conn.upgrade(context, {
+          timeoutMs: handshakeTimeoutMs(session),
+          requestCert: session.options.tls?.requestClientCert ?? false,
+        }),
+      catch: (error) => error as TlsHandshakeError,
+    }))
     if (result._tag === "Failure") {
-      yield* session.warn(`AUTH ${mechanism}: ${String(result.failure.cause)}; closing the session.`)
+      const error = result.failure
+      yield* session.warn(`AUTH ${mechanism}: ${error._tag}: ${error.message}; closing the session.`)
       session.conn.close()
       session.closing = true
       return

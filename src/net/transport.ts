@@ -1,12 +1,26 @@
 /**
- * Writing everything, and closing anything, the same way everywhere in the transport.
+ * The byte API every connection offers (plain TCP, TLS, in memory), and writing all of it and
+ * closing it the same way everywhere.
  *
  * @module
  */
 import { libc } from "../sys/libc.ts"
 
+/** The byte API of a connection: plain (`Deno.Conn`), TLS, or in memory. */
+export interface Transport {
+  readonly remoteAddr: Deno.Addr
+  readonly localAddr: Deno.Addr
+  /** Read into `buffer`: the number of bytes read, or `null` at the end of the stream. */
+  read(buffer: Uint8Array): Promise<number | null>
+  /** Write some of `data`: the number of bytes written. */
+  write(data: Uint8Array): Promise<number>
+  /** End our direction (TCP FIN, or TLS close_notify) after everything written. */
+  closeWrite(): Promise<void>
+  close(): void
+}
+
 /** Write all of `bytes` (a single `write` may write fewer). */
-export const writeAll = async (conn: Pick<Deno.Conn, "write">, bytes: Uint8Array): Promise<void> => {
+export const writeAll = async (conn: Pick<Transport, "write">, bytes: Uint8Array): Promise<void> => {
   let offset = 0
   while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset))
 }
@@ -21,7 +35,7 @@ export const writeAll = async (conn: Pick<Deno.Conn, "write">, bytes: Uint8Array
 export const unfinishedHandshakes: WeakSet<object> = new WeakSet()
 
 /** Shut down this process's socket that has `conn`'s two ports, if it is still open. */
-const shutdownSocket = (conn: Deno.Conn): void => {
+const shutdownSocket = (conn: Transport): void => {
   const c = libc()
   if (c === null) return
   const local = (conn.localAddr as Deno.NetAddr).port
@@ -44,6 +58,6 @@ export const closeQuietly = (closable: { close(): void } | undefined): void => {
   }
   if (closable !== undefined && unfinishedHandshakes.has(closable)) {
     unfinishedHandshakes.delete(closable)
-    shutdownSocket(closable as Deno.Conn)
+    shutdownSocket(closable as Transport)
   }
 }

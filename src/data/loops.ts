@@ -1,20 +1,21 @@
 /**
- * The byte loops of RETR, STOR/APPE and listings: plain async code over a native `Deno.Conn`,
- * with no per-chunk Effect work. Each loop takes an `AbortSignal` (interruption: ABOR, shutdown)
- * and a stall timeout, and counts bytes into a {@link Progress} that STAT and the log read.
+ * The byte loops of RETR, STOR/APPE and listings: plain async code over a {@link Transport}, with
+ * no per-chunk Effect work. Each loop takes an `AbortSignal` (interruption: ABOR, shutdown) and a
+ * stall timeout, and counts bytes into a {@link Progress} that STAT and the log read. A stall
+ * fails with `TransferStalled`; any other failure is the connection's or the file's own error.
  *
- * Speeds measured on this runtime (../shared/research/deno-feasibility.md and `deno task bench`):
- * binary RETR reads the file 4 MiB at a time into one reused buffer (BYOB) and writes it out,
- * which matches `FsFile.readable.pipeTo(conn.writable)` (3.1 GiB/s) while holding a quarter of the
- * memory with 20 clients; any stream stage in between (even a byte counter) cuts speed to a third.
- * STOR reads 1 MiB at a time into one reused buffer (`conn.readable.pipeTo` is 3x slower).
+ * Speeds measured on this runtime with `deno task bench`: binary RETR reads the file 4 MiB at a
+ * time into one reused buffer (BYOB) and writes it out, which matches
+ * `FsFile.readable.pipeTo(conn.writable)` (3.1 GiB/s) while holding a quarter of the memory with
+ * 20 clients; any stream stage in between (even a byte counter) cuts speed to a third. STOR reads
+ * into one reused buffer (`conn.readable.pipeTo` is 3x slower).
  *
  * @module
  */
+import { TransferStalled } from "../errors.ts"
 import type { ReadHandle, WriteHandle } from "../fs/filesystem.ts"
+import { closeQuietly, type Transport, writeAll } from "../net/transport.ts"
 import { FromNetworkAscii, ToNetworkAscii } from "../protocol/ascii.ts"
-import { closeQuietly, writeAll } from "../net/_io.ts"
-import type { Transport } from "../net/tls.ts"
 import type { Throttle } from "./throttle.ts"
 
 /** Bytes moved so far by one transfer. */
@@ -23,11 +24,6 @@ export interface Progress {
   bytes: number
   /** For an upload, the bytes that reached the file (fewer than `bytes` when the disk filled up). */
   stored?: number
-}
-
-/** Why a transfer loop stopped early. */
-export class TransferStalled extends Error {
-  override readonly name = "TransferStalled"
 }
 
 const RECEIVE_BUFFER = 1 << 20
@@ -77,7 +73,7 @@ const watched = async <A>(
   try {
     return await body()
   } catch (error) {
-    if (stalled) throw new TransferStalled("Data connection timed out.")
+    if (stalled) throw new TransferStalled({ seconds: stallMs / 1000 })
     throw error
   } finally {
     if (timer !== undefined) clearInterval(timer)

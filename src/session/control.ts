@@ -1,17 +1,18 @@
 /**
  * A control connection: lines in (framed by {@link CommandFramer}), replies out.
  *
- * This is the transport under a session. It is plain promise code over a native `Deno.Conn`; the
- * session wraps each call as an Effect. Writes are serialized so that replies from the control
- * loop and from a running transfer never interleave.
+ * This is the transport under a session. It is plain promise code over a {@link Transport} (a
+ * `Deno.Conn`, or TLS over one after AUTH TLS); the session wraps each call as an Effect. Writes
+ * are serialized so that replies from the control loop and from a running transfer never
+ * interleave.
  *
  * @module
  */
 import type * as tls from "node:tls"
+import { type Endpoints, endpointsOf } from "../net/address.ts"
+import { TlsConn } from "../net/tls.ts"
+import { type Transport, writeAll } from "../net/transport.ts"
 import { CommandFramer, type Framed } from "../protocol/framer.ts"
-import { plainAddress } from "../protocol/address.ts"
-import { TlsConn, type Transport } from "./tls.ts"
-import { writeAll } from "./_io.ts"
 
 /**
  * Commands are short, so a connection reads 512 bytes at a time (an idle session's buffer is
@@ -41,26 +42,6 @@ const LONE_CR_WAIT_MS = 100
  */
 const TELNET_BYTES = 0xf0
 
-/** The two ends of a TCP connection, with IPv4-mapped IPv6 addresses shown as IPv4. */
-export interface Endpoints {
-  readonly remoteAddress: string
-  readonly remotePort: number
-  readonly localAddress: string
-  readonly localPort: number
-}
-
-/** Addresses of a connection. */
-export const endpointsOf = (conn: Pick<Deno.Conn, "remoteAddr" | "localAddr">): Endpoints => {
-  const remote = conn.remoteAddr as Deno.NetAddr
-  const local = conn.localAddr as Deno.NetAddr
-  return {
-    remoteAddress: plainAddress(remote.hostname),
-    remotePort: remote.port,
-    localAddress: plainAddress(local.hostname),
-    localPort: local.port,
-  }
-}
-
 /** One control connection. */
 export class ControlConnection {
   readonly endpoints: Endpoints
@@ -81,7 +62,7 @@ export class ControlConnection {
   private conn: Transport
 
   /** `transport` is `raw` itself, or (implicit FTPS) a TLS session already running over it. */
-  constructor(readonly raw: Deno.Conn, transport: Transport = raw, maxLineLength = 2048) {
+  constructor(readonly raw: Transport, transport: Transport = raw, maxLineLength = 2048) {
     this.conn = transport
     this.endpoints = endpointsOf(raw)
     this.framer = new CommandFramer(maxLineLength)
@@ -154,11 +135,6 @@ export class ControlConnection {
     } finally {
       clearTimeout(timer)
     }
-  }
-
-  /** Bytes received but not yet returned as a line. */
-  get pendingBytes(): number {
-    return this.framer.buffered
   }
 
   /** Queue `text` (already a formatted reply) behind earlier writes; resolves when it is sent. */

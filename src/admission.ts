@@ -1,0 +1,97 @@
+/**
+ * Connection accounting: the counts that the connection limits are checked against, in one place.
+ * Connections in all (`maxCons`) and per address (`maxConsPerIp`) are counted from admission to
+ * the end of the session; logged-in sessions per user (`maxSessionsPerUser`) from login to logout.
+ *
+ * Every operation is an Effect, so that servers that share their counts (several processes or
+ * workers behind one port) can keep them elsewhere without changing their callers.
+ *
+ * @module
+ */
+import * as Effect from "effect/Effect"
+
+/** Why a connection is refused: the text of its 421, and the log line. */
+export interface Refusal {
+  readonly reply: string
+  readonly log: string
+}
+
+/** The counts of one server. */
+export interface Admission {
+  /** Count a new connection from `ip`, or say why it is refused (nothing is counted then). */
+  readonly admit: (ip: string) => Effect.Effect<Refusal | undefined>
+  /** The connection from `ip` ended. */
+  readonly leave: (ip: string) => Effect.Effect<void>
+  /** Count a logged-in session of `user`; `false` (nothing counted) when the user is at the limit. */
+  readonly login: (user: string) => Effect.Effect<boolean>
+  /** A session of `user` logged out or ended. */
+  readonly logout: (user: string) => Effect.Effect<void>
+  /** Connections admitted and not yet ended. */
+  readonly connections: () => number
+}
+
+/** The limits admission applies; 0 is no limit. */
+export interface AdmissionLimits {
+  readonly maxCons: number
+  readonly maxConsPerIp: number
+  readonly maxSessionsPerUser: number
+}
+
+const decrement = (counts: Map<string, number>, key: string) => {
+  const left = (counts.get(key) ?? 1) - 1
+  if (left === 0) counts.delete(key)
+  else counts.set(key, left)
+}
+
+/**
+ * Counts kept in this process.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { makeAdmission } from "./admission.ts"
+ * const admission = makeAdmission({ maxCons: 10, maxConsPerIp: 1, maxSessionsPerUser: 0 })
+ * console.log(await Effect.runPromise(admission.admit("192.0.2.1"))) // undefined: admitted
+ * console.log((await Effect.runPromise(admission.admit("192.0.2.1")))?.reply) // "Too many connections from ..."
+ * ```
+ */
+export const makeAdmission = (limits: AdmissionLimits): Admission => {
+  let total = 0
+  const perIp = new Map<string, number>()
+  const perUser = new Map<string, number>()
+  return {
+    admit: (ip) =>
+      Effect.sync(() => {
+        if (limits.maxCons > 0 && total >= limits.maxCons) {
+          return {
+            reply: "Too many connections. Service temporarily unavailable.",
+            log: `${ip} refused: too many connections (${total}).`,
+          }
+        }
+        const fromIp = perIp.get(ip) ?? 0
+        if (limits.maxConsPerIp > 0 && fromIp >= limits.maxConsPerIp) {
+          return {
+            reply: "Too many connections from the same IP address.",
+            log: `${ip} refused: too many connections from this address (${fromIp}).`,
+          }
+        }
+        total++
+        perIp.set(ip, fromIp + 1)
+        return undefined
+      }),
+    leave: (ip) =>
+      Effect.sync(() => {
+        total--
+        decrement(perIp, ip)
+      }),
+    login: (user) =>
+      Effect.sync(() => {
+        const count = perUser.get(user) ?? 0
+        if (limits.maxSessionsPerUser > 0 && count >= limits.maxSessionsPerUser) return false
+        perUser.set(user, count + 1)
+        return true
+      }),
+    logout: (user) => Effect.sync(() => decrement(perUser, user)),
+    connections: () => total,
+  }
+}

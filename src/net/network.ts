@@ -1,0 +1,60 @@
+/**
+ * The `Network` service: where the server listens and connects. Every socket of the server comes
+ * from here; `denoNetwork` (the default) is Deno's own, and `net/memory.ts` has one in memory for
+ * tests that need no socket.
+ *
+ * @module
+ */
+import * as Context from "effect/Context"
+import type { Transport } from "./transport.ts"
+
+/** A listening socket whose connections are {@link Transport}s. */
+export interface Listener {
+  readonly addr: Deno.NetAddr
+  accept(): Promise<Transport>
+  close(): void
+}
+
+/** PEM certificate chain and key for a listener whose connections are TLS from their first byte. */
+export interface NativeTls {
+  readonly cert: string
+  readonly key: string
+}
+
+/** A connection accepted by a TLS listener: its handshake runs when asked (or at the first read or write). */
+export interface NativeTlsTransport extends Transport {
+  handshake(): Promise<unknown>
+}
+
+/** Listening and connecting; every method throws Deno's errors (`AddrInUse`, `NotCapable`, ...). */
+export interface NetworkShape {
+  listen(hostname: string, port: number): Listener
+  /**
+   * A listener whose connections speak TLS from their first byte, handled in native code
+   * (`Deno.listenTls`); absent where the network has none, and then `node:tls` is used.
+   */
+  readonly listenTls?: (hostname: string, port: number, tls: NativeTls) => Listener
+  connect(hostname: string, port: number, signal?: AbortSignal): Promise<Transport>
+}
+
+/** Deno's own network. */
+export const denoNetwork: NetworkShape = {
+  listen: (hostname, port) => Deno.listen({ hostname, port, transport: "tcp" }) as Deno.Listener as Listener,
+  listenTls: (hostname, port, tls) =>
+    Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key }) as Deno.Listener as Listener,
+  connect: (hostname, port, signal) => Deno.connect({ hostname, port, transport: "tcp", signal }),
+}
+
+/**
+ * The network a server uses: Deno's, unless a layer provides another.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { makeMemoryNetwork, Network } from "@ftpd/server"
+ * const inMemory = Layer.succeed(Network, makeMemoryNetwork())
+ * ```
+ */
+export const Network: Context.Reference<NetworkShape> = Context.Reference<NetworkShape>("@ftpd/server/Network", {
+  defaultValue: () => denoNetwork,
+})

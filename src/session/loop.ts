@@ -1,0 +1,193 @@
+/**
+ * The command loop of one control connection: read a line, look the command up in the table,
+ * check what its row asks (login, argument, guard, path and permission letter), run the handler,
+ * and answer its error with the one reply `errors.ts` has for it.
+ *
+ * A transfer runs in a child fiber, so that ABOR, STAT, NOOP and QUIT are answered while it runs
+ * (RFC 959 4.1.3); any other command waits for the transfer to end, which keeps replies in order.
+ *
+ * A graceful server close drains a session: waiting for a command, it gets 421 and is closed at
+ * once; with a transfer running, it still answers ABOR, STAT, NOOP and QUIT, and gets 421 once the
+ * transfer's final reply is sent; any other command is not run.
+ *
+ * The waits of this loop are plain promises, not Effect timeouts or Deferreds: the read of the
+ * next line is a promise over the connection, the drain wake-up resolves a promise made per wait,
+ * and the idle and login timeouts are one sweep per server (`Session.checkIdle`), not a timer per
+ * command. See the `raceFirst` measurement below for why.
+ *
+ * @module
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as References from "effect/References"
+import { replyFor, type TlsHandshakeError } from "../errors.ts"
+import { SESSION_ANNOTATION } from "../log.ts"
+import { endpointsOf } from "../net/address.ts"
+import { TlsConn } from "../net/tls.ts"
+import type { Transport } from "../net/transport.ts"
+import { parseCommand } from "../protocol/command.ts"
+import type { Framed } from "../protocol/framer.ts"
+import { ControlConnection } from "./control.ts"
+import { LOG_IN_FIRST, type ServerContext, Session, SHUTTING_DOWN, WOKEN } from "./session.ts"
+
+const TRANSFER_DONE = Symbol("transfer done")
+
+/** Commands answered while a transfer runs (RFC 959 4.1.3); the rest wait for it. */
+const DURING_TRANSFER = new Set(["ABOR", "STAT", "NOOP", "QUIT"])
+
+/** Commands logged at INFO with their reply code (pyftpdlib's `log_cmds_list`). */
+const LOGGED_COMMANDS = new Set([
+  "DELE",
+  "RNFR",
+  "RNTO",
+  "MKD",
+  "RMD",
+  "CWD",
+  "XMKD",
+  "XRMD",
+  "XCWD",
+  "REIN",
+  "SITE",
+  "MFMT",
+])
+
+const masked = (name: string, line: string) => (name === "PASS" ? "PASS ******" : line)
+
+/**
+ * Run one command through its row of the table: login, argument rule, guard, path and permission,
+ * handler; an error the handler fails with gets its reply from `replyFor`, a defect a 451.
+ */
+export const dispatch = (session: Session, name: string, arg: string): Effect.Effect<void> => {
+  const spec = session.server.commands.get(name)
+  if (spec === undefined) {
+    // Echo only printable ASCII, and not much of it: the reply must not carry a client's control
+    // characters (terminal escapes) into other tools' output or the log.
+    return session.reply(500, `Command "${name.replace(/[^\x21-\x7e]/g, "?").slice(0, 40)}" not understood.`)
+  }
+  if (spec.needsLogin && session.account === null) return session.reply(530, LOG_IN_FIRST)
+  if (spec.arg === "required" && arg === "") return session.reply(501, "Syntax error: command needs an argument.")
+  if (spec.arg === "none" && arg !== "") {
+    return session.reply(501, "Syntax error: command does not accept arguments.")
+  }
+  const run = Effect.gen(function* () {
+    if (spec.guard !== undefined && !(yield* spec.guard(session, arg))) return
+    const target = spec.perm === undefined ? undefined : spec.path === undefined ? arg : spec.path(arg)
+    const path = target === undefined ? undefined : yield* session.resolve(target)
+    if (path !== undefined) yield* session.requirePerm(spec.perm!, path)
+    yield* spec.handler(session, arg, path)
+  }).pipe(
+    Effect.catch((error) => {
+      const { code, text } = replyFor(error)
+      return session.reply(code, text)
+    }),
+    Effect.catchDefect((defect) =>
+      Effect.andThen(
+        Effect.logError(`${name} failed unexpectedly`, defect).pipe(
+          Effect.annotateLogs(SESSION_ANNOTATION, session.prefix),
+        ),
+        session.reply(451, "Requested action aborted: local error in processing."),
+      )
+    ),
+  )
+  return LOGGED_COMMANDS.has(name)
+    ? Effect.andThen(run, Effect.suspend(() => session.log(`${`${name} ${arg}`.trim()} ${session.lastReplyCode}`)))
+    : run
+}
+
+const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause) && !session.conn.isClosed) {
+      yield* session.reply(421, SHUTTING_DOWN).pipe(Effect.timeoutOption("1 second"))
+    }
+    yield* session.releaseData()
+    yield* session.releaseUserSlot()
+    session.conn.close()
+    yield* session.log("FTP session closed (disconnect).")
+    yield* session.hook((h) => h.onDisconnect)
+  })
+
+/**
+ * Implicit FTPS: TLS from the first byte. A failed or stalled handshake (garbage, a plain FTP
+ * client, a client that never finishes) costs this connection only; it is logged and closed.
+ */
+const implicitHandshake = (server: ServerContext, raw: Transport): Effect.Effect<ControlConnection | undefined> =>
+  Effect.tryPromise({
+    try: () =>
+      TlsConn.accept(raw, server.tls!, {
+        timeoutMs: server.options.tlsHandshakeTimeout * 1000,
+        requestCert: server.options.tls?.requestClientCert ?? false,
+      }),
+    catch: (error) => error as TlsHandshakeError,
+  }).pipe(
+    Effect.map((tls) => new ControlConnection(raw, tls)),
+    Effect.catch((error) => {
+      const { remoteAddress, remotePort } = endpointsOf(raw)
+      return Effect.as(
+        Effect.logWarning(`${remoteAddress}:${remotePort} implicit TLS: ${error._tag}: ${error.message}`),
+        undefined,
+      )
+    }),
+    Effect.onInterrupt(() => Effect.sync(() => raw.close())),
+  )
+
+/** Serve one control connection until QUIT, disconnect, timeout or interruption. */
+export const runSession = (server: ServerContext, raw: Transport, implicitTls: boolean): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const conn = implicitTls ? yield* implicitHandshake(server, raw) : new ControlConnection(raw)
+    if (conn === undefined) return
+    const session = new Session(conn, server)
+    // Transfers forked into this scope later register their finalizers after this one, so they
+    // close first: a running transfer is interrupted (data connection and file closed) before
+    // the session says 421 and closes.
+    yield* Effect.addFinalizer((exit) => closeSession(session, exit))
+    session.scope = yield* Effect.scope
+    server.sessions.add(session)
+    // Connected (or finished its TLS handshake) while the server was already closing.
+    if (server.closing()) session.drain()
+    yield* Effect.addFinalizer(() => Effect.sync(() => server.sessions.delete(session)))
+    const level = yield* References.MinimumLogLevel
+    session.debugLog = level === "Debug" || level === "Trace" || level === "All"
+    yield* session.log("FTP session opened (connect)")
+    yield* session.hook((h) => h.onConnect)
+    yield* session.reply(220, server.options.banner)
+    // The read of the next line outlives a wake-up, so that no command line is lost.
+    let pending: Promise<Framed | null> | null = null
+    while (!session.closing) {
+      const read = pending ??= session.readCommand()
+      const next = session.draining
+        // Still answer ABOR, STAT, NOOP and QUIT while a transfer finishes; 421 once it has.
+        ? yield* Effect.raceFirst(Effect.promise(() => read), Effect.as(session.awaitLatestTransfer, TRANSFER_DONE))
+        : yield* Effect.promise(() => session.nextLine(read))
+      if (next === WOKEN) continue
+      if (next === TRANSFER_DONE) {
+        yield* session.reply(421, SHUTTING_DOWN)
+        break
+      }
+      pending = null
+      const framed = next
+      if (framed === null) {
+        if (session.timedOut !== null) yield* session.log(session.timedOut)
+        break
+      }
+      if (session.floods(Date.now())) {
+        yield* session.reply(421, "Too many commands per second: disconnecting.")
+        yield* session.warn(`Disconnected: more than ${server.options.maxCommandsPerSecond} commands per second.`)
+        yield* session.recordFailure()
+        break
+      }
+      if (framed.kind === "tooLong") {
+        yield* session.reply(500, "Command too long.")
+        continue
+      }
+      const { name, arg } = parseCommand(framed.text)
+      if (session.debugLog) yield* session.debug(`<- ${masked(name, framed.text)}`)
+      if (session.draining && !DURING_TRANSFER.has(name)) {
+        yield* session.awaitLatestTransfer
+        yield* session.reply(421, SHUTTING_DOWN)
+        break
+      }
+      if (session.transfer !== null && !DURING_TRANSFER.has(name)) yield* session.awaitTransfer
+      yield* dispatch(session, name, arg)
+    }
+  }).pipe(Effect.scoped)

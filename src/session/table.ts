@@ -1,0 +1,65 @@
+/**
+ * The command table (pyftpdlib's `proto_cmds`): every command the server understands, as data.
+ * A row says whether the command needs a login, its argument rule, its help text, the permission
+ * letter it needs and on which path, what must hold before the path is looked at, and its handler.
+ * The loop (`loop.ts`) checks all of that once, in that order, before the handler runs; the
+ * handlers live in `commands/`, by topic.
+ *
+ * @module
+ */
+import type * as Effect from "effect/Effect"
+import type { Permission } from "../auth/authorizer.ts"
+import type { CommandError } from "../errors.ts"
+import type { FtpPath } from "../fs/filesystem.ts"
+import { dataCommands } from "./commands/data.ts"
+import { fileCommands } from "./commands/files.ts"
+import { infoCommands } from "./commands/info.ts"
+import { listingCommands } from "./commands/listing.ts"
+import { loginCommands } from "./commands/login.ts"
+import { tlsCommands } from "./commands/tls.ts"
+import { transferCommands } from "./commands/transfer.ts"
+import type { Session } from "./session.ts"
+
+/**
+ * A command handler: replies through `session.reply`. `path` is the row's path, resolved and with
+ * the row's permission checked; `undefined` when the row names no permission, or when its path
+ * rule found the argument malformed (the handler then replies 501).
+ */
+export type Handler = (session: Session, arg: string, path: FtpPath | undefined) => Effect.Effect<void, CommandError>
+
+/** A check that comes before the path: it replies and returns `false` to stop the command there. */
+export type Guard = (session: Session, arg: string) => Effect.Effect<boolean>
+
+/** A row of the command table. */
+export interface CommandSpec {
+  readonly name: string
+  /** Whether the command needs a logged-in user (530 before). */
+  readonly needsLogin: boolean
+  /** Argument rule (501 when broken). */
+  readonly arg: "required" | "optional" | "none"
+  /** Text of `HELP <name>`. */
+  readonly help: string
+  /** What must hold before the path is looked at: RNTO after RNFR, no REST before APPE, ... */
+  readonly guard?: Guard
+  /** The permission letter the command needs on its path (550 without it). */
+  readonly perm?: Permission
+  /**
+   * The path `perm` is about, taken from the argument (default: the argument itself);
+   * `undefined` when the argument is malformed, which the handler answers.
+   */
+  readonly path?: (arg: string) => string | undefined
+  readonly handler: Handler
+}
+
+/** Every built-in command, by name. */
+export const builtinCommands: ReadonlyMap<string, CommandSpec> = new Map(
+  [
+    ...loginCommands,
+    ...infoCommands,
+    ...fileCommands,
+    ...dataCommands,
+    ...transferCommands,
+    ...listingCommands,
+    ...tlsCommands,
+  ].map((spec) => [spec.name, spec] as const),
+)
