@@ -4,7 +4,7 @@
  * Effect 4.1 captures a `node:async_hooks` `AsyncResource` on every fiber suspension when the
  * runtime offers one through `process.getBuiltinModule`. On Deno 2.9 each capture retains about
  * 450 bytes until the fiber ends, so a long session or the accept loop would grow without bound
- * (measured in ../shared/research/effect4-deno.md). Hiding the module from that one lookup turns
+ * (measured: one session of 20,000 commands held 10 MB more heap until it closed). Hiding the module from that one lookup turns
  * the capture off; `import "node:async_hooks"` keeps working for everyone else.
  *
  * @module

@@ -169,6 +169,9 @@ export type CommandError =
   | TransferStalled
   | DataConnectionLost
 
+/** The 451 of a command or transfer that failed through a bug of the server (a defect), not the client. */
+export const LOCAL_ERROR: Reply = { code: 451, text: "Requested action aborted: local error in processing." }
+
 /** A reply code and its text. */
 export interface Reply {
   readonly code: number

@@ -42,7 +42,7 @@ import { formatReply } from "./protocol/reply.ts"
 import { GracefulShutdown } from "./runtime.ts"
 import { runSession } from "./session/loop.ts"
 import { type ServerContext, SHUTTING_DOWN } from "./session/session.ts"
-import { builtinCommands } from "./session/table.ts"
+import { builtinCommands } from "./session/commands/mod.ts"
 
 /**
  * The server could not start: a bad option, a port in use, or a missing Deno permission.

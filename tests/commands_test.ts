@@ -1,6 +1,7 @@
 /**
  * The control channel, command by command: every reply code (and the texts clients rely on) for
- * the commands of pyftpdlib's FTPHandler, over a raw socket to a real server.
+ * the commands of pyftpdlib's FTPHandler. The server runs on an in-memory network: each session,
+ * its data connections included, runs with no socket at all.
  */
 import assert from "node:assert/strict"
 import { RawClient, readAll, type Reply, startServer, type TestServer, type TestServerOptions } from "./helpers.ts"
@@ -10,10 +11,10 @@ const withClient = async (
   f: (raw: RawClient, server: TestServer) => Promise<void>,
   options: TestServerOptions & { login?: boolean } = {},
 ): Promise<void> => {
-  const server = await startServer(options)
+  const server = await startServer({ ...options, inMemory: true })
   let raw: RawClient | undefined
   try {
-    raw = await RawClient.connect(server.port)
+    raw = await RawClient.connectTo(server)
     if (options.login ?? true) await raw.login()
     await f(raw, server)
   } finally {
@@ -24,7 +25,7 @@ const withClient = async (
 
 /** Run a listing command over EPSV: its replies and the text received on the data connection. */
 const listing = async (raw: RawClient, command: string): Promise<{ replies: Reply[]; data: string }> => {
-  const conn = await raw.passive()
+  const conn = await raw.passiveData()
   try {
     const first = await raw.command(command)
     if (first.code !== 150) return { replies: [first], data: "" }
@@ -127,10 +128,10 @@ Deno.test("a second USER logs the first user out", () =>
   }))
 
 Deno.test("anonymous logs in with any password, even an empty one", async () => {
-  const server = await startServer()
+  const server = await startServer({ inMemory: true })
   try {
     for (const password of ["guest@example.com", "x", ""]) {
-      const raw = await RawClient.connect(server.port)
+      const raw = await RawClient.connectTo(server)
       try {
         assert.equal((await raw.command("USER anonymous")).code, 331)
         assert.equal((await raw.command(`PASS ${password}`.trim())).code, 230)
@@ -802,8 +803,8 @@ Deno.test("MLSD sends one fact line per entry with RFC 3659 perm letters only", 
   }))
 
 Deno.test("MLSD perm facts follow the user's permissions: read-only anonymous gets r and el", async () => {
-  const server = await startServer()
-  const raw = await RawClient.connect(server.port)
+  const server = await startServer({ inMemory: true })
+  const raw = await RawClient.connectTo(server)
   try {
     await seed(server.root)
     await raw.login("anonymous", "guest")

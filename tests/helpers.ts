@@ -5,6 +5,8 @@
 import "../src/_no_async_hooks.ts"
 import { Effect, Exit, Layer, Scope } from "effect"
 import net from "node:net"
+import { makeMemoryNetwork } from "../src/net/memory.ts"
+import { Network } from "../src/net/network.ts"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
 import { type JailMode, LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
 import { Hooks, type HooksShape } from "../src/hooks.ts"
@@ -26,7 +28,16 @@ export interface TestServerOptions extends ServerOptions {
   /** Print server log lines (default: kept in `logs` only). */
   readonly verbose?: boolean
   readonly debug?: boolean
+  /** Serve over an in-memory network: no socket at all (clients connect with `RawClient.connectTo`). */
+  readonly inMemory?: boolean
 }
+
+/** How a test client reaches a server: over TCP, or over the server's in-memory network. */
+export interface TestNetwork {
+  connect(hostname: string, port: number): Promise<ClientConn & Pick<Deno.Conn, "closeWrite">>
+}
+
+const tcp: TestNetwork = { connect: (hostname, port) => Deno.connect({ hostname, port }) }
 
 /** A running test server. */
 export interface TestServer {
@@ -34,6 +45,8 @@ export interface TestServer {
   readonly root: string
   /** Every log line the server wrote. */
   readonly logs: string[]
+  /** How clients reach it (TCP, or in memory with `inMemory`). */
+  readonly network: TestNetwork
   close(): Promise<void>
 }
 
@@ -53,14 +66,17 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       if (options.verbose) console.error(line)
     },
   })
+  const memory = options.inMemory ? makeMemoryNetwork() : undefined
   const layers = Layer.mergeAll(
     users,
     options.unix ? UnixFilesystem.layer : LocalFilesystem.layerWith({ jail: options.jail ?? "auto" }),
     Hooks.layer(options.hooks ?? {}),
     logger,
+    memory === undefined ? Layer.empty : Layer.succeed(Network, memory),
   )
   const scope = Effect.runSync(Scope.make())
-  const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...options }
+  const { inMemory: _, ...rest } = options
+  const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...rest }
   const server = await Effect.runPromise(
     FtpServer.make(serverOptions).pipe(Scope.provide(scope), Effect.provide(layers)),
   )
@@ -69,6 +85,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     port: server.address.port,
     root,
     logs,
+    network: memory ?? tcp,
     close: async () => {
       if (closed) return
       closed = true
@@ -92,6 +109,9 @@ const decoder = new TextDecoder()
 
 /** The byte connection under a {@link RawClient}: a `Deno.Conn`, or a `node:net` socket ({@link netConn}). */
 export type ClientConn = Pick<Deno.Conn, "read" | "write" | "close" | "remoteAddr" | "localAddr">
+
+/** A data connection a test client opened: over TCP or in memory. */
+export type DataConn = ClientConn & Pick<Deno.Conn, "closeWrite">
 
 /** A connected `node:net` socket as a {@link ClientConn}. */
 const netConn = (socket: net.Socket): ClientConn => {
@@ -136,11 +156,17 @@ export class RawClient {
   protected pending: Promise<number | null> | undefined
   greeting!: Reply
 
-  protected constructor(public conn: ClientConn) {}
+  /** `network`: where data connections go (the control connection's network). */
+  protected constructor(public conn: ClientConn, readonly network: TestNetwork = tcp) {}
 
-  /** Connect and read the greeting. */
+  /** Connect over TCP and read the greeting. */
   static async connect(port: number, hostname = "127.0.0.1"): Promise<RawClient> {
     return await new RawClient(await Deno.connect({ hostname, port })).greeted()
+  }
+
+  /** Connect to `server` the way it is reached (TCP, or its in-memory network) and read the greeting. */
+  static async connectTo(server: TestServer, hostname = "127.0.0.1"): Promise<RawClient> {
+    return await new RawClient(await server.network.connect(hostname, server.port), server.network).greeted()
   }
 
   /**
@@ -236,11 +262,19 @@ export class RawClient {
     return Number(match[1])
   }
 
-  /** EPSV and connect to the announced port. */
+  /** EPSV and connect to the announced port over TCP. */
   async passive(): Promise<Deno.TcpConn> {
+    if (this.network !== tcp) throw new Error("an in-memory client: use passiveData()")
     const port = await this.epsvPort()
     const remote = this.conn.remoteAddr as Deno.NetAddr
     return await Deno.connect({ hostname: remote.hostname, port })
+  }
+
+  /** EPSV and connect to the announced port over the control connection's network (TCP or in memory). */
+  async passiveData(): Promise<DataConn> {
+    const port = await this.epsvPort()
+    const remote = this.conn.remoteAddr as Deno.NetAddr
+    return await this.network.connect(remote.hostname, port)
   }
 
   /** Whether the server closed the control connection (reads until EOF, within `timeoutMs`). */
@@ -270,9 +304,13 @@ export interface LoginOptions {
   readonly type?: "I" | "A" | null
 }
 
-/** A raw client connected to `server` (or a port), logged in, in binary mode unless told otherwise. */
-export const loggedIn = async (server: { readonly port: number } | number, options: LoginOptions = {}) => {
-  const client = await RawClient.connect(typeof server === "number" ? server : server.port, options.hostname)
+/** A raw client connected to `server` (or a port, over TCP), logged in, in binary mode unless told otherwise. */
+export const loggedIn = async (server: TestServer | { readonly port: number } | number, options: LoginOptions = {}) => {
+  const client = typeof server === "number"
+    ? await RawClient.connect(server, options.hostname)
+    : "network" in server
+    ? await RawClient.connectTo(server, options.hostname)
+    : await RawClient.connect(server.port, options.hostname)
   try {
     await client.login(options.user, options.password)
     const type = options.type === undefined ? "I" : options.type
@@ -363,16 +401,33 @@ export const timed = async <A>(promise: Promise<A>, ms: number, what: string): P
 }
 
 /** Read a data connection to its end, within 20 s. */
-export const readAll = (conn: Deno.Conn): Promise<Uint8Array> =>
+export const readAll = (conn: Pick<Deno.Conn, "read">): Promise<Uint8Array> =>
   timed(
-    new Response(conn.readable).arrayBuffer().then((buffer) => new Uint8Array(buffer)),
+    (async () => {
+      const chunks: Uint8Array[] = []
+      let total = 0
+      for (;;) {
+        const chunk = new Uint8Array(1 << 16)
+        const n = await conn.read(chunk)
+        if (n === null) break
+        chunks.push(chunk.subarray(0, n))
+        total += n
+      }
+      const all = new Uint8Array(total)
+      let offset = 0
+      for (const chunk of chunks) {
+        all.set(chunk, offset)
+        offset += chunk.length
+      }
+      return all
+    })(),
     20_000,
     "the data connection to end",
   )
 
 /** A command that receives data (RETR, LIST...) over EPSV: its reply codes and the text received. */
 export const receive = async (raw: RawClient, command: string): Promise<{ codes: number[]; data: string }> => {
-  const conn = await raw.passive()
+  const conn = await raw.passiveData()
   try {
     const first = await raw.command(command)
     if (first.code !== 150) return { codes: [first.code], data: "" }
@@ -392,11 +447,13 @@ export const closeQuietly = (conn: { close(): void }): void => {
   }
 }
 
-/** Write `data` to a data connection and close it. */
-export const writeAllAndClose = async (conn: Deno.Conn, data: Uint8Array): Promise<void> => {
-  const writer = conn.writable.getWriter()
-  await writer.write(data)
-  await writer.close()
+/** Write `data` to a data connection and end it (the server sees the end of the file). */
+export const writeAllAndClose = async (
+  conn: Pick<Deno.Conn, "write" | "closeWrite">,
+  data: Uint8Array,
+): Promise<void> => {
+  for (let offset = 0; offset < data.length;) offset += await conn.write(data.subarray(offset))
+  await conn.closeWrite()
 }
 
 /** SHA-256 of bytes, as hex. */

@@ -1,7 +1,8 @@
 /**
  * Permission letters (`e l r a d f m w M T`, pyftpdlib's) seen through the server: a user without
  * the letter gets 550 and the filesystem is untouched; a user with only that letter succeeds.
- * Then `overridePerm` and the read-only anonymous user.
+ * Then `overridePerm` and the read-only anonymous user. The server runs on an in-memory network:
+ * no socket at all.
  */
 import assert from "node:assert/strict"
 import {
@@ -56,11 +57,12 @@ const asUser = async (
   const server = await startServer({
     users: (a, root) => a.addUser("u", "pw", root, { perm }).addAnonymous(root),
     ...options,
+    inMemory: true,
   })
   let raw: RawClient | undefined
   try {
     await seed(server.root)
-    raw = await RawClient.connect(server.port)
+    raw = await RawClient.connectTo(server)
     await raw.login("u", "pw")
     await raw.command("TYPE I")
     await f(raw, server.root)
@@ -72,7 +74,7 @@ const asUser = async (
 
 /** A command that sends data (STOR, APPE, STOU) over EPSV: its replies. */
 const send = async (raw: RawClient, command: string, data: string): Promise<Reply[]> => {
-  const conn = await raw.passive()
+  const conn = await raw.passiveData()
   try {
     const first = await raw.command(command)
     if (first.code !== 150) return [first]
@@ -249,8 +251,8 @@ for (const c of cases) {
 }
 
 Deno.test("the anonymous read-only user cannot STOR, APPE, MKD, DELE, RNFR or SITE CHMOD: 550, nothing written", async () => {
-  const server = await startServer()
-  const raw = await RawClient.connect(server.port)
+  const server = await startServer({ inMemory: true })
+  const raw = await RawClient.connectTo(server)
   try {
     await seed(server.root)
     await raw.login("anonymous", "guest@example.com")

@@ -6,6 +6,7 @@
 import * as Effect from "effect/Effect"
 import { FilesystemError } from "../errors.ts"
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "../sys/libc.ts"
+import { basename } from "../protocol/path.ts"
 import type { FileInfo } from "./filesystem.ts"
 
 /** Entries per listing batch. */
@@ -42,11 +43,8 @@ export const checkVirtual = (virtual: string): FilesystemError | undefined => {
   return undefined
 }
 
-/** The last component of a virtual path, `/` for the root. */
-export const basename = (virtual: string): string => {
-  const trimmed = virtual.length > 1 ? virtual.replace(/\/+$/, "") : virtual
-  return trimmed === "/" ? "/" : trimmed.slice(trimmed.lastIndexOf("/") + 1)
-}
+/** The name `stat` reports for a virtual path: its last component, `/` for the root. */
+export const nameOf = (virtual: string): string => basename(virtual) || "/"
 
 /** The kind of a file from its `S_IFMT` bits. */
 export const kindOfType = (type: number): FileInfo["kind"] => {

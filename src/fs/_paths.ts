@@ -16,7 +16,8 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { FilesystemError, fromSystemError } from "../errors.ts"
 import { closeQuietly } from "../net/transport.ts"
-import { attemptSync, basename, checkVirtual, kindOf, LIST_BATCH, pause } from "./_common.ts"
+import { attemptSync, checkVirtual, kindOf, LIST_BATCH, nameOf, pause } from "./_common.ts"
+import { RenameLock } from "./_rename_lock.ts"
 import type {
   DirectoryListing,
   FileInfo,
@@ -26,52 +27,6 @@ import type {
   WriteHandle,
   WriteOptions,
 } from "./filesystem.ts"
-
-/**
- * Many operations at once, or one rename alone. Waiting renames go first, so a stream of
- * operations can't starve them.
- */
-class RenameLock {
-  private running = 0
-  private renaming = false
-  private readonly renames: Array<() => void> = []
-  private readonly others: Array<() => void> = []
-
-  async shared<A>(f: () => Promise<A>): Promise<A> {
-    // A waiter is woken with its place already taken (see `next`).
-    if (this.renaming || this.renames.length > 0) await new Promise<void>((resolve) => this.others.push(resolve))
-    else this.running++
-    try {
-      return await f()
-    } finally {
-      this.running--
-      this.next()
-    }
-  }
-
-  async exclusive<A>(f: () => Promise<A>): Promise<A> {
-    if (this.renaming || this.running > 0) await new Promise<void>((resolve) => this.renames.push(resolve))
-    else this.renaming = true
-    try {
-      return await f()
-    } finally {
-      this.renaming = false
-      this.next()
-    }
-  }
-
-  private next(): void {
-    if (this.renaming || this.running > 0) return
-    const rename = this.renames.shift()
-    if (rename !== undefined) {
-      this.renaming = true
-      return rename()
-    }
-    const others = this.others.splice(0)
-    this.running += others.length
-    for (const other of others) other()
-  }
-}
 
 const attempt = <A>(path: string, f: () => Promise<A>): Effect.Effect<A, FilesystemError> =>
   Effect.tryPromise({ try: f, catch: (e) => fromSystemError(path, e) })
@@ -210,8 +165,8 @@ const makeFilesystem = (
   return {
     description,
     resolve,
-    stat: (path) => run(path, async () => toFileInfo(basename(path.virtual), await Deno.stat(path.real))),
-    lstat: (path) => run(path, async () => toFileInfo(basename(path.virtual), await Deno.lstat(path.real))),
+    stat: (path) => run(path, async () => toFileInfo(nameOf(path.virtual), await Deno.stat(path.real))),
+    lstat: (path) => run(path, async () => toFileInfo(nameOf(path.virtual), await Deno.lstat(path.real))),
     list: (path) =>
       run(path, async () => {
         // The directory itself, symlinks resolved: each batch checks it still is.

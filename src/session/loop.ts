@@ -11,9 +11,12 @@
  * transfer's final reply is sent; any other command is not run.
  *
  * The waits of this loop are plain promises, not Effect timeouts or Deferreds: the read of the
- * next line is a promise over the connection, the drain wake-up resolves a promise made per wait,
- * and the idle and login timeouts are one sweep per server (`Session.checkIdle`), not a timer per
- * command. See the `raceFirst` measurement below for why.
+ * next line is a promise over the connection, the drain wake-up resolves a promise made per wait
+ * (`Session.nextLine`), and the idle and login timeouts are one sweep per server
+ * (`Session.checkIdle`), not a timer per command. Measured (20,000 NOOPs per run, median of 5,
+ * two alternating pairs, in memory): waiting with `Effect.raceFirst` on the read and a `Deferred`
+ * for the drain answered 71,000 and 66,000 commands/s, the promise wait 76,000 and 68,000 (3-7%
+ * more); over TCP 31,600 against 34,000. The command wait is the hottest path a session has.
  *
  * @module
  */
@@ -21,7 +24,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as References from "effect/References"
-import { replyFor, type TlsHandshakeError } from "../errors.ts"
+import { LOCAL_ERROR, replyFor, type TlsHandshakeError } from "../errors.ts"
 import { SESSION_ANNOTATION } from "../log.ts"
 import { endpointsOf } from "../net/address.ts"
 import { TlsConn } from "../net/tls.ts"
@@ -86,7 +89,7 @@ export const dispatch = (session: Session, name: string, arg: string): Effect.Ef
         Effect.logError(`${name} failed unexpectedly`, defect).pipe(
           Effect.annotateLogs(SESSION_ANNOTATION, session.prefix),
         ),
-        session.reply(451, "Requested action aborted: local error in processing."),
+        session.reply(LOCAL_ERROR.code, LOCAL_ERROR.text),
       )
     ),
   )

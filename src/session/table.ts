@@ -3,7 +3,7 @@
  * A row says whether the command needs a login, its argument rule, its help text, the permission
  * letter it needs and on which path, what must hold before the path is looked at, and its handler.
  * The loop (`loop.ts`) checks all of that once, in that order, before the handler runs; the
- * handlers live in `commands/`, by topic.
+ * rows and their handlers live in `commands/`, by topic, and `commands/mod.ts` gathers them.
  *
  * @module
  */
@@ -11,13 +11,6 @@ import type * as Effect from "effect/Effect"
 import type { Permission } from "../auth/authorizer.ts"
 import type { CommandError } from "../errors.ts"
 import type { FtpPath } from "../fs/filesystem.ts"
-import { dataCommands } from "./commands/data.ts"
-import { fileCommands } from "./commands/files.ts"
-import { infoCommands } from "./commands/info.ts"
-import { listingCommands } from "./commands/listing.ts"
-import { loginCommands } from "./commands/login.ts"
-import { tlsCommands } from "./commands/tls.ts"
-import { transferCommands } from "./commands/transfer.ts"
 import type { Session } from "./session.ts"
 
 /**
@@ -50,16 +43,3 @@ export interface CommandSpec {
   readonly path?: (arg: string) => string | undefined
   readonly handler: Handler
 }
-
-/** Every built-in command, by name. */
-export const builtinCommands: ReadonlyMap<string, CommandSpec> = new Map(
-  [
-    ...loginCommands,
-    ...infoCommands,
-    ...fileCommands,
-    ...dataCommands,
-    ...transferCommands,
-    ...listingCommands,
-    ...tlsCommands,
-  ].map((spec) => [spec.name, spec] as const),
-)

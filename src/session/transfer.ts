@@ -18,7 +18,14 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { DataChannel, PASSIVE_ACCEPT_TIMEOUT, type PendingData } from "../data/channel.ts"
 import { finishConnection, type LoopOptions } from "../data/loops.ts"
-import { type CommandError, DataConnectionLost, FilesystemError, replyFor, TransferStalled } from "../errors.ts"
+import {
+  type CommandError,
+  DataConnectionLost,
+  FilesystemError,
+  LOCAL_ERROR,
+  replyFor,
+  TransferStalled,
+} from "../errors.ts"
 import type { FtpPath } from "../fs/filesystem.ts"
 import { SESSION_ANNOTATION } from "../log.ts"
 import type { Transport } from "../net/transport.ts"
@@ -128,7 +135,7 @@ const finish = (
         yield* session.reply(code, text)
       } else if (!Cause.hasInterruptsOnly(outcome.cause)) {
         yield* Effect.logError(`${plan.command} failed unexpectedly`, outcome.cause)
-        yield* session.reply(451, "Requested action aborted: local error in processing.")
+        yield* session.reply(LOCAL_ERROR.code, LOCAL_ERROR.text)
       }
     }
     const file = plan.path.real

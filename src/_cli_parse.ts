@@ -1,0 +1,273 @@
+/**
+ * Parsing `ftpd`'s command line (pyftpdlib's flags, and ftpd's own) into a {@link CliConfig},
+ * without side effects: every bad flag or value is one `UsageError` naming it.
+ *
+ * @module
+ */
+import { resolve } from "node:path"
+import { parseArgs } from "node:util"
+import { DEFAULTS, FLAGS, TLS_ONLY, USAGE } from "./_cli_flags.ts"
+import type { JailMode } from "./fs/local.ts"
+import { bracketed, isIPv4 } from "./net/address.ts"
+import { type ServerOptions, VERSION } from "./options.ts"
+
+/** What the command line asks for, ready to serve. */
+export interface CliConfig {
+  /** Server options; only what the flags set, the rest keeps the library's defaults. */
+  readonly options: ServerOptions
+  /** Absolute path of the shared directory (`-d`, default the current directory). */
+  readonly directory: string
+  /** The single user of `-u`/`-P`, or `null` for anonymous access. */
+  readonly user: { readonly name: string; readonly password: string } | null
+  /** `-w`: the user gets every permission (`elradfmwMT`) instead of read-only (`elr`). */
+  readonly write: boolean
+  /** `-D`: log every command and reply. */
+  readonly debug: boolean
+  /** `--jail`: how the shared directory keeps users in (see `LocalFilesystem`). */
+  readonly jail: "auto" | JailMode
+  /** `--tls`: the certificate and key files (absolute paths), read by {@link loadTls}; `null` without TLS. */
+  readonly tls: TlsFiles | null
+}
+
+/** Where `--certfile` and `--keyfile` point. */
+export interface TlsFiles {
+  readonly certFile: string
+  /** The `--keyfile`, or the certfile when it was not given (a file holding both). */
+  readonly keyFile: string
+}
+
+/** The outcome of {@link parseCli}: serve, print a text and exit 0, or report a usage error. */
+export type CliParse =
+  | { readonly kind: "run"; readonly config: CliConfig }
+  | { readonly kind: "help" | "version"; readonly text: string }
+  | { readonly kind: "error"; readonly message: string }
+
+class UsageError {
+  constructor(readonly message: string) {}
+}
+
+const fail = (message: string): never => {
+  throw new UsageError(message)
+}
+
+const flagName = (long: string): string => {
+  const flag = FLAGS.find((f) => f.long === long)
+  return flag?.short ? `-${flag.short}/--${long}` : `--${long}`
+}
+
+// Value parsers: each takes the flag's text and its long name (for the error message).
+
+const integer = (text: string, long: string, min: number, max: number): number => {
+  const value = /^-?\d+$/.test(text) ? Number(text) : NaN
+  if (!(value >= min && value <= max)) {
+    const expected = max === Infinity ? `an integer >= ${min}` : `an integer from ${min} to ${max}`
+    fail(`argument ${flagName(long)}: expected ${expected}, got '${text}'`)
+  }
+  return value
+}
+
+const port = (text: string, long: string): number => integer(text, long, 0, 65535)
+
+const count = (text: string, long: string): number => integer(text, long, 0, Infinity)
+
+const seconds = (text: string, long: string): number => {
+  if (!/^\d+(\.\d+)?$/.test(text)) fail(`argument ${flagName(long)}: expected a number of seconds >= 0, got '${text}'`)
+  return Number(text)
+}
+
+const RATE_UNITS: Readonly<Record<string, number>> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }
+
+/** Bytes per second: `512`, `64K`, `1.5M`, `1G` (binary units), rounded down to whole bytes. */
+const rate = (text: string, long: string): number => {
+  const match = /^(\d+(?:\.\d+)?)([KMG]?)$/i.exec(text)
+  const value = match ? Math.floor(Number(match[1]) * RATE_UNITS[match[2].toUpperCase()]) : NaN
+  if (!Number.isSafeInteger(value)) {
+    fail(
+      `argument ${
+        flagName(long)
+      }: expected bytes per second, a number with an optional K, M or G suffix, got '${text}'`,
+    )
+  }
+  return value
+}
+
+const portRange = (text: string): readonly [number, number] => {
+  const match = /^(\d+)-(\d+)$/.exec(text)
+  const from = match ? Number(match[1]) : NaN
+  const to = match ? Number(match[2]) : NaN
+  if (!(from >= 1 && to <= 65535 && from < to)) {
+    fail(`argument -r/--range: expected FROM-TO with 1 <= FROM < TO <= 65535 (e.g. 8000-9000), got '${text}'`)
+  }
+  return [from, to]
+}
+
+const address = (text: string): string => {
+  if (text === "" || !URL.canParse(`ftp://${bracketed(text)}/`)) {
+    fail(`argument -i/--interface: invalid address '${text}'`)
+  }
+  return text
+}
+
+// PASV replies carry an IPv4 address (RFC 959 4.1.2), so the NAT address must be one.
+const ipv4 = (text: string): string => {
+  if (!isIPv4(text)) fail(`argument -n/--nat-address: expected an IPv4 address, got '${text}'`)
+  return text
+}
+
+const jailMode = (text: string): "auto" | JailMode => {
+  if (text !== "auto" && text !== "descriptor" && text !== "path") {
+    fail(`argument --jail: expected auto, descriptor or path, got '${text}'`)
+  }
+  return text as "auto" | JailMode
+}
+
+const encoding = (text: string): string => {
+  if (!/^utf-?8$/i.test(text)) fail(`argument --encoding: unsupported encoding '${text}' (only utf8 is supported)`)
+  return text
+}
+
+/**
+ * `-p -1` would make `parseArgs` refuse `-1` as "ambiguous"; pass it on as `--port=-1` so that
+ * the value check reports what is wrong with it.
+ */
+const joinNegativeValues = (argv: ReadonlyArray<string>): string[] => {
+  const out: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const flag = FLAGS.find((f) => f.metavar && (argv[i] === `--${f.long}` || argv[i] === `-${f.short}`))
+    const next = argv[i + 1]
+    if (flag && next !== undefined && /^-\d/.test(next)) {
+      out.push(`--${flag.long}=${next}`)
+      i++
+    } else {
+      out.push(argv[i])
+    }
+  }
+  return out
+}
+
+/**
+ * Parse `ftpd`'s command line (pyftpdlib's flags) without side effects.
+ *
+ * @example
+ * ```ts
+ * import { parseCli } from "@ftpd/server/cli"
+ * const parsed = parseCli(["-p", "2121", "-w", "-d", "/srv/ftp"])
+ * if (parsed.kind === "run") console.log(parsed.config.options.port) // 2121
+ * ```
+ */
+export const parseCli = (argv: ReadonlyArray<string>): CliParse => {
+  try {
+    const values = parseFlags(argv)
+    if (values.help) return { kind: "help", text: USAGE }
+    if (values.version) return { kind: "version", text: `ftpd ${VERSION}` }
+    return { kind: "run", config: toConfig(values) }
+  } catch (error) {
+    if (error instanceof UsageError) return { kind: "error", message: error.message }
+    throw error
+  }
+}
+
+type Values = Record<string, string | boolean | undefined>
+
+const parseFlags = (argv: ReadonlyArray<string>): Values => {
+  try {
+    return parseArgs({
+      args: joinNegativeValues(argv),
+      options: Object.fromEntries(
+        FLAGS.map((f) => [f.long, { type: f.metavar ? "string" : "boolean", ...(f.short ? { short: f.short } : {}) }]),
+      ),
+      strict: true,
+      allowPositionals: false,
+    }).values as Values
+  } catch (error) {
+    const code = (error as { code?: unknown }).code
+    if (typeof code !== "string" || !code.startsWith("ERR_PARSE_ARGS")) throw error
+    const line = String((error as Error).message).split("\n")[0]
+    return fail(line.charAt(0).toLowerCase() + line.slice(1))
+  }
+}
+
+/** Drop the keys a flag did not set, so that their defaults stay the library's. */
+const setOnly = <T extends object>(record: T): T =>
+  Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as T
+
+const toConfig = (values: Values): CliConfig => {
+  const value = <A>(long: string, parse: (text: string, long: string) => A): A | undefined => {
+    const text = values[long]
+    return typeof text === "string" ? parse(text, long) : undefined
+  }
+  const flag = (long: string): boolean => values[long] === true
+  const username = value("username", String)
+  const password = value("password", String)
+  if (username === "") fail("argument -u/--username: must not be empty")
+  if (username !== undefined && !password) fail("argument -u/--username: requires a password (-P/--password)")
+  // pyftpdlib ignores -P alone; refusing it keeps a server the user meant to protect from going anonymous.
+  if (username === undefined && password !== undefined) fail("argument -P/--password: requires -u/--username")
+  const timeout = value("timeout", seconds)
+  const tls = flag("tls")
+  if (!tls) {
+    const given = TLS_ONLY.find((long) => values[long] !== undefined)
+    if (given !== undefined) fail(`argument --${given}: requires --tls`)
+  }
+  for (const long of ["ban-window", "ban-duration"]) {
+    if (values[long] !== undefined && values["ban-after-failures"] === undefined) {
+      fail(`argument --${long}: requires --ban-after-failures`)
+    }
+  }
+  const certFile = value("certfile", String)
+  const keyFile = value("keyfile", String)
+  if (tls && !certFile) fail("argument --tls: requires a certificate (--certfile PATH)")
+  if (keyFile === "") fail("argument --keyfile: must not be empty")
+  const controlPort = value("port", port) ?? DEFAULTS.port
+  const implicitTlsPort = value("implicit-tls-port", port)
+  if (implicitTlsPort !== undefined && implicitTlsPort !== 0 && implicitTlsPort === controlPort) {
+    fail(`argument --implicit-tls-port: must differ from the control port (${controlPort})`)
+  }
+  /** A switch present only when on, so that the options without it stay as they were. */
+  const on = (long: string): true | undefined => flag(long) || undefined
+  return {
+    options: setOnly<ServerOptions>({
+      host: value("interface", address) ?? DEFAULTS.host,
+      port: controlPort,
+      passivePorts: value("range", portRange),
+      masqueradeAddress: value("nat-address", ipv4),
+      timeout,
+      // As in pyftpdlib, --timeout also bounds stalled data connections, unless --data-timeout says otherwise.
+      dataTimeout: value("data-timeout", seconds) ?? timeout,
+      loginTimeout: value("login-timeout", seconds),
+      banner: value("banner", String),
+      permitForeignAddresses: flag("permit-foreign-addresses"),
+      permitPrivilegedPorts: flag("permit-privileged-ports"),
+      permitSpecialModeBits: on("permit-special-mode-bits"),
+      encoding: value("encoding", encoding),
+      useLocaltime: flag("use-localtime"),
+      maxCons: value("max-cons", count),
+      maxConsPerIp: value("max-cons-per-ip", count),
+      maxSessionsPerUser: value("max-sessions-per-user", count),
+      maxLoginAttempts: value("max-login-attempts", count),
+      authFailedTimeout: value("auth-failed-timeout", seconds),
+      banAfterFailures: value("ban-after-failures", count),
+      banWindow: value("ban-window", seconds),
+      banDuration: value("ban-duration", seconds),
+      maxCommandsPerSecond: value("max-commands-per-second", count),
+      readLimit: value("read-limit", rate),
+      writeLimit: value("write-limit", rate),
+      userReadLimit: value("user-read-limit", rate),
+      userWriteLimit: value("user-write-limit", rate),
+      globalReadLimit: value("global-read-limit", rate),
+      globalWriteLimit: value("global-write-limit", rate),
+      atomicUploads: on("atomic-uploads"),
+      shutdownGrace: value("shutdown-grace", seconds),
+      implicitTlsPort,
+      tlsControlRequired: on("tls-control-required"),
+      tlsDataRequired: on("tls-data-required"),
+      requireSessionReuse: on("require-session-reuse"),
+    }),
+    directory: resolve(value("directory", String) ?? "."),
+    user: username === undefined ? null : { name: username, password: password! },
+    write: flag("write"),
+    debug: flag("debug"),
+    jail: value("jail", jailMode) ?? "auto",
+    tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
+  }
+}
