@@ -32,6 +32,7 @@ import type { Transport } from "../net/transport.ts"
 import { parseCommand } from "../protocol/command.ts"
 import type { Framed } from "../protocol/framer.ts"
 import { ControlConnection } from "./control.ts"
+import type { CommandSpec } from "./table.ts"
 import { LOG_IN_FIRST, type ServerContext, Session, SHUTTING_DOWN, WOKEN } from "./session.ts"
 
 const TRANSFER_DONE = Symbol("transfer done")
@@ -73,13 +74,7 @@ export const dispatch = (session: Session, name: string, arg: string): Effect.Ef
   if (spec.arg === "none" && arg !== "") {
     return session.reply(501, "Syntax error: command does not accept arguments.")
   }
-  const run = Effect.gen(function* () {
-    if (spec.guard !== undefined && !(yield* spec.guard(session, arg))) return
-    const target = spec.perm === undefined ? undefined : spec.path === undefined ? arg : spec.path(arg)
-    const path = target === undefined ? undefined : yield* session.resolve(target)
-    if (path !== undefined) yield* session.requirePerm(spec.perm!, path)
-    yield* spec.handler(session, arg, path)
-  }).pipe(
+  const run = checked(session, spec, arg).pipe(
     Effect.catch((error) => {
       const { code, text } = replyFor(error)
       return session.reply(code, text)
@@ -97,6 +92,18 @@ export const dispatch = (session: Session, name: string, arg: string): Effect.Ef
     ? Effect.andThen(run, Effect.suspend(() => session.log(`${`${name} ${arg}`.trim()} ${session.lastReplyCode}`)))
     : run
 }
+
+/** The row's guard, then its path and permission, then its handler (most rows have neither: no extra step). */
+const checked = (session: Session, spec: CommandSpec, arg: string) =>
+  spec.guard === undefined && spec.perm === undefined
+    ? spec.handler(session, arg, undefined)
+    : Effect.gen(function* () {
+      if (spec.guard !== undefined && !(yield* spec.guard(session, arg))) return
+      const target = spec.perm === undefined ? undefined : spec.path === undefined ? arg : spec.path(arg)
+      const path = target === undefined ? undefined : yield* session.resolve(target)
+      if (path !== undefined) yield* session.requirePerm(spec.perm!, path)
+      yield* spec.handler(session, arg, path)
+    })
 
 const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
   Effect.gen(function* () {

@@ -254,13 +254,15 @@ export class Session {
     }
   }
 
-  /** Count a login of `user` against `maxSessionsPerUser`; `false` (nothing counted) when the user is at the limit. */
+  /**
+   * Count a login of `user` against `maxSessionsPerUser`; `false` (nothing counted) when the user
+   * is at the limit. The session holds no slot then: logout, REIN and a second USER gave it back.
+   */
   claimUserSlot(user: string): Effect.Effect<boolean> {
-    return Effect.flatMap(this.releaseUserSlot(), () =>
-      Effect.map(this.server.admission.login(user), (claimed) => {
-        if (claimed) this.slotUser = user
-        return claimed
-      }))
+    return Effect.map(this.server.admission.login(user), (claimed) => {
+      if (claimed) this.slotUser = user
+      return claimed
+    })
   }
 
   /** Give back the slot of the logged-in user: on logout, REIN, a second USER, and the session's end. */
