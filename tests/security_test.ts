@@ -18,6 +18,7 @@ import {
   receive,
   type Reply,
   sleep,
+  sparseFile,
   startServer,
   type TestServer,
   timed,
@@ -527,7 +528,8 @@ Deno.test("an upload that fills the disk replies 452 and its log line counts the
 
 Deno.test("STAT with a path during a transfer reports the transfer, so a session runs one listing at a time", () =>
   withLoggedIn({}, async (server, raw) => {
-    await Deno.writeFile(`${server.root}/big.bin`, new Uint8Array(1 << 20))
+    // Far more than the socket buffers hold: the transfer runs until the client reads.
+    await sparseFile(`${server.root}/big.bin`, 256 << 20)
     const conn = await raw.passive()
     try {
       assert.equal((await raw.command("RETR big.bin")).code, 150)

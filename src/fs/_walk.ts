@@ -49,9 +49,10 @@ const reasonOf = (errno: number): FilesystemErrorReason => {
     case Errno.ENOTEMPTY:
       return "NotEmpty"
     case Errno.ENOSPC:
+      return "NoSpace"
     case Errno.EDQUOT:
     case Errno.EFBIG:
-      return "NoSpace"
+      return "QuotaExceeded"
     case Errno.ENAMETOOLONG:
     case Errno.EINVAL:
       return "BadName"
