@@ -37,12 +37,16 @@ export {
   ALL_PERMISSIONS,
   Authorizer,
   type AuthorizerShape,
+  type LoginContext,
   type Permission,
   READ_PERMISSIONS,
   WRITE_PERMISSIONS,
 } from "./src/auth/authorizer.ts"
 export { DummyAuthorizer, type UserOptions } from "./src/auth/dummy.ts"
 export {
+  ALL_CAPABILITIES,
+  type Capabilities,
+  capabilitiesOf,
   type DirectoryListing,
   type FileInfo,
   Filesystem,

@@ -30,7 +30,7 @@ import { BANNED_TEXT, Bans, type BansShape } from "./bans.ts"
 import { DataSockets } from "./data/channel.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
 import { Bandwidth } from "./data/throttle.ts"
-import { Filesystem } from "./fs/filesystem.ts"
+import { capabilitiesOf, Filesystem } from "./fs/filesystem.ts"
 import { Hooks } from "./hooks.ts"
 import { startBanner } from "./log.ts"
 import { hostPort, plainAddress } from "./net/address.ts"
@@ -38,6 +38,7 @@ import { type Listener, Network, type NetworkShape } from "./net/network.ts"
 import { makeSecureContext, nativeDataTls } from "./net/tls.ts"
 import { closeQuietly, type Transport } from "./net/transport.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
+import { MLSX_FACTS, PORTABLE_MLSX_FACTS } from "./protocol/listing.ts"
 import { formatReply } from "./protocol/reply.ts"
 import { GracefulShutdown } from "./runtime.ts"
 import { runSession } from "./session/loop.ts"
@@ -145,6 +146,8 @@ export const makeServerContext = (
         new FtpServerError({ message: `bad TLS certificate or key: ${(cause as Error).message}`, cause }),
     })
     const network = yield* Network
+    const fs = yield* Filesystem
+    const capabilities = capabilitiesOf(fs)
     const bans = Option.getOrElse(yield* Effect.serviceOption(Bans), () =>
       Bans.make({
         banAfterFailures: resolved.banAfterFailures,
@@ -158,7 +161,9 @@ export const makeServerContext = (
       nativeTls: resolved.tls === null || network.listenTls === undefined
         ? null
         : nativeDataTls(resolved.tls, resolved.requireSessionReuse),
-      fs: yield* Filesystem,
+      fs,
+      capabilities,
+      mlsxFacts: capabilities.unixFacts ? new Set(MLSX_FACTS) : PORTABLE_MLSX_FACTS,
       auth: yield* Authorizer,
       hooks: yield* Hooks,
       passivePorts: makePassivePorts(network, resolved.passivePorts),

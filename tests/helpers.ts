@@ -5,6 +5,7 @@
 import "../src/_no_async_hooks.ts"
 import { Effect, Exit, Layer, Scope } from "effect"
 import net from "node:net"
+import { Filesystem, type FilesystemShape } from "../src/fs/filesystem.ts"
 import { makeMemoryNetwork } from "../src/net/memory.ts"
 import { Network } from "../src/net/network.ts"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
@@ -23,6 +24,8 @@ export interface TestServerOptions extends ServerOptions {
   readonly unix?: boolean
   /** The jail of the LocalFilesystem (default: auto, the descriptor jail under `--allow-all`). */
   readonly jail?: JailMode
+  /** A filesystem of the test's own, instead of a LocalFilesystem. */
+  readonly filesystem?: FilesystemShape
   /** An existing root directory; default: a fresh temporary directory, removed by `close`. */
   readonly root?: string
   /** Print server log lines (default: kept in `logs` only). */
@@ -69,13 +72,17 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
   const memory = options.inMemory ? makeMemoryNetwork() : undefined
   const layers = Layer.mergeAll(
     users,
-    options.unix ? UnixFilesystem.layer : LocalFilesystem.layerWith({ jail: options.jail ?? "auto" }),
+    options.filesystem !== undefined
+      ? Layer.succeed(Filesystem, options.filesystem)
+      : options.unix
+      ? UnixFilesystem.layer
+      : LocalFilesystem.layerWith({ jail: options.jail ?? "auto" }),
     Hooks.layer(options.hooks ?? {}),
     logger,
     memory === undefined ? Layer.empty : Layer.succeed(Network, memory),
   )
   const scope = Effect.runSync(Scope.make())
-  const { inMemory: _, ...rest } = options
+  const { inMemory: _, filesystem: __, ...rest } = options
   const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...rest }
   const server = await Effect.runPromise(
     FtpServer.make(serverOptions).pipe(Scope.provide(scope), Effect.provide(layers)),

@@ -32,10 +32,25 @@ export interface Account {
   readonly msgQuit: string
 }
 
+/** What an authorizer may look at besides the name and the password. */
+export interface LoginContext {
+  /** The client's address, as the server sees it. */
+  readonly remoteAddress: string
+  /** The host the client named with HOST (RFC 7151) before logging in, if it did. */
+  readonly host: string | null
+}
+
 /** What a server asks of an authorizer. */
 export interface AuthorizerShape {
-  /** Check a user name and password; fail with `AuthenticationFailed` to refuse. */
-  readonly authenticate: (user: string, password: string) => Effect.Effect<Account, AuthenticationFailed>
+  /**
+   * Check a user name and password; fail with `AuthenticationFailed` to refuse. The server always
+   * passes `context`; other callers (tests, tools) may leave it out.
+   */
+  readonly authenticate: (
+    user: string,
+    password: string,
+    context?: LoginContext,
+  ) => Effect.Effect<Account, AuthenticationFailed>
   /** Whether `user` may do `perm` on the real path `path` (its override rules applied). */
   readonly hasPerm: (user: string, perm: Permission, path: string) => boolean
 }

@@ -47,9 +47,50 @@ export interface WriteOptions {
 export type DirectoryListing = AsyncIterable<ReadonlyArray<FileInfo>>
 
 /** The operations a session performs; implementations are {@link LocalFilesystem} and {@link UnixFilesystem}. */
+/**
+ * What a filesystem can do beyond storing and reading whole files. Session code asks these, never
+ * a backend's name: a command a filesystem can't serve gets a clear refusal, and FEAT and the MLSx
+ * facts stop advertising it.
+ */
+export interface Capabilities {
+  /** APPE: add to the end of an existing file. */
+  readonly append: boolean
+  /** STOR after REST: write into an existing file at an offset. */
+  readonly resume: boolean
+  /** SITE CHMOD. */
+  readonly chmod: boolean
+  /** MFMT (and SITE UTIME): set a file's modification time. */
+  readonly setMtime: boolean
+  /** The `unix.mode`, `unix.uid` and `unix.gid` MLSx facts (Unix permission bits and owners). */
+  readonly unixFacts: boolean
+}
+
+/** What a filesystem that declares nothing can do: everything. */
+export const ALL_CAPABILITIES: Capabilities = {
+  append: true,
+  resume: true,
+  chmod: true,
+  setMtime: true,
+  unixFacts: true,
+}
+
+/**
+ * The capabilities of `fs`: what it declares, everything else assumed.
+ *
+ * @example
+ * ```ts
+ * import { capabilitiesOf, LocalFilesystem } from "@ftpd/server"
+ * console.log(capabilitiesOf(LocalFilesystem.make()).append) // true
+ * ```
+ */
+export const capabilitiesOf = (fs: FilesystemShape): Capabilities =>
+  fs.capabilities === undefined ? ALL_CAPABILITIES : { ...ALL_CAPABILITIES, ...fs.capabilities }
+
 export interface FilesystemShape {
   /** What the server's start banner says of this filesystem, e.g. `"local disk, descriptor jail"`. */
   readonly description?: string
+  /** What it can't do (see {@link Capabilities}); absent: it can do everything. */
+  readonly capabilities?: Partial<Capabilities>
   /**
    * Map a normalized absolute virtual path under `home` to a real path, or fail with
    * `OutsideHome` when it (after resolving symlinks) would leave `home`.

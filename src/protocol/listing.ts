@@ -214,7 +214,8 @@ const FEAT_ORDER: ReadonlyArray<MlsxFact> = [
 ]
 
 /**
- * The MLST line of a FEAT reply (RFC 3659 section 7.8): every supported fact, starred when enabled.
+ * The MLST line of a FEAT reply (RFC 3659 section 7.8): every supported fact (all by default),
+ * starred when enabled.
  *
  * @example
  * ```ts
@@ -223,13 +224,19 @@ const FEAT_ORDER: ReadonlyArray<MlsxFact> = [
  * // "MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;"
  * ```
  */
-export const featMlstLine = (enabled: ReadonlySet<string>): string =>
-  "MLST " + FEAT_ORDER.map((fact) => `${fact}${enabled.has(fact) ? "*" : ""};`).join("")
+export const featMlstLine = (enabled: ReadonlySet<string>, supported: ReadonlySet<string> = ALL_FACTS): string =>
+  "MLST " + FEAT_ORDER.filter((fact) => supported.has(fact)).map((fact) => `${fact}${enabled.has(fact) ? "*" : ""};`)
+    .join("")
+
+const ALL_FACTS: ReadonlySet<string> = new Set(MLSX_FACTS)
+
+/** The facts of a filesystem without Unix permission bits and owners (no `unix.*`). */
+export const PORTABLE_MLSX_FACTS: ReadonlySet<string> = new Set(MLSX_FACTS.filter((f) => !f.startsWith("unix.")))
 
 /**
  * The facts chosen by `OPTS MLST` (RFC 3659 section 7.9): known names, any case, `;`-separated;
- * unknown names are ignored and an empty list selects none. The argument may include the leading
- * `MLST` word or not.
+ * unknown names (and facts not `supported`) are ignored and an empty list selects none. The
+ * argument may include the leading `MLST` word or not.
  *
  * @example
  * ```ts
@@ -237,10 +244,10 @@ export const featMlstLine = (enabled: ReadonlySet<string>): string =>
  * console.log(parseOptsMlst("Type;SIZE;color;")) // Set { "type", "size" }
  * ```
  */
-export const parseOptsMlst = (arg: string): ReadonlySet<string> => {
+export const parseOptsMlst = (arg: string, supported: ReadonlySet<string> = ALL_FACTS): ReadonlySet<string> => {
   const list = arg.trim().replace(/^mlst(?:\s+|$)/i, "")
   const wanted = new Set(list.split(";").map((fact) => fact.trim().toLowerCase()))
-  return new Set(MLSX_FACTS.filter((fact) => wanted.has(fact)))
+  return new Set(MLSX_FACTS.filter((fact) => wanted.has(fact) && supported.has(fact)))
 }
 
 /**

@@ -17,7 +17,7 @@ import type { PassivePorts } from "../data/passive_ports.ts"
 import type { Bandwidth } from "../data/throttle.ts"
 import type { Progress } from "../data/loops.ts"
 import { FilesystemError } from "../errors.ts"
-import type { FilesystemShape, FtpPath } from "../fs/filesystem.ts"
+import type { Capabilities, FilesystemShape, FtpPath } from "../fs/filesystem.ts"
 import type { HookSession, HooksShape } from "../hooks.ts"
 import { SESSION_ANNOTATION } from "../log.ts"
 import type { NativeTls, NetworkShape } from "../net/network.ts"
@@ -38,6 +38,10 @@ export interface ServerContext {
   /** Certificate and key for native TLS on PROT P passive data connections, when the TLS settings allow it. */
   readonly nativeTls: NativeTls | null
   readonly fs: FilesystemShape
+  /** What `fs` can do (see `Capabilities`). */
+  readonly capabilities: Capabilities
+  /** The MLSx facts `fs` can report. */
+  readonly mlsxFacts: ReadonlySet<string>
   readonly auth: AuthorizerShape
   readonly hooks: HooksShape
   readonly passivePorts: PassivePorts
@@ -80,6 +84,8 @@ export const LOG_IN_FIRST = "Log in with USER and PASS first."
 export class Session {
   /** Name given by USER, waiting for PASS or logged in. */
   user: string | null = null
+  /** The host the client named with HOST before logging in (RFC 7151), for the authorizer. */
+  host: string | null = null
   account: Account | null = null
   loginAttempts = 0
   cwd = "/"

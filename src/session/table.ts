@@ -7,10 +7,10 @@
  *
  * @module
  */
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type { Permission } from "../auth/authorizer.ts"
 import type { CommandError } from "../errors.ts"
-import type { FtpPath } from "../fs/filesystem.ts"
+import type { Capabilities, FtpPath } from "../fs/filesystem.ts"
 import type { Session } from "./session.ts"
 
 /**
@@ -22,6 +22,17 @@ export type Handler = (session: Session, arg: string, path: FtpPath | undefined)
 
 /** A check that comes before the path: it replies and returns `false` to stop the command there. */
 export type Guard = (session: Session, arg: string) => Effect.Effect<boolean>
+
+/** Guards run one after the other, stopping at the first that stops the command. */
+export const guards = (...all: ReadonlyArray<Guard>): Guard => (session, arg) =>
+  Effect.gen(function* () {
+    for (const guard of all) if (!(yield* guard(session, arg))) return false
+    return true
+  })
+
+/** A guard that refuses a command the filesystem can't serve, with `code` and `text`. */
+export const needs = (capability: keyof Capabilities, code: number, text: string): Guard => (session) =>
+  session.server.capabilities[capability] ? Effect.succeed(true) : Effect.as(session.reply(code, text), false)
 
 /** A row of the command table. */
 export interface CommandSpec {

@@ -10,7 +10,7 @@ import type { FtpPath } from "../../fs/filesystem.ts"
 import { mlsxTime, parseMlsxTime } from "../../protocol/listing.ts"
 import { quotePath } from "../../protocol/reply.ts"
 import type { Session } from "../session.ts"
-import type { CommandSpec, Guard, Handler } from "../table.ts"
+import { type CommandSpec, type Guard, type Handler, needs } from "../table.ts"
 
 const refuse = (path: FtpPath, detail: string) =>
   Effect.fail(new FilesystemError({ path: path.virtual, reason: "PermissionDenied", detail }))
@@ -154,6 +154,7 @@ export const fileCommands: ReadonlyArray<CommandSpec> = [
   row("SIZE", "required", "Syntax: SIZE <SP> file-name (get file size).", size, { perm: "l", guard: binaryOnly }),
   row("MDTM", "required", "Syntax: MDTM [<SP> path] (file last modification time).", mdtm, { perm: "l" }),
   row("MFMT", "required", "Syntax: MFMT <SP> timeval <SP> path (file update last modification time).", mfmt, {
+    guard: needs("setMtime", 502, "MFMT not implemented: this storage keeps no modification times."),
     perm: "T",
     path: (arg) => mfmtParts(arg)?.target,
   }),

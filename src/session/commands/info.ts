@@ -37,8 +37,8 @@ const feat: Handler = (session) =>
     "EPRT",
     "EPSV",
     "MDTM",
-    "MFMT",
-    featMlstLine(session.mlstFacts),
+    ...(session.server.capabilities.setMtime ? ["MFMT"] : []),
+    featMlstLine(session.mlstFacts, session.server.mlsxFacts),
     "REST STREAM",
     "SIZE",
     "TVFS",
@@ -56,7 +56,7 @@ const opts: Handler = (session, arg) => {
         ? session.reply(200, "Always in UTF8 mode.")
         : session.reply(501, "Only UTF8 ON is supported.")
     case "MLST": {
-      session.mlstFacts = parseOptsMlst(value)
+      session.mlstFacts = parseOptsMlst(value, session.server.mlsxFacts)
       const facts = [...session.mlstFacts].map((f) => `${f};`).join("")
       return session.reply(200, `MLST OPTS ${facts}`)
     }
@@ -133,6 +133,9 @@ const chmod = (session: Session, arg: string) =>
     const match = /^([0-7]{3,4})\s+(.+)$/.exec(arg)
     if (match === null) {
       return yield* session.reply(501, "Invalid SITE CHMOD format: use SITE CHMOD <octal mode> <path>.")
+    }
+    if (!session.server.capabilities.chmod) {
+      return yield* session.reply(502, "SITE CHMOD not implemented: this storage keeps no permission bits.")
     }
     const mode = parseInt(match[1], 8)
     // Special bits would let an uploader make a setuid program, run as the server's user (root?).

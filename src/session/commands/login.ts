@@ -63,7 +63,9 @@ const pass: CommandSpec = {
       if (name === null) return yield* session.reply(503, "Login with USER first.")
       // A session opened before its address was banned gets no more guesses.
       if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session)
-      const result = yield* Effect.result(session.server.auth.authenticate(name, arg))
+      const result = yield* Effect.result(
+        session.server.auth.authenticate(name, arg, { remoteAddress: session.remoteAddress, host: session.host }),
+      )
       if (result._tag === "Success") {
         const account = result.success
         if (!(yield* session.claimUserSlot(account.user))) {

@@ -15,7 +15,7 @@ import { FilesystemError } from "../../errors.ts"
 import type { FtpPath, WriteOptions } from "../../fs/filesystem.ts"
 import { basename, dirname } from "../../protocol/path.ts"
 import type { Session } from "../session.ts"
-import type { CommandSpec, Guard, Handler } from "../table.ts"
+import { type CommandSpec, type Guard, guards, type Handler, needs } from "../table.ts"
 import { needData, opened, startTransfer } from "../transfer.ts"
 
 /** RETR and STOR take the REST offset (it applies to the next transfer only, pyftpdlib's way). */
@@ -26,18 +26,22 @@ const takeRest: Guard = (session) =>
     return true
   })
 
-/** With atomic uploads, a cut upload leaves nothing to resume: REST before STOR gets 550. */
+/**
+ * REST before STOR gets 550 when there is nothing to resume into: with atomic uploads a cut upload
+ * left nothing behind, and some storage can't write into an existing file at all.
+ */
 const storRest: Guard = (session, arg) =>
-  Effect.flatMap(takeRest(session, arg), () =>
-    session.transferOffset > 0 && session.options.atomicUploads
-      ? Effect.as(
-        session.reply(
-          550,
-          "Can't resume an upload (REST before STOR): uploads are atomic here, so a cut one left nothing to resume.",
-        ),
-        false,
-      )
-      : Effect.succeed(true))
+  Effect.flatMap(takeRest(session, arg), () => {
+    if (session.transferOffset === 0) return Effect.succeed(true)
+    const why = !session.server.capabilities.resume
+      ? "this storage can't write into an existing file."
+      : session.options.atomicUploads
+      ? "uploads are atomic here, so a cut one left nothing to resume."
+      : undefined
+    return why === undefined
+      ? Effect.succeed(true)
+      : Effect.as(session.reply(550, `Can't resume an upload (REST before STOR): ${why}`), false)
+  })
 
 /** APPE and STOU do not resume: a pending REST is dropped with 450. */
 const noRest = (name: string): Guard => (session) =>
@@ -181,7 +185,7 @@ export const transferCommands: ReadonlyArray<CommandSpec> = [
     needsLogin: true,
     arg: "required",
     help: "Syntax: APPE <SP> file-name (append data to file).",
-    guard: noRest("APPE"),
+    guard: guards(noRest("APPE"), needs("append", 550, "Can't APPE: this storage can't add to an existing file.")),
     perm: "a",
     handler: appe,
   },
