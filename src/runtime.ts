@@ -4,7 +4,8 @@
  *
  * A server started under `runMain` stops gracefully at the first signal: it stops accepting, lets
  * running transfers finish for `shutdownGrace` seconds, and only then is the program interrupted.
- * A second signal interrupts the program at once.
+ * A second signal interrupts the program at once. SIGHUP runs what was registered with
+ * {@link Hangup} (reloading a user file, reopening a log file), and nothing else.
  *
  * @module
  */
@@ -46,6 +47,35 @@ export const GracefulShutdown: Context.Reference<GracefulShutdownShape> = Contex
   { defaultValue: () => ({ onSignal: () => Effect.void }) },
 )
 
+/** What SIGHUP does. */
+export interface HangupShape {
+  /**
+   * Run `reload` at every SIGHUP, for as long as the current scope is open (in the services of the
+   * fiber that registered it). A failing or slow `reload` does not hold up the others.
+   */
+  readonly onHangup: (reload: Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
+}
+
+/**
+ * How a program reacts to SIGHUP. {@link runMain} provides it; outside `runMain` nothing is
+ * registered and nothing listens for SIGHUP.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Hangup, runMain } from "@ftpd/server"
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   const hangup = yield* Hangup
+ *   yield* hangup.onHangup(Effect.log("reloading"))
+ *   return yield* Effect.never
+ * }))
+ * if (import.meta.main) runMain(program)
+ * ```
+ */
+export const Hangup: Context.Reference<HangupShape> = Context.Reference<HangupShape>("@ftpd/server/Hangup", {
+  defaultValue: () => ({ onHangup: () => Effect.void }),
+})
+
 /**
  * Run `effect` until it ends or a signal arrives; exit 0 on success, 130 on a signal, 1 on failure.
  * The first SIGINT/SIGTERM runs what was registered with {@link GracefulShutdown} (a server's
@@ -77,6 +107,24 @@ export const runMain = <E, A>(effect: Effect.Effect<A, E>): void => {
         }).pipe(Effect.andThen(Effect.ensuring(stop, Effect.sync(stopped)))),
       )),
   }
+  const reloads = new Set<() => void>()
+  const hangup: HangupShape = {
+    onHangup: (reload) =>
+      Effect.gen(function* () {
+        const services = yield* Effect.context<never>()
+        const run = () =>
+          void Effect.runFork(
+            reload.pipe(
+              Effect.catchCause((cause) => Effect.logError("A SIGHUP reload failed", cause)),
+              Effect.provideContext(services),
+            ),
+          )
+        yield* Effect.acquireRelease(Effect.sync(() => reloads.add(run)), () => Effect.sync(() => reloads.delete(run)))
+      }),
+  }
+  const onHangup = () => {
+    for (const run of reloads) run()
+  }
   Runtime.makeRunMain(({ fiber, teardown }) => {
     interrupt = () => fiber.interruptUnsafe()
     const onSignal = () => {
@@ -88,9 +136,11 @@ export const runMain = <E, A>(effect: Effect.Effect<A, E>): void => {
       for (const wake of wakes) wake()
     }
     for (const signal of signals) Deno.addSignalListener(signal, onSignal)
+    if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", onHangup)
     fiber.addObserver((exit) => {
       for (const signal of signals) Deno.removeSignalListener(signal, onSignal)
+      if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", onHangup)
       teardown(exit, (code) => Deno.exit(code))
     })
-  })(Effect.provideService(effect, GracefulShutdown, shutdown))
+  })(effect.pipe(Effect.provideService(GracefulShutdown, shutdown), Effect.provideService(Hangup, hangup)))
 }

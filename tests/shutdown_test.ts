@@ -416,3 +416,53 @@ Deno.test("ftpd: a second SIGTERM during the grace stops a stalled download at o
     }
   })
 })
+
+/** A program under `runMain` that logs each SIGHUP through `Hangup`, and whose reload fails at the second. */
+const HANGUP_APP = `
+import { Effect } from "effect"
+import { Hangup, runMain } from "./mod.ts"
+let count = 0
+runMain(Effect.scoped(Effect.gen(function* () {
+  const hangup = yield* Hangup
+  yield* hangup.onHangup(Effect.suspend(() => ++count === 2 ? Effect.die("reload broke") : Effect.sync(() => console.log("reload " + count))))
+  yield* hangup.onHangup(Effect.sync(() => console.log("second reload " + count)))
+  console.log("ready")
+  return yield* Effect.never
+})))
+`
+
+Deno.test("under runMain, each SIGHUP runs every reload registered with Hangup, a failing one alone fails, and SIGTERM still stops", async () => {
+  const app = new URL(`../hangup_app_${crypto.randomUUID().slice(0, 8)}.ts`, import.meta.url).pathname
+  await Deno.writeTextFile(app, HANGUP_APP)
+  try {
+    const process = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", app],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn()
+    const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader()
+    let out = ""
+    const until = async (text: string) => {
+      while (!out.includes(text)) {
+        const { value, done } = await timed(reader.read(), 10_000, `"${text}" on stdout (got ${out})`)
+        if (done) throw new Error(`exited before "${text}": ${out}`)
+        out += value
+      }
+    }
+    await until("ready")
+    for (const expected of ["second reload 1", "second reload 2", "reload 3"]) {
+      process.kill("SIGHUP")
+      await until(expected)
+    }
+    assert.doesNotMatch(out, /^reload 2$/m)
+    // Effect's default logger writes to the console.
+    assert.match(out, /A SIGHUP reload failed/)
+    process.kill("SIGTERM")
+    reader.releaseLock()
+    const [status] = await Promise.all([process.status, process.stderr.cancel()])
+    await process.stdout.cancel().catch(() => undefined)
+    assert.equal(status.code, 130)
+  } finally {
+    await Deno.remove(app)
+  }
+})
