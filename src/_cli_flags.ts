@@ -184,6 +184,17 @@ export const FLAGS: ReadonlyArray<Flag> = [
     help: "seconds the first SIGINT or SIGTERM lets running transfers finish before every session left is cut " +
       `(a second signal cuts at once), 0 for no wait (default: ${DEFAULTS.shutdownGrace})`,
   },
+  {
+    long: "proxy-protocol",
+    help: "expect HAProxy's PROXY protocol header (v1 or v2) on connections from --proxy-trusted balancers: " +
+      "the client's address is the one it names (default: off)",
+  },
+  {
+    long: "proxy-trusted",
+    metavar: "CIDRS",
+    help: "the balancers trusted to send PROXY headers, comma-separated addresses or ranges " +
+      "(with --proxy-protocol; default: 127.0.0.0/8,::1)",
+  },
   { long: "tls", help: "enable FTPS: AUTH TLS on the control port, PROT P data connections (requires --certfile)" },
   {
     long: "certfile",

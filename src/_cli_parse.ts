@@ -9,6 +9,7 @@ import { parseArgs } from "node:util"
 import { DEFAULTS, FLAGS, TLS_ONLY, USAGE } from "./_cli_flags.ts"
 import type { JailMode } from "./fs/local.ts"
 import { bracketed, isIPv4 } from "./net/address.ts"
+import { Cidr } from "./net/proxy.ts"
 import { type ServerOptions, VERSION } from "./options.ts"
 
 /** What the command line asks for, ready to serve. */
@@ -121,6 +122,18 @@ const jailMode = (text: string): "auto" | JailMode => {
   return text as "auto" | JailMode
 }
 
+const cidrs = (text: string): string[] => {
+  const ranges = text.split(",").map((range) => range.trim())
+  for (const range of ranges) {
+    try {
+      Cidr.parse(range)
+    } catch {
+      fail(`argument --proxy-trusted: not an address or range: '${range}'`)
+    }
+  }
+  return ranges
+}
+
 const encoding = (text: string): string => {
   if (!/^utf-?8$/i.test(text)) fail(`argument --encoding: unsupported encoding '${text}' (only utf8 is supported)`)
   return text
@@ -209,6 +222,9 @@ const toConfig = (values: Values): CliConfig => {
     const given = TLS_ONLY.find((long) => values[long] !== undefined)
     if (given !== undefined) fail(`argument --${given}: requires --tls`)
   }
+  if (values["proxy-trusted"] !== undefined && values["proxy-protocol"] !== true) {
+    fail("argument --proxy-trusted: requires --proxy-protocol")
+  }
   for (const long of ["ban-window", "ban-duration"]) {
     if (values[long] !== undefined && values["ban-after-failures"] === undefined) {
       fail(`argument --${long}: requires --ban-after-failures`)
@@ -258,6 +274,8 @@ const toConfig = (values: Values): CliConfig => {
       globalWriteLimit: value("global-write-limit", rate),
       atomicUploads: on("atomic-uploads"),
       shutdownGrace: value("shutdown-grace", seconds),
+      proxyProtocol: on("proxy-protocol"),
+      proxyTrusted: value("proxy-trusted", cidrs),
       implicitTlsPort,
       tlsControlRequired: on("tls-control-required"),
       tlsDataRequired: on("tls-data-required"),

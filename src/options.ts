@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { Cidr, LOOPBACK } from "./net/proxy.ts"
 
 /** A SITE command added by the application: `SITE <name> <arg>` runs `handler`. */
 export interface SiteCommand {
@@ -144,12 +145,24 @@ export interface ServerOptions {
    * lets running transfers finish before every session left is cut; 0 cuts them at once. Default 10.
    */
   readonly shutdownGrace?: number
+  /**
+   * Expect HAProxy's PROXY protocol (version 1 or 2) on control connections and passive data
+   * connections from `proxyTrusted` sources: the client's address is the one the header names, for
+   * logs, hooks, bans, limits and the data-connection checks. A connection from a trusted source
+   * without a valid header in time (`loginTimeout`) is closed; one from any other source is refused.
+   * Default false.
+   */
+  readonly proxyProtocol?: boolean
+  /** The balancers trusted to send PROXY headers: addresses or CIDR ranges. Default loopback. */
+  readonly proxyTrusted?: ReadonlyArray<string>
 }
 
 /** Options with every default filled in. */
 export type ResolvedOptions =
-  & Required<Omit<ServerOptions, "passivePorts" | "masqueradeAddress" | "tls" | "implicitTlsPort">>
+  & Required<Omit<ServerOptions, "passivePorts" | "masqueradeAddress" | "tls" | "implicitTlsPort" | "proxyTrusted">>
   & {
+    /** The trusted balancers, parsed. */
+    readonly proxyTrusted: ReadonlyArray<Cidr>
     readonly passivePorts: readonly [number, number] | null
     readonly masqueradeAddress: string | null
     readonly tls: import("./net/tls.ts").TlsSettings | null
@@ -209,6 +222,14 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
     globalWriteLimit: options.globalWriteLimit ?? 0,
     atomicUploads: options.atomicUploads ?? false,
     shutdownGrace: options.shutdownGrace ?? 10,
+    proxyProtocol: options.proxyProtocol ?? false,
+    proxyTrusted: options.proxyTrusted === undefined ? LOOPBACK : options.proxyTrusted.map((range) => {
+      try {
+        return Cidr.parse(range)
+      } catch (error) {
+        throw new RangeError(`proxyTrusted: ${(error as Error).message}`)
+      }
+    }),
   }
   const port = (name: string, value: number) => {
     if (!Number.isInteger(value) || value < 0 || value > 65535) {

@@ -35,6 +35,7 @@ import { Hooks } from "./hooks.ts"
 import { startBanner } from "./log.ts"
 import { hostPort, plainAddress } from "./net/address.ts"
 import { type Listener, Network, type NetworkShape } from "./net/network.ts"
+import { type ProxyHeader, type ProxyHeaderError, readProxyHeader } from "./net/proxy.ts"
 import { makeSecureContext, nativeDataTls } from "./net/tls.ts"
 import { closeQuietly, type Transport } from "./net/transport.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
@@ -158,7 +159,8 @@ export const makeServerContext = (
       options: resolved,
       network,
       tls: secureContext,
-      nativeTls: resolved.tls === null || network.listenTls === undefined
+      // A PROXY header comes before a data connection's TLS, which a native TLS listener can't read.
+      nativeTls: resolved.tls === null || network.listenTls === undefined || resolved.proxyProtocol
         ? null
         : nativeDataTls(resolved.tls, resolved.requireSessionReuse),
       fs,
@@ -225,12 +227,52 @@ const make = (
     })
     for (const line of banner) yield* Effect.logInfo(line)
 
+    /** Whether `address` may send PROXY headers. */
+    const trusted = (address: string) => resolved.proxyTrusted.some((range) => range.contains(address))
+    const headerTimeoutMs = (resolved.loginTimeout > 0 ? resolved.loginTimeout : 60) * 1000
     /**
-     * Ban check, then limits, then a session fiber. A custom ban list may be slow: a connection
-     * waiting on it when the server stops is closed, not leaked.
+     * The client behind `conn`: the connection itself, or (PROXY protocol) the client its
+     * balancer's header names; `undefined` when the connection is refused (and closed).
      */
-    const admit = (conn: Transport, implicitTls: boolean) =>
+    const clientOf = (conn: Transport): Effect.Effect<{ conn: Transport; header?: ProxyHeader } | undefined> => {
+      if (!resolved.proxyProtocol) return Effect.succeed({ conn })
+      const source = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
+      if (!trusted(source)) {
+        return Effect.as(
+          Effect.andThen(
+            Effect.logWarning(`${source} refused: not a trusted PROXY protocol source.`),
+            Effect.sync(() => closeQuietly(conn)),
+          ),
+          undefined,
+        )
+      }
+      return Effect.tryPromise({
+        try: () => readProxyHeader(conn, headerTimeoutMs),
+        catch: (error) => error as ProxyHeaderError,
+      }).pipe(
+        Effect.catch((error) =>
+          Effect.as(
+            Effect.andThen(
+              Effect.logWarning(`${source} closed: ${error.message}.`),
+              Effect.sync(() => closeQuietly(conn)),
+            ),
+            undefined,
+          )
+        ),
+      )
+    }
+    /**
+     * The PROXY header (if any), then the ban check, then limits, then the session: all in the
+     * connection's own fiber, so that a slow balancer or ban list holds up no other connection.
+     * A connection waiting when the server stops is closed, not leaked.
+     */
+    const admit = (accepted: Transport, implicitTls: boolean) =>
       Effect.gen(function* () {
+        // Replies are small and often answer pipelined commands: do not let Nagle hold them back.
+        if ("setNoDelay" in accepted) (accepted as Deno.TcpConn).setNoDelay(true)
+        const client = yield* clientOf(accepted)
+        if (client === undefined) return
+        const { conn, header } = client
         const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
         // Checked first, so that a banned address costs no session, no slot and no TLS handshake.
         if (yield* bans.isBanned(ip)) {
@@ -244,20 +286,17 @@ const make = (
           yield* Effect.logWarning(refusal.log)
           return refuse(conn, refusal.reply)
         }
-        yield* FiberSet.run(
-          sessions,
-          runSession(context, conn, implicitTls).pipe(
-            Effect.catchCause((cause) => Effect.logError("Session failed", cause)),
-            Effect.ensuring(admission.leave(ip)),
-          ),
-        )
-      }).pipe(Effect.onInterrupt(() => Effect.sync(() => closeQuietly(conn))))
+        yield* runSession(context, conn, implicitTls, header).pipe(Effect.ensuring(admission.leave(ip)))
+      }).pipe(
+        Effect.onInterrupt(() => Effect.sync(() => closeQuietly(accepted))),
+        Effect.catchCause((cause) => Effect.logError("Session failed", cause)),
+      )
     const acceptLoop = (from: Listener, implicitTls: boolean) =>
       Effect.gen(function* () {
         for (;;) {
           const accepted = yield* Effect.result(Effect.tryPromise(() => from.accept()))
           if (accepted._tag === "Success") {
-            yield* admit(accepted.success, implicitTls)
+            yield* FiberSet.run(sessions, admit(accepted.success, implicitTls))
             continue
           }
           const cause = accepted.failure.cause

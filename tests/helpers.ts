@@ -171,6 +171,11 @@ export class RawClient {
     return await new RawClient(await Deno.connect({ hostname, port })).greeted()
   }
 
+  /** A client over a connection already open (after bytes of the test's own, say), once its greeting arrives. */
+  static async over(conn: Deno.Conn): Promise<RawClient> {
+    return await new RawClient(conn).greeted()
+  }
+
   /** Connect to `server` the way it is reached (TCP, or its in-memory network) and read the greeting. */
   static async connectTo(server: TestServer, hostname = "127.0.0.1"): Promise<RawClient> {
     return await new RawClient(await server.network.connect(hostname, server.port), server.network).greeted()

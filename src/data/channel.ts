@@ -2,7 +2,8 @@
  * The data channel: one owner of a data connection, from the PASV/EPSV or PORT/EPRT that prepares
  * it to the secured {@link Transport} a transfer moves bytes over. Every security check of a data
  * connection lives here:
- * - a passive connection must come from the control connection's address (theft, RFC 2577);
+ * - a passive connection must come from the control connection's address (theft, RFC 2577); behind a
+ *   balancer, from the address its PROXY header names;
  * - an active connection may only go to the client's own address and to an unprivileged port
  *   (FTP bounce, RFC 2577), unless the server permits it;
  * - under PROT P the connection is TLS (RFC 4217), and with `requireSessionReuse` it must resume
@@ -20,6 +21,7 @@ import type * as tls from "node:tls"
 import { DataConnectionError, type TlsHandshakeError } from "../errors.ts"
 import { endpointsOf, plainAddress } from "../net/address.ts"
 import type { Listener, NativeTls, NativeTlsTransport, NetworkShape } from "../net/network.ts"
+import { type Cidr, type ProxyHeaderError, readProxyHeader } from "../net/proxy.ts"
 import { handshakeNative, TlsConn } from "../net/tls.ts"
 import { closeQuietly, type Transport, unfinishedHandshakes } from "../net/transport.ts"
 import type { PassivePorts } from "./passive_ports.ts"
@@ -56,6 +58,11 @@ export interface OpenRules {
   readonly tls: DataTls | null
   readonly sockets: DataSockets
   readonly owner: { dataSockets: number }
+  /**
+   * Behind a balancer (PROXY protocol): a connection from one of `trusted` starts with a header
+   * naming the client, read within `timeoutMs`; `null` when the server reads no headers.
+   */
+  readonly proxy: { readonly trusted: ReadonlyArray<Cidr>; readonly timeoutMs: number } | null
 }
 
 /** Seconds to wait for the client to connect to a passive port (pyftpdlib's PassiveDTP.timeout). */
@@ -137,14 +144,16 @@ const accept = (
             }),
           catch: (cause) => new DataConnectionError({ message: "Can't open data connection.", cause }),
         })).pipe(Scope.provide(scope), Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
-      const remote = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
-      if (rules.permitForeignAddresses || remote === rules.client) {
+      const client = yield* throughBalancer(conn, rules)
+      if (client !== undefined && (rules.permitForeignAddresses || client.address === rules.client)) {
         // From here the caller's scope owns it.
         yield* Effect.addFinalizer((exit) => Scope.close(scope, exit))
-        return conn
+        return client.conn
       }
       yield* Scope.close(scope, Exit.void)
-      yield* Effect.logWarning(`Rejected data connection from foreign address ${remote}.`)
+      if (client !== undefined) {
+        yield* Effect.logWarning(`Rejected data connection from foreign address ${client.address}.`)
+      }
     }
   }).pipe(
     Effect.timeoutOrElse({
@@ -155,6 +164,34 @@ const accept = (
         ),
     }),
   )
+
+/**
+ * The client a data connection comes from: its own address, or, from a trusted balancer, the one
+ * its PROXY header names (and the connection with the header read); `undefined`, logged, for a
+ * balancer's connection whose header is bad or late.
+ */
+const throughBalancer = (
+  conn: Transport,
+  rules: OpenRules,
+): Effect.Effect<{ readonly conn: Transport; readonly address: string } | undefined> => {
+  const source = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
+  const proxy = rules.proxy
+  if (proxy === null || !proxy.trusted.some((range) => range.contains(source))) {
+    return Effect.succeed({ conn, address: source })
+  }
+  return Effect.tryPromise({
+    try: () => readProxyHeader(conn, proxy.timeoutMs),
+    catch: (error) => error as ProxyHeaderError,
+  }).pipe(
+    Effect.map((proxied) => ({
+      conn: proxied.conn,
+      address: plainAddress((proxied.conn.remoteAddr as Deno.NetAddr).hostname),
+    })),
+    Effect.catch((error) =>
+      Effect.as(Effect.logWarning(`Rejected data connection from ${source}: ${error.message}.`), undefined)
+    ),
+  )
+}
 
 /** PROT P on a passive port with native TLS: finish the handshake the listener started. */
 const secureNative = (conn: Transport, timeoutMs: number): Effect.Effect<Transport, TlsHandshakeError> =>

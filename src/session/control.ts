@@ -61,15 +61,24 @@ export class ControlConnection {
   /** What bytes are read from and written to: the TCP connection, or TLS over it after AUTH TLS. */
   private conn: Transport
 
-  /** `transport` is `raw` itself, or (implicit FTPS) a TLS session already running over it. */
-  constructor(readonly raw: Transport, transport: Transport = raw, maxLineLength = 2048) {
+  /**
+   * The address the client connected to: the local address, or, behind a balancer (PROXY
+   * protocol), the balancer's address the client reached. PASV announces it, and it decides the
+   * address family of PASV, EPSV, PORT and EPRT.
+   */
+  readonly facingAddress: string
+
+  /**
+   * `transport` is `raw` itself, or (implicit FTPS) a TLS session already running over it;
+   * `facingAddress` is the balancer's address behind a PROXY header.
+   */
+  constructor(readonly raw: Transport, transport: Transport = raw, facingAddress?: string, maxLineLength = 2048) {
     this.conn = transport
     this.endpoints = endpointsOf(raw)
+    this.facingAddress = facingAddress ?? this.endpoints.localAddress
     this.framer = new CommandFramer(maxLineLength)
     // TLS reads come from the TLS layer's buffer: the one-byte probe is only for the raw socket.
     this.probe = transport === raw
-    // Replies are small and often answer pipelined commands: do not let Nagle hold them back.
-    if ("setNoDelay" in raw) (raw as Deno.TcpConn).setNoDelay(true)
   }
 
   /** The TLS session of the control connection, if it is secured. */

@@ -27,6 +27,7 @@ import * as References from "effect/References"
 import { LOCAL_ERROR, replyFor, type TlsHandshakeError } from "../errors.ts"
 import { SESSION_ANNOTATION } from "../log.ts"
 import { endpointsOf } from "../net/address.ts"
+import type { ProxyHeader } from "../net/proxy.ts"
 import { TlsConn } from "../net/tls.ts"
 import type { Transport } from "../net/transport.ts"
 import { parseCommand } from "../protocol/command.ts"
@@ -121,7 +122,11 @@ const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effe
  * Implicit FTPS: TLS from the first byte. A failed or stalled handshake (garbage, a plain FTP
  * client, a client that never finishes) costs this connection only; it is logged and closed.
  */
-const implicitHandshake = (server: ServerContext, raw: Transport): Effect.Effect<ControlConnection | undefined> =>
+const implicitHandshake = (
+  server: ServerContext,
+  raw: Transport,
+  facingAddress: string | undefined,
+): Effect.Effect<ControlConnection | undefined> =>
   Effect.tryPromise({
     try: () =>
       TlsConn.accept(raw, server.tls!, {
@@ -130,7 +135,7 @@ const implicitHandshake = (server: ServerContext, raw: Transport): Effect.Effect
       }),
     catch: (error) => error as TlsHandshakeError,
   }).pipe(
-    Effect.map((tls) => new ControlConnection(raw, tls)),
+    Effect.map((tls) => new ControlConnection(raw, tls, facingAddress)),
     Effect.catch((error) => {
       const { remoteAddress, remotePort } = endpointsOf(raw)
       return Effect.as(
@@ -142,9 +147,15 @@ const implicitHandshake = (server: ServerContext, raw: Transport): Effect.Effect
   )
 
 /** Serve one control connection until QUIT, disconnect, timeout or interruption. */
-export const runSession = (server: ServerContext, raw: Transport, implicitTls: boolean): Effect.Effect<void> =>
+export const runSession = (
+  server: ServerContext,
+  raw: Transport,
+  implicitTls: boolean,
+  proxied?: ProxyHeader,
+): Effect.Effect<void> =>
   Effect.gen(function* () {
-    const conn = implicitTls ? yield* implicitHandshake(server, raw) : new ControlConnection(raw)
+    const facing = proxied?.destination?.address
+    const conn = implicitTls ? yield* implicitHandshake(server, raw, facing) : new ControlConnection(raw, raw, facing)
     if (conn === undefined) return
     const session = new Session(conn, server)
     // Transfers forked into this scope later register their finalizers after this one, so they

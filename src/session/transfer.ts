@@ -201,6 +201,9 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
         tls: session.dataTls,
         sockets: session.server.dataSockets,
         owner: session,
+        proxy: options.proxyProtocol
+          ? { trusted: options.proxyTrusted, timeoutMs: Math.min(PASSIVE_ACCEPT_TIMEOUT, dataTimeout) * 1000 }
+          : null,
       })
       yield* untilSettled((signal) =>
         plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress, throttle })

@@ -31,15 +31,16 @@ const pasv: Handler = (session) =>
   Effect.gen(function* () {
     if (refusedInClear(session)) return yield* clearRefusal(session)
     if (session.epsvAll) return yield* session.reply(501, "PASV not allowed after EPSV ALL.")
-    const local = session.conn.endpoints.localAddress
-    if (!isIPv4(local)) return yield* session.reply(425, "PASV is IPv4 only: use EPSV on an IPv6 connection.")
+    const facing = session.conn.facingAddress
+    if (!isIPv4(facing)) return yield* session.reply(425, "PASV is IPv4 only: use EPSV on an IPv6 connection.")
     const port = yield* openPassive(session)
     const { masqueradeAddressMap, masqueradeAddress } = session.options
-    const announced = masqueradeAddressMap[local] ?? masqueradeAddress ?? local
+    const announced = masqueradeAddressMap[session.conn.endpoints.localAddress] ?? masqueradeAddress ?? facing
     yield* session.reply(227, `Entering passive mode (${formatPasv(announced, port)}).`)
   })
 
-const familyOf = (session: Session): 1 | 2 => (isIPv4(session.conn.endpoints.localAddress) ? 1 : 2)
+/** The address family of the connection the client made (to this server, or to its balancer). */
+const familyOf = (session: Session): 1 | 2 => (isIPv4(session.conn.facingAddress) ? 1 : 2)
 
 const epsv: Handler = (session, arg) =>
   Effect.gen(function* () {
