@@ -92,3 +92,6 @@ export { type HookName, Hooks, type HookSession, type HooksShape } from "./src/h
 export { type BanEntry, type BanPolicy, Bans, type BansShape } from "./src/bans.ts"
 export { FtpLogger, type FtpLoggerOptions, SESSION_ANNOTATION } from "./src/log.ts"
 export { GracefulShutdown, type GracefulShutdownShape, Hangup, type HangupShape, runMain } from "./src/runtime.ts"
+export { type RunningWorkers, runWorkers, type WorkersConfig } from "./src/workers/coordinator.ts"
+export { forwardLog, serveInWorker, type WorkerStart } from "./src/workers/worker.ts"
+export { Admission, type AdmissionLimits, type AdmissionShape, makeAdmission, type Refusal } from "./src/admission.ts"

@@ -185,6 +185,12 @@ export const FLAGS: ReadonlyArray<Flag> = [
       `(a second signal cuts at once), 0 for no wait (default: ${DEFAULTS.shutdownGrace})`,
   },
   {
+    long: "workers",
+    metavar: "N",
+    help: "serve with N workers sharing the port (threads of this process; 'auto': one per core), with " +
+      "limits, bans and bandwidth kept once for all and the passive range split between them (default: 1)",
+  },
+  {
     long: "proxy-protocol",
     help: "expect HAProxy's PROXY protocol header (v1 or v2) on connections from --proxy-trusted balancers: " +
       "the client's address is the one it names (default: off)",

@@ -24,6 +24,8 @@ export interface CliConfig {
   readonly write: boolean
   /** `-D`: log every command and reply. */
   readonly debug: boolean
+  /** `--workers`: how many workers serve (1: the server runs in this thread alone). */
+  readonly workers: number | "auto"
   /** `--jail`: how the shared directory keeps users in (see `LocalFilesystem`). */
   readonly jail: "auto" | JailMode
   /** `--tls`: the certificate and key files (absolute paths), read by {@link loadTls}; `null` without TLS. */
@@ -120,6 +122,15 @@ const jailMode = (text: string): "auto" | JailMode => {
     fail(`argument --jail: expected auto, descriptor or path, got '${text}'`)
   }
   return text as "auto" | JailMode
+}
+
+const workerCount = (text: string, long: string): number | "auto" => {
+  if (text === "auto") return "auto"
+  const value = /^\d+$/.test(text) ? Number(text) : NaN
+  if (!(value >= 1 && value <= 256)) {
+    fail(`argument ${flagName(long)}: expected 'auto' or an integer from 1 to 256, got '${text}'`)
+  }
+  return value
 }
 
 const cidrs = (text: string): string[] => {
@@ -286,6 +297,7 @@ const toConfig = (values: Values): CliConfig => {
     write: flag("write"),
     debug: flag("debug"),
     jail: value("jail", jailMode) ?? "auto",
+    workers: value("workers", workerCount) ?? 1,
     tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
   }
 }

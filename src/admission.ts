@@ -8,6 +8,7 @@
  *
  * @module
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 
 /** Why a connection is refused: the text of its 421, and the log line. */
@@ -17,7 +18,7 @@ export interface Refusal {
 }
 
 /** The counts of one server. */
-export interface Admission {
+export interface AdmissionShape {
   /** Count a new connection from `ip`, or say why it is refused (nothing is counted then). */
   readonly admit: (ip: string) => Effect.Effect<Refusal | undefined>
   /** The connection from `ip` ended. */
@@ -55,7 +56,7 @@ const decrement = (counts: Map<string, number>, key: string) => {
  * console.log((await Effect.runPromise(admission.admit("192.0.2.1")))?.reply) // "Too many connections from ..."
  * ```
  */
-export const makeAdmission = (limits: AdmissionLimits): Admission => {
+export const makeAdmission = (limits: AdmissionLimits): AdmissionShape => {
   let total = 0
   const perIp = new Map<string, number>()
   const perUser = new Map<string, number>()
@@ -95,3 +96,20 @@ export const makeAdmission = (limits: AdmissionLimits): Admission => {
     connections: () => total,
   }
 }
+
+/**
+ * The counts a server checks its limits against: its own (from its options) unless a layer
+ * provides this service, as workers do to share one set of counts.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Admission, makeAdmission } from "@ftpd/server"
+ * const shared = Layer.succeed(Admission, makeAdmission({ maxCons: 100, maxConsPerIp: 4, maxSessionsPerUser: 0 }))
+ * ```
+ */
+export const Admission: Context.Service<Admission, AdmissionShape> = Context.Service<Admission, AdmissionShape>(
+  "@ftpd/server/Admission",
+)
+/** The admission service's shape. */
+export type Admission = AdmissionShape

@@ -22,14 +22,15 @@ import "./_no_async_hooks.ts"
 import * as Effect from "effect/Effect"
 import { loadTls, missingPermissions, TlsFilesError } from "./_cli_checks.ts"
 import { type CliConfig, parseCli } from "./_cli_parse.ts"
-import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
-import { DummyAuthorizer } from "./auth/dummy.ts"
+import type { DummyAuthorizer } from "./auth/dummy.ts"
 import { AuthorizerError } from "./errors.ts"
-import { availableJail, LocalFilesystem } from "./fs/local.ts"
+import { availableJail } from "./fs/local.ts"
 import { FtpLogger } from "./log.ts"
 import type { TlsSettings } from "./net/tls.ts"
 import { runMain } from "./runtime.ts"
 import { FtpServer } from "./server.ts"
+import { runWorkers } from "./workers/coordinator.ts"
+import { cliAuthorizer, cliServices } from "./_cli_services.ts"
 
 export { loadTls, missingPermissions, TlsFilesError } from "./_cli_checks.ts"
 export { type CliConfig, type CliParse, parseCli, type TlsFiles } from "./_cli_parse.ts"
@@ -41,11 +42,19 @@ const usageError = (message: string): never => {
 }
 
 const serve = (config: CliConfig, authorizer: DummyAuthorizer) =>
-  FtpServer.serve(config.options).pipe(
-    Effect.provide([authorizer.toLayer(), LocalFilesystem.layerWith({ jail: config.jail })]),
-    // Outermost, so that the authorizer's warnings, logged while its layer is built, use it too.
-    Effect.provide(FtpLogger.layer({ debug: config.debug })),
-  )
+  config.workers === 1
+    ? FtpServer.serve(config.options).pipe(Effect.provide(cliServices(config, authorizer)))
+    : Effect.scoped(
+      Effect.andThen(
+        runWorkers({
+          workers: config.workers,
+          module: new URL("./workers/cli_worker.ts", import.meta.url),
+          options: config.options,
+          data: config,
+        }),
+        Effect.never,
+      ),
+    ).pipe(Effect.provide(FtpLogger.layer({ debug: config.debug })))
 
 const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   const parsed = parseCli(argv)
@@ -69,12 +78,9 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     console.error(`ftpd: error: ${error.message}`)
     return Deno.exit(2)
   }
-  const perm = config.write ? ALL_PERMISSIONS : READ_PERMISSIONS
   let authorizer: DummyAuthorizer
   try {
-    authorizer = config.user === null
-      ? new DummyAuthorizer().addAnonymous(config.directory, { perm })
-      : new DummyAuthorizer().addUser(config.user.name, config.user.password, config.directory, { perm })
+    authorizer = cliAuthorizer(config)
   } catch (error) {
     // The directory is the only thing here a user can get wrong: "no such directory: '/srv/ftp'".
     if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)

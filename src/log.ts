@@ -162,6 +162,8 @@ export interface BannerFacts {
   /** Where the control connection listens, as `host:port`. */
   readonly address: string
   readonly pid: number
+  /** Which worker this is (`--workers`), if it is one. */
+  readonly worker?: { readonly index: number; readonly count: number }
   readonly masqueradeAddress: string | null
   readonly passivePorts: readonly [number, number] | null
   /** The filesystem's own description (`Filesystem.description`). */
@@ -178,6 +180,10 @@ export interface BannerFacts {
     readonly passiveData: "native TLS" | "node:tls"
   } | null
 }
+
+/** `, worker 2 of 4` for a worker's lines, nothing outside workers. */
+export const workerNote = (worker: { readonly index: number; readonly count: number } | undefined): string =>
+  worker === undefined ? "" : `, worker ${worker.index + 1} of ${worker.count}`
 
 /**
  * The lines a server logs as it starts, saying what it serves and how (pyftpdlib's banner, with
@@ -196,9 +202,12 @@ export const startBanner = (facts: BannerFacts): ReadonlyArray<string> => {
   const yesNo = (on: boolean) => (on ? "yes" : "no")
   const range = facts.passivePorts === null ? "None" : `${facts.passivePorts[0]}-${facts.passivePorts[1]}`
   const tls = facts.tls
+  const worker = facts.worker
   return [
-    `>>> starting FTP server on ${facts.address}, pid=${facts.pid} <<<`,
-    "concurrency model: async (one Effect fiber per session)",
+    `>>> starting FTP server on ${facts.address}, pid=${facts.pid}${workerNote(worker)} <<<`,
+    worker === undefined
+      ? "concurrency model: async (one Effect fiber per session)"
+      : `concurrency model: async (one Effect fiber per session) in each of ${worker.count} workers sharing the port`,
     `masquerade (NAT) address: ${facts.masqueradeAddress ?? "None"}`,
     `passive ports: ${range}`,
     `filesystem: ${facts.filesystem ?? "custom"}`,

@@ -155,6 +155,11 @@ export interface ServerOptions {
   readonly proxyProtocol?: boolean
   /** The balancers trusted to send PROXY headers: addresses or CIDR ranges. Default loopback. */
   readonly proxyTrusted?: ReadonlyArray<string>
+  /**
+   * Share the control port with other servers listening on it (`SO_REUSEPORT`): the kernel spreads
+   * new connections over them. Workers (`runWorkers`) set it; default false.
+   */
+  readonly reusePort?: boolean
 }
 
 /** Options with every default filled in. */
@@ -223,6 +228,7 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
     atomicUploads: options.atomicUploads ?? false,
     shutdownGrace: options.shutdownGrace ?? 10,
     proxyProtocol: options.proxyProtocol ?? false,
+    reusePort: options.reusePort ?? false,
     proxyTrusted: options.proxyTrusted === undefined ? LOOPBACK : options.proxyTrusted.map((range) => {
       try {
         return Cidr.parse(range)

@@ -16,6 +16,12 @@ import type * as Scope from "effect/Scope"
 
 const signals: ReadonlyArray<Deno.Signal> = ["SIGINT", "SIGTERM"]
 
+/** Which of `runWorkers`' workers a server is (from 0), for its log lines; `undefined` outside workers. */
+export const WorkerSlot: Context.Reference<{ readonly index: number; readonly count: number } | undefined> = Context
+  .Reference<{ readonly index: number; readonly count: number } | undefined>("@ftpd/server/WorkerSlot", {
+    defaultValue: () => undefined,
+  })
+
 /** What the first SIGINT/SIGTERM does before the program is interrupted. */
 export interface GracefulShutdownShape {
   /**

@@ -24,15 +24,15 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import { makeAdmission } from "./admission.ts"
+import { Admission, makeAdmission } from "./admission.ts"
 import { Authorizer } from "./auth/authorizer.ts"
 import { BANNED_TEXT, Bans, type BansShape } from "./bans.ts"
 import { DataSockets } from "./data/channel.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
-import { Bandwidth } from "./data/throttle.ts"
+import { Bandwidth, SharedBuckets } from "./data/throttle.ts"
 import { capabilitiesOf, Filesystem } from "./fs/filesystem.ts"
 import { Hooks } from "./hooks.ts"
-import { startBanner } from "./log.ts"
+import { startBanner, workerNote } from "./log.ts"
 import { hostPort, plainAddress } from "./net/address.ts"
 import { type Listener, Network, type NetworkShape } from "./net/network.ts"
 import { type ProxyHeader, type ProxyHeaderError, readProxyHeader } from "./net/proxy.ts"
@@ -41,7 +41,7 @@ import { closeQuietly, type Transport } from "./net/transport.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
 import { MLSX_FACTS, PORTABLE_MLSX_FACTS } from "./protocol/listing.ts"
 import { formatReply } from "./protocol/reply.ts"
-import { GracefulShutdown } from "./runtime.ts"
+import { GracefulShutdown, WorkerSlot } from "./runtime.ts"
 import { runSession } from "./session/loop.ts"
 import { type ServerContext, SHUTTING_DOWN } from "./session/session.ts"
 import { builtinCommands } from "./session/commands/mod.ts"
@@ -104,8 +104,12 @@ export type RunningServer = RunningServerShape
 
 const listen = (network: NetworkShape, options: ResolvedOptions, port: number) =>
   Effect.acquireRelease(
-    Effect.try({
-      try: () => network.listen(options.host, port),
+    Effect.tryPromise({
+      try: async () => {
+        if (!options.reusePort) return network.listen(options.host, port)
+        if (network.listenReusable === undefined) throw new Error("this network can't share a port (reusePort)")
+        return await network.listenReusable(options.host, port)
+      },
       catch: (cause) =>
         new FtpServerError({
           message: cause instanceof Deno.errors.NotCapable
@@ -175,10 +179,11 @@ export const makeServerContext = (
         { read: resolved.readLimit, write: resolved.writeLimit },
         { read: resolved.userReadLimit, write: resolved.userWriteLimit },
         { read: resolved.globalReadLimit, write: resolved.globalWriteLimit },
+        (yield* SharedBuckets) ?? undefined,
       ),
       commands: builtinCommands,
       sessions: new Set(),
-      admission: makeAdmission(resolved),
+      admission: Option.getOrElse(yield* Effect.serviceOption(Admission), () => makeAdmission(resolved)),
       bans,
       closing,
       runHook,
@@ -210,9 +215,12 @@ const make = (
     const sessions = yield* FiberSet.make<void, never>()
     const acceptors = yield* FiberSet.make<void, never>()
     const address = listener.addr
+    const worker = yield* WorkerSlot
+    const pid = `pid=${Deno.pid}${workerNote(worker)}`
     const banner = startBanner({
       address: hostPort(address.hostname, address.port),
       pid: Deno.pid,
+      worker,
       masqueradeAddress: resolved.masqueradeAddress,
       passivePorts: resolved.passivePorts,
       filesystem: context.fs.description,
@@ -324,7 +332,7 @@ const make = (
     yield* FiberSet.run(acceptors, acceptLoop(listener, false))
     if (implicitListener !== undefined) yield* FiberSet.run(acceptors, acceptLoop(implicitListener, true))
     yield* Effect.addFinalizer(() =>
-      Effect.logInfo(`>>> shutting down FTP server (${admission.connections()} active sessions), pid=${Deno.pid} <<<`)
+      Effect.logInfo(`>>> shutting down FTP server (${admission.connections()} active sessions), ${pid} <<<`)
     )
     /** Refuse new connections: a closed listener makes the kernel refuse them, and its accept loop ends. */
     const stopAccepting = () => {
@@ -344,7 +352,7 @@ const make = (
         if (first) {
           // Through the server's logger, whoever calls close.
           yield* Effect.logInfo(
-            `>>> closing FTP server: ${admission.connections()} active sessions may finish within ${deadlineSeconds} s, pid=${Deno.pid} <<<`,
+            `>>> closing FTP server: ${admission.connections()} active sessions may finish within ${deadlineSeconds} s, ${pid} <<<`,
           ).pipe(Effect.provideContext(services))
         }
         if (deadlineSeconds > 0) {

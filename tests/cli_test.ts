@@ -37,6 +37,7 @@ Deno.test("no flags: anonymous read-only share of the current directory on [::]:
     write: false,
     debug: false,
     jail: "auto",
+    workers: 1,
     tls: null,
   })
 })
@@ -79,6 +80,9 @@ Deno.test("every flag in its long form sets its option", () => {
     "--shutdown-grace=15",
     "--permit-special-mode-bits",
     "--jail=path",
+    "--workers=3",
+    "--proxy-protocol",
+    "--proxy-trusted=10.0.0.0/8,192.0.2.1",
   ])
   assert.deepEqual(config, {
     options: {
@@ -112,12 +116,15 @@ Deno.test("every flag in its long form sets its option", () => {
       atomicUploads: true,
       shutdownGrace: 15,
       permitSpecialModeBits: true,
+      proxyProtocol: true,
+      proxyTrusted: ["10.0.0.0/8", "192.0.2.1"],
     },
     directory: "/srv/ftp",
     user: { name: "bob", password: "secret" },
     write: true,
     debug: true,
     jail: "path",
+    workers: 3,
     tls: null,
   })
 })
@@ -419,9 +426,17 @@ Deno.test("a bad value or flag is one clear error naming the flag", () => {
     [["-i", "not an address"], /-i\/--interface: invalid address 'not an address'/],
     [["-i", ""], /-i\/--interface: invalid address ''/],
     [["--jail", "chroot"], /^argument --jail: expected auto, descriptor or path, got 'chroot'$/],
-    [["--proxy-protocol", "--proxy-trusted", "10.0.0.0/33"], /^argument --proxy-trusted: not an address or range: '10\.0\.0\.0\/33'$/],
-    [["--proxy-protocol", "--proxy-trusted", "10.0.0.1,lb.example"], /--proxy-trusted: not an address or range: 'lb\.example'$/],
+    [
+      ["--proxy-protocol", "--proxy-trusted", "10.0.0.0/33"],
+      /^argument --proxy-trusted: not an address or range: '10\.0\.0\.0\/33'$/,
+    ],
+    [
+      ["--proxy-protocol", "--proxy-trusted", "10.0.0.1,lb.example"],
+      /--proxy-trusted: not an address or range: 'lb\.example'$/,
+    ],
     [["--proxy-trusted", "10.0.0.1"], /^argument --proxy-trusted: requires --proxy-protocol$/],
+    [["--workers", "0"], /^argument --workers: expected 'auto' or an integer from 1 to 256, got '0'$/],
+    [["--workers", "many"], /^argument --workers: expected 'auto' or an integer from 1 to 256, got 'many'$/],
     [["-n", "nat.example.com"], /-n\/--nat-address: expected an IPv4 address, got 'nat.example.com'/],
     [["-n", "1.2.3.256"], /-n\/--nat-address: .* got '1.2.3.256'/],
     [["--tls"], /^argument --tls: requires a certificate \(--certfile PATH\)$/],

@@ -6,7 +6,17 @@ import { Client } from "basic-ftp"
 import assert from "node:assert/strict"
 import net from "node:net"
 import { Readable, Writable } from "node:stream"
-import { curl, loggedIn, type RawClient, readAll, type Reply, startServer, within, withLoggedIn } from "./helpers.ts"
+import {
+  curl,
+  eventually,
+  loggedIn,
+  type RawClient,
+  readAll,
+  type Reply,
+  startServer,
+  within,
+  withLoggedIn,
+} from "./helpers.ts"
 
 const decoder = new TextDecoder()
 
@@ -383,7 +393,7 @@ Deno.test("a passive data connection from a foreign address is closed and the cl
     assert.equal((await client.readReply()).code, 150)
     assert.notEqual(await within(thief.closed, 5000), null, "the thief's connection was not closed")
     assert.equal(thief.received(), 0)
-    assert.ok(server.logs.some((l) => l.includes("foreign address 127.0.0.2")), server.logs.join("\n"))
+    await eventually(() => server.logs.some((l) => l.includes("foreign address 127.0.0.2")), 2000, "the log line")
     const data = await Deno.connect({ hostname: "127.0.0.1", port })
     assert.equal(decoder.decode(await readAll(data)), "secret")
     assert.equal((await client.readReply()).code, 226)

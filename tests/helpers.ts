@@ -7,6 +7,8 @@ import { Effect, Exit, Layer, Scope } from "effect"
 import net from "node:net"
 import { Filesystem, type FilesystemShape } from "../src/fs/filesystem.ts"
 import { makeMemoryNetwork } from "../src/net/memory.ts"
+import { runWorkers } from "../src/workers/coordinator.ts"
+import type { FixtureData } from "./workers_fixture.ts"
 import { Network } from "../src/net/network.ts"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
 import { type JailMode, LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
@@ -53,6 +55,23 @@ export interface TestServer {
   close(): Promise<void>
 }
 
+/**
+ * How many workers the suite's servers run with: `FTPD_TEST_WORKERS` (unset: none, one server in
+ * the test's thread). A server whose options are not plain data (its own users, hooks or
+ * filesystem, or the in-memory network) can't be sent to workers and runs alone, and so does one
+ * whose passive range is too small to split.
+ */
+const workersFor = (options: TestServerOptions): number | undefined => {
+  const wanted = Number(Deno.env.get("FTPD_TEST_WORKERS") ?? 0)
+  if (!(wanted > 1)) return undefined
+  const plain = options.users === undefined && options.hooks === undefined && options.filesystem === undefined &&
+    !options.inMemory && options.siteCommands === undefined
+  // A test of how one server leases a small passive range means nothing once the range is split.
+  const range = options.passivePorts
+  const splittable = range === undefined || range[1] - range[0] + 1 >= 4 * wanted
+  return plain && splittable ? wanted : undefined
+}
+
 /** Start a server on 127.0.0.1 (or `options.host`) at a free port. */
 export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
   const root = options.root ?? (await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-test-" })))
@@ -82,14 +101,27 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     memory === undefined ? Layer.empty : Layer.succeed(Network, memory),
   )
   const scope = Effect.runSync(Scope.make())
-  const { inMemory: _, filesystem: __, ...rest } = options
+  const { inMemory: _, filesystem: __, users: ___, hooks: ____, verbose: _____, unix, jail, debug, ...rest } = options
   const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...rest }
-  const server = await Effect.runPromise(
-    FtpServer.make(serverOptions).pipe(Scope.provide(scope), Effect.provide(layers)),
-  )
+  const workers = workersFor(options)
+  const port = workers === undefined
+    ? (await Effect.runPromise(FtpServer.make(serverOptions).pipe(Scope.provide(scope), Effect.provide(layers))))
+      .address.port
+    : (await Effect.runPromise(
+      runWorkers({
+        workers,
+        module: new URL("./workers_fixture.ts", import.meta.url),
+        options: serverOptions,
+        data: { root, jail, unix, debug } satisfies FixtureData,
+        onLog: (line) => {
+          logs.push(line)
+          if (options.verbose) console.error(line)
+        },
+      }).pipe(Scope.provide(scope), Effect.provide(logger)),
+    )).port
   let closed = false
   return {
-    port: server.address.port,
+    port,
     root,
     logs,
     network: memory ?? tcp,

@@ -261,7 +261,11 @@ Deno.test("with the PROXY protocol on, bad, late, cut and untrusted connections 
       const started = performance.now()
       if (bytes !== undefined) await conn.write(typeof bytes === "string" ? encoder.encode(bytes) : bytes)
       if (endAfterSending) await conn.closeWrite()
-      const received = await timed(readAll(conn), 5000, "the server to close")
+      // Closed with bytes still unread, a socket may end with a reset rather than a FIN: closed either way.
+      const received = await timed(readAll(conn), 5000, "the server to close").catch((error) => {
+        if (error instanceof Deno.errors.ConnectionReset) return new Uint8Array(0)
+        throw error
+      })
       closeQuietly(conn)
       return { received: received.length, ms: performance.now() - started }
     }

@@ -309,11 +309,12 @@ const server = FtpServer.layer({ host: "127.0.0.1", port: 0, shutdownGrace: 10 }
 runMain(Layer.launch(server.pipe(Layer.provide([users, LocalFilesystem.layer]), Layer.provide(FtpLogger.layer()))))
 `
 
-const startCli = async (dir: string, app: "cli" | "layer" = "cli"): Promise<Cli> => {
+type App = "cli" | "workers" | "layer"
+
+const startCli = async (dir: string, app: App = "cli"): Promise<Cli> => {
+  const cli = ["run", "-A", CLI, "-i", "127.0.0.1", "-p", "0", "-d", dir, "-u", "user", "-P", "pass"]
   const process = new Deno.Command(Deno.execPath(), {
-    args: app === "cli"
-      ? ["run", "-A", CLI, "-i", "127.0.0.1", "-p", "0", "-d", dir, "-u", "user", "-P", "pass"]
-      : ["eval", LAYER_APP],
+    args: app === "cli" ? cli : app === "workers" ? [...cli, "--workers", "2"] : ["eval", LAYER_APP],
     cwd: new URL("..", import.meta.url).pathname,
     stdin: "null",
     stdout: "null",
@@ -347,7 +348,7 @@ const stop = (process: Deno.ChildProcess) => {
   }
 }
 
-const withCli = async (f: (cli: Cli, dir: string) => Promise<void>, app: "cli" | "layer" = "cli") => {
+const withCli = async (f: (cli: Cli, dir: string) => Promise<void>, app: App = "cli") => {
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-shutdown-cli-" }))
   try {
     const cli = await startCli(dir, app)
@@ -386,6 +387,10 @@ const downloadThroughSigterm = async (cli: Cli, dir: string) => {
 
 Deno.test("ftpd: SIGTERM lets a running download finish, then the process exits 130", async () => {
   await withCli(downloadThroughSigterm)
+})
+
+Deno.test("ftpd --workers 2: SIGTERM drains every worker, then the process exits 130", async () => {
+  await withCli(downloadThroughSigterm, "workers")
 })
 
 Deno.test("an application launching FtpServer.layer under runMain gets the same grace at SIGTERM", async () => {

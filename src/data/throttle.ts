@@ -13,6 +13,7 @@
  *
  * @module
  */
+import * as Context from "effect/Context"
 
 /** Seconds of traffic a bucket holds: the largest burst, and the largest step of a throttled loop. */
 const BURST_SECONDS = 0.1
@@ -53,26 +54,61 @@ export class TokenBucket {
   private last = performance.now()
 
   constructor(readonly rate: number) {
-    this.capacity = Math.max(MIN_CAPACITY, Math.round(rate * BURST_SECONDS))
+    this.capacity = capacityOf(rate)
     this.tokens = this.capacity
   }
 
-  /** Spend `bytes`; resolves once the bucket has paid for them (rejects if `signal` aborts first). */
-  take(bytes: number, signal?: AbortSignal): Promise<void> {
+  /** Spend `bytes` now: the milliseconds until they are paid for (0: at once). */
+  reserve(bytes: number): number {
     const now = performance.now()
     this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) * this.rate) / 1000)
     this.last = now
     this.tokens -= bytes
-    return this.tokens >= 0 ? Promise.resolve() : sleep((-this.tokens * 1000) / this.rate, signal)
+    return this.tokens >= 0 ? 0 : (-this.tokens * 1000) / this.rate
+  }
+
+  /** Spend `bytes`; resolves once the bucket has paid for them (rejects if `signal` aborts first). */
+  take(bytes: number, signal?: AbortSignal): Promise<void> {
+    const wait = this.reserve(bytes)
+    return wait === 0 ? Promise.resolve() : sleep(wait, signal)
   }
 }
+
+/** What a throttle waits on: a {@link TokenBucket}, or one kept elsewhere (shared by workers). */
+export interface Bucket {
+  readonly capacity: number
+  take(bytes: number, signal?: AbortSignal): Promise<void>
+}
+
+/**
+ * A bucket kept elsewhere: `reserve` spends the bytes there and says how long to wait.
+ *
+ * @example
+ * ```ts
+ * import { RemoteBucket, TokenBucket } from "./throttle.ts"
+ * const far = new TokenBucket(1e6)
+ * const near = new RemoteBucket(far.capacity, (bytes) => Promise.resolve(far.reserve(bytes)))
+ * await near.take(1000)
+ * ```
+ */
+export class RemoteBucket implements Bucket {
+  constructor(readonly capacity: number, private readonly reserve: (bytes: number) => Promise<number>) {}
+
+  async take(bytes: number, signal?: AbortSignal): Promise<void> {
+    const wait = await this.reserve(bytes)
+    if (wait > 0) await sleep(wait, signal)
+  }
+}
+
+/** The capacity a bucket of `rate` bytes/s has (a tenth of a second of traffic, at least 1 KiB). */
+export const capacityOf = (rate: number): number => Math.max(MIN_CAPACITY, Math.round(rate * BURST_SECONDS))
 
 /** The buckets one transfer waits on (session, user, global): a step goes when all of them allow it. */
 export class Throttle {
   /** Most bytes to move per step. */
   readonly chunk: number
 
-  constructor(readonly buckets: ReadonlyArray<TokenBucket>) {
+  constructor(readonly buckets: ReadonlyArray<Bucket>) {
     this.chunk = Math.min(...buckets.map((bucket) => bucket.capacity))
   }
 
@@ -92,13 +128,22 @@ export interface Limits {
 }
 
 interface Pair {
-  read: TokenBucket | undefined
-  write: TokenBucket | undefined
+  read: Bucket | undefined
+  write: Bucket | undefined
 }
 
-const pair = (limits: Limits): Pair => ({
-  read: limits.read > 0 ? new TokenBucket(limits.read) : undefined,
-  write: limits.write > 0 ? new TokenBucket(limits.write) : undefined,
+/** Where the server's and the users' buckets are kept: here, or (workers) in a coordinator. */
+export type BucketMaker = (
+  owner: { readonly user: string } | "server",
+  direction: "read" | "write",
+  rate: number,
+) => Bucket
+
+const localBucket: BucketMaker = (_owner, _direction, rate) => new TokenBucket(rate)
+
+const pair = (limits: Limits, make: (direction: "read" | "write", rate: number) => Bucket): Pair => ({
+  read: limits.read > 0 ? make("read", limits.read) : undefined,
+  write: limits.write > 0 ? make("write", limits.write) : undefined,
 })
 
 /**
@@ -122,29 +167,46 @@ export class Bandwidth {
   /** Whether any limit is set; when not, {@link throttle} is always `undefined`. */
   readonly limited: boolean
 
-  constructor(readonly session: Limits, readonly user: Limits, global: Limits) {
-    this.global = pair(global)
+  /** `shared` makes the server's and the users' buckets (default: in this process). */
+  constructor(
+    readonly session: Limits,
+    readonly user: Limits,
+    global: Limits,
+    private readonly shared: BucketMaker = localBucket,
+  ) {
+    this.global = pair(global, (direction, rate) => shared("server", direction, rate))
     this.limited = [session, user, global].some((l) => l.read > 0 || l.write > 0)
   }
 
   /** The throttle of a transfer in `direction` by `session` (any object standing for it) of `user`. */
   throttle(session: object, user: string | null, direction: "read" | "write"): Throttle | undefined {
     if (!this.limited) return undefined
-    const buckets: TokenBucket[] = []
-    const add = (bucket: TokenBucket | undefined) => {
+    const buckets: Bucket[] = []
+    const add = (bucket: Bucket | undefined) => {
       if (bucket !== undefined) buckets.push(bucket)
     }
     add(this.global[direction])
     if (this.user[direction] > 0 && user !== null) {
       let mine = this.users.get(user)
-      if (mine === undefined) this.users.set(user, mine = pair(this.user))
+      if (mine === undefined) {
+        this.users.set(user, mine = pair(this.user, (direction, rate) => this.shared({ user }, direction, rate)))
+      }
       add(mine[direction])
     }
     if (this.session[direction] > 0) {
       let mine = this.sessions.get(session)
-      if (mine === undefined) this.sessions.set(session, mine = pair(this.session))
+      if (mine === undefined) this.sessions.set(session, mine = pair(this.session, (_, rate) => new TokenBucket(rate)))
       add(mine[direction])
     }
     return buckets.length === 0 ? undefined : new Throttle(buckets)
   }
 }
+
+/**
+ * Where the server's and its users' buckets are kept when a layer says so (workers keep them in
+ * their coordinator, so that a limit is not multiplied by the number of workers); by default here.
+ */
+export const SharedBuckets: Context.Reference<BucketMaker | null> = Context.Reference<BucketMaker | null>(
+  "@ftpd/server/SharedBuckets",
+  { defaultValue: () => null },
+)

@@ -35,6 +35,11 @@ export interface NetworkShape {
    */
   readonly listenTls?: (hostname: string, port: number, tls: NativeTls) => Listener
   connect(hostname: string, port: number, signal?: AbortSignal): Promise<Transport>
+  /**
+   * A listener that shares its port with other listeners (`SO_REUSEPORT`: the kernel spreads the
+   * connections over them), for servers running as several workers; absent where the network has none.
+   */
+  readonly listenReusable?: (hostname: string, port: number) => Promise<Listener>
 }
 
 /** Deno's own network. */
@@ -43,6 +48,8 @@ export const denoNetwork: NetworkShape = {
   listenTls: (hostname, port, tls) =>
     Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key }) as Deno.Listener as Listener,
   connect: (hostname, port, signal) => Deno.connect({ hostname, port, transport: "tcp", signal }),
+  // Loaded only by servers that share their port: node:net costs memory the others need not pay.
+  listenReusable: (hostname, port) => import("./shared_port.ts").then((m) => m.listenSharedPort(hostname, port)),
 }
 
 /**

@@ -169,6 +169,23 @@ export class ControlConnection {
     return next
   }
 
+  /**
+   * Close after the replies written so far have left, with TLS's close_notify, waiting at most
+   * `waitMs` (a client that stopped reading must not hold the session). A TLS write resolves once
+   * node:tls holds the record, before it reaches the socket: closing at once could drop the last
+   * reply (seen with `node:net` sockets under `--workers`, where OpenSSL's client lost the 221).
+   */
+  async closeAfterFlush(waitMs: number): Promise<void> {
+    if (this.closed) return
+    if (this.conn !== this.raw) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const flushed = this.writing.then(() => this.conn.closeWrite()).catch(() => undefined)
+      await Promise.race([flushed, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))])
+      clearTimeout(timer)
+    }
+    this.close()
+  }
+
   /** Close the connection; pending reads and writes fail. Safe to call more than once. */
   close(): void {
     if (this.closed) return

@@ -106,6 +106,9 @@ const checked = (session: Session, spec: CommandSpec, arg: string) =>
       yield* spec.handler(session, arg, path)
     })
 
+/** How long a closing TLS session waits for its last replies to leave (see `closeAfterFlush`). */
+const CLOSE_FLUSH_MS = 1000
+
 const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
   Effect.gen(function* () {
     if (exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause) && !session.conn.isClosed) {
@@ -113,7 +116,7 @@ const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effe
     }
     yield* session.releaseData()
     yield* session.releaseUserSlot()
-    session.conn.close()
+    yield* Effect.promise(() => session.conn.closeAfterFlush(CLOSE_FLUSH_MS))
     yield* session.log("FTP session closed (disconnect).")
     yield* session.hook((h) => h.onDisconnect)
   })

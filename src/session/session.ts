@@ -9,7 +9,7 @@
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
-import type { Admission } from "../admission.ts"
+import type { AdmissionShape } from "../admission.ts"
 import type { Account, AuthorizerShape, Permission } from "../auth/authorizer.ts"
 import type { BansShape } from "../bans.ts"
 import { DataChannel, type DataSockets, type DataTls, type PendingData } from "../data/channel.ts"
@@ -53,7 +53,7 @@ export interface ServerContext {
   /** Every open session, for the server's idle sweep. */
   readonly sessions: Set<Session>
   /** Connections and logged-in sessions per user, counted for the limits. */
-  readonly admission: Admission
+  readonly admission: AdmissionShape
   /** The ban list: failed logins and floods are counted here. */
   readonly bans: BansShape
   /** Whether the server is closing: a session that starts now is drained at once. */

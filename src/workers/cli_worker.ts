@@ -1,0 +1,12 @@
+/**
+ * A worker of `ftpd --workers N`: serves with the command line's configuration, sent by the
+ * coordinator.
+ *
+ * @module
+ */
+import "../_no_async_hooks.ts"
+import { cliServices } from "../_cli_services.ts"
+import type { CliConfig } from "../_cli_parse.ts"
+import { serveInWorker } from "./worker.ts"
+
+serveInWorker((start) => cliServices(start.data as CliConfig))

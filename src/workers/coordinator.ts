@@ -1,0 +1,302 @@
+/**
+ * Several workers (Web Workers: V8 isolates on threads of one process) serving one port, and the
+ * coordinator in the main thread that keeps what they share.
+ *
+ * Each worker runs a whole server on the same control port (`SO_REUSEPORT`: the kernel spreads new
+ * connections over the workers) and its own disjoint slice of the passive range. What must not be
+ * multiplied by the number of workers is kept here, once, and reached by messages: the connection
+ * counts (`maxCons`, `maxConsPerIp`, `maxSessionsPerUser`), failed-login counting and the bans (a
+ * copy of the ban list is sent to every worker whenever it changes, so that checking an address
+ * costs no message), and the server's and users' bandwidth buckets.
+ *
+ * The coordinator also owns the lifecycle: the first SIGINT/SIGTERM drains every worker with its
+ * `shutdownGrace` (under `runMain`), a worker that crashes is logged and replaced (what it counted
+ * is given back) without touching the others, and SIGHUP reaches every worker.
+ *
+ * Web Workers rather than processes: one process holds N workers in about 65 MiB where N processes
+ * hold about 52 MiB each (measured with 2), messages between threads cost less than between
+ * processes, and workers inherit the process's permissions.
+ *
+ * @module
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Scope from "effect/Scope"
+import { makeAdmission } from "../admission.ts"
+import { Bans } from "../bans.ts"
+import { TokenBucket } from "../data/throttle.ts"
+import { resolveOptions, type ServerOptions } from "../options.ts"
+import { GracefulShutdown, Hangup } from "../runtime.ts"
+import { FtpServerError } from "../server.ts"
+import type { Call, FromWorker, ToWorker } from "./messages.ts"
+
+/** How to run a server as workers. */
+export interface WorkersConfig {
+  /** How many workers; `"auto"`: one per processor core. */
+  readonly workers: number | "auto"
+  /**
+   * The module every worker runs: it calls `serveInWorker` with the services of the server (its
+   * authorizer, filesystem, hooks, logger). Each worker imports it anew, so what it builds in code
+   * (an in-memory authorizer, say) exists once per worker.
+   */
+  readonly module: string | URL
+  /** The server's options (plain data); each worker gets its own slice of `passivePorts`. */
+  readonly options: ServerOptions
+  /** What the module gets as `start.data`: plain data, such as a command line's configuration. */
+  readonly data?: unknown
+  /** Receives the lines workers send with `forwardLog`. */
+  readonly onLog?: (line: string) => void
+}
+
+/** The workers of a server, as the coordinator sees them. */
+export interface RunningWorkers {
+  /** The control port they share. */
+  readonly port: number
+  /** Each worker's passive port range (`null`: ports chosen by the system). */
+  readonly slices: ReadonlyArray<readonly [number, number] | null>
+  /** Stop worker `index` at once, as a crash would: it is logged and replaced. */
+  readonly crash: (index: number) => Effect.Effect<void>
+  /** Workers started so far, replacements included. */
+  readonly started: () => number
+}
+
+/** Split `[from, to]` into `count` contiguous slices, as even as can be. */
+export const slicesOf = (
+  range: readonly [number, number] | null | undefined,
+  count: number,
+): ReadonlyArray<readonly [number, number] | null> => {
+  if (range === null || range === undefined) return Array.from({ length: count }, () => null)
+  const [from, to] = range
+  const size = to - from + 1
+  if (size < count) {
+    throw new RangeError(`passivePorts ${from}-${to} has ${size} ports, fewer than the ${count} workers`)
+  }
+  return Array.from({ length: count }, (_, i) => {
+    const start = from + Math.floor((size * i) / count)
+    const end = from + Math.floor((size * (i + 1)) / count) - 1
+    return [start, end] as const
+  })
+}
+
+/** What one worker holds of the shared counts, given back if it crashes. */
+interface Held {
+  readonly ips: Map<string, number>
+  readonly users: Map<string, number>
+}
+
+const count = (map: Map<string, number>, key: string, by: number) => {
+  const n = (map.get(key) ?? 0) + by
+  if (n <= 0) map.delete(key)
+  else map.set(key, n)
+}
+
+/**
+ * Start the workers and serve until the scope closes (or, under `runMain`, the first stop signal
+ * has drained them). Fails with {@link FtpServerError} when the options are wrong or the first
+ * worker can't listen.
+ *
+ * @example
+ * ```ts
+ * import { runMain, runWorkers } from "@ftpd/server"
+ * import { Effect } from "effect"
+ * // my_worker.ts calls serveInWorker(...) with the server's services.
+ * const workers = runWorkers({ workers: 2, module: new URL("./my_worker.ts", import.meta.url), options: { port: 2121 } })
+ * if (import.meta.main) runMain(Effect.scoped(Effect.andThen(workers, Effect.never)))
+ * ```
+ */
+export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers, FtpServerError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const resolved = yield* Effect.try({
+      try: () => resolveOptions(config.options),
+      catch: (cause) => new FtpServerError({ message: (cause as Error).message, cause }),
+    })
+    const total = config.workers === "auto" ? navigator.hardwareConcurrency : config.workers
+    if (!Number.isInteger(total) || total < 1) {
+      return yield* new FtpServerError({ message: `workers must be a whole number >= 1 or "auto", got ${total}` })
+    }
+    const slices = yield* Effect.try({
+      try: () => slicesOf(resolved.passivePorts, total),
+      catch: (cause) => new FtpServerError({ message: (cause as Error).message, cause }),
+    })
+    const admission = makeAdmission(resolved)
+    const bans = Bans.make({
+      banAfterFailures: resolved.banAfterFailures,
+      banWindow: resolved.banWindow,
+      banDuration: resolved.banDuration,
+    })
+    const buckets = new Map<string, TokenBucket>()
+    const workers = new Array<Worker | undefined>(total)
+    const held: Held[] = Array.from({ length: total }, () => ({ ips: new Map(), users: new Map() }))
+    const ended = Array.from({ length: total }, () => Deferred.makeUnsafe<void>())
+    let stopping = false
+    let started = 0
+    let port = resolved.port
+    let implicitTlsPort = resolved.implicitTlsPort
+    const services = yield* Effect.context<never>()
+    const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(Effect.provideContext(effect, services))
+
+    const broadcastBans = () =>
+      run(bans.list()).then((entries) => {
+        for (const worker of workers) worker?.postMessage({ type: "bans", bans: entries } satisfies ToWorker)
+      })
+
+    /** Answer one call of worker `index`. */
+    const answer = async (index: number, call: Call): Promise<unknown> => {
+      const mine = held[index]
+      switch (call.op) {
+        case "admit": {
+          const refusal = await run(admission.admit(call.ip))
+          if (refusal === undefined) count(mine.ips, call.ip, 1)
+          return refusal
+        }
+        case "leave":
+          count(mine.ips, call.ip, -1)
+          return await run(admission.leave(call.ip))
+        case "login": {
+          const claimed = await run(admission.login(call.user))
+          if (claimed) count(mine.users, call.user, 1)
+          return claimed
+        }
+        case "logout":
+          count(mine.users, call.user, -1)
+          return await run(admission.logout(call.user))
+        case "recordFailure": {
+          const banned = await run(bans.recordFailure(call.ip))
+          if (banned) await broadcastBans()
+          return banned
+        }
+        case "ban":
+          await run(bans.ban(call.ip, call.seconds))
+          return await broadcastBans()
+        case "unban":
+          await run(bans.unban(call.ip))
+          return await broadcastBans()
+        case "reserve": {
+          const key = `${call.owner ?? ""}\n${call.direction}\n${call.rate}`
+          let bucket = buckets.get(key)
+          if (bucket === undefined) buckets.set(key, bucket = new TokenBucket(call.rate))
+          return bucket.reserve(call.bytes)
+        }
+      }
+    }
+
+    /** What a crashed worker counted, given back. */
+    const giveBack = async (index: number) => {
+      const mine = held[index]
+      for (const [ip, n] of mine.ips) for (let i = 0; i < n; i++) await run(admission.leave(ip))
+      for (const [user, n] of mine.users) for (let i = 0; i < n; i++) await run(admission.logout(user))
+      mine.ips.clear()
+      mine.users.clear()
+    }
+
+    /** Start worker `index`; resolves with the ports it listens on, or rejects when it can't start. */
+    const start = (index: number): Promise<{ port: number; implicitTlsPort: number | null }> =>
+      new Promise((resolve, reject) => {
+        started++
+        const worker = new Worker(config.module, { type: "module" })
+        workers[index] = worker
+        let listening = false
+        const failed = (why: string) => {
+          workers[index] = undefined
+          worker.terminate()
+          if (!listening) return reject(new FtpServerError({ message: `worker ${index + 1}: ${why}` }))
+          void giveBack(index).then(() => {
+            if (stopping) return Deferred.doneUnsafe(ended[index], Exit.void)
+            void run(Effect.logError(`worker ${index + 1} of ${total} stopped: ${why}; starting a new one`))
+            void start(index).catch((error) =>
+              run(Effect.logError(`worker ${index + 1} could not be replaced: ${(error as Error).message}`))
+            )
+          })
+        }
+        worker.onerror = (event) => {
+          event.preventDefault()
+          failed(event.message)
+        }
+        worker.onmessage = (event: MessageEvent<FromWorker>) => {
+          const message = event.data
+          if (message.type === "log") return config.onLog?.(message.line)
+          if (message.type === "listening") {
+            listening = true
+            return resolve(message)
+          }
+          if (message.type === "call") {
+            return void answer(index, message.call).then((value) =>
+              worker.postMessage({ type: "reply", id: message.id, value } satisfies ToWorker)
+            )
+          }
+          if (message.type === "ended") {
+            if (message.failure !== undefined) return failed(message.failure)
+            workers[index] = undefined
+            worker.terminate()
+            void giveBack(index).then(() => Deferred.doneUnsafe(ended[index], Exit.void))
+          }
+        }
+        void run(bans.list()).then((entries) =>
+          worker.postMessage(
+            {
+              type: "start",
+              index,
+              count: total,
+              options: {
+                ...config.options,
+                port,
+                implicitTlsPort: implicitTlsPort ?? undefined,
+                passivePorts: slices[index] ?? undefined,
+                reusePort: true,
+              },
+              data: config.data,
+              bans: entries,
+            } satisfies ToWorker,
+          )
+        )
+      })
+
+    const tell = (message: ToWorker) => {
+      for (const worker of workers) worker?.postMessage(message)
+    }
+    // Released (a second signal, or the caller's scope): every worker stops its sessions now (421),
+    // and is terminated if it has not ended within a few seconds.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        stopping = true
+        tell({ type: "stop" })
+        yield* Effect.forEach(ended, (done) => Deferred.await(done), { discard: true }).pipe(
+          Effect.timeoutOption(Duration.seconds(3)),
+        )
+        for (const worker of workers) worker?.terminate()
+      })
+    )
+    // The first worker binds the ports (port 0 picks one); the others then share them.
+    const first = yield* Effect.tryPromise({ try: () => start(0), catch: (error) => error as FtpServerError })
+    port = first.port
+    implicitTlsPort = first.implicitTlsPort
+    for (let index = 1; index < total; index++) {
+      yield* Effect.tryPromise({ try: () => start(index), catch: (error) => error as FtpServerError })
+    }
+    yield* Effect.logInfo(
+      `>>> ${total} workers on port ${port}, passive ports ${
+        slices.map((slice, i) => `worker ${i + 1}: ${slice === null ? "chosen by the system" : slice.join("-")}`)
+          .join(", ")
+      } <<<`,
+    )
+    const drain = Effect.gen(function* () {
+      stopping = true
+      tell({ type: "drain" })
+      for (const done of ended) yield* Deferred.await(done)
+    })
+    yield* (yield* GracefulShutdown).onSignal(drain)
+    yield* (yield* Hangup).onHangup(Effect.sync(() => tell({ type: "hangup" })))
+    return {
+      port,
+      slices,
+      crash: (index) =>
+        Effect.sync(() => {
+          const worker = workers[index]
+          if (worker === undefined) return
+          worker.onerror?.(new ErrorEvent("error", { message: "stopped by crash()" }))
+        }),
+      started: () => started,
+    }
+  })
