@@ -38,6 +38,18 @@ export interface AdmissionLimits {
   readonly maxSessionsPerUser: number
 }
 
+/** The refusal of a connection from `ip` when the server holds `total` connections (`maxCons`). */
+export const tooManyConnections = (ip: string, total: number): Refusal => ({
+  reply: "Too many connections. Service temporarily unavailable.",
+  log: `${ip} refused: too many connections (${total}).`,
+})
+
+/** The refusal of a connection from `ip`, which holds `count` connections already (`maxConsPerIp`). */
+export const tooManyFromIp = (ip: string, count: number): Refusal => ({
+  reply: "Too many connections from the same IP address.",
+  log: `${ip} refused: too many connections from this address (${count}).`,
+})
+
 const decrement = (counts: Map<string, number>, key: string) => {
   const left = (counts.get(key) ?? 1) - 1
   if (left === 0) counts.delete(key)
@@ -63,19 +75,9 @@ export const makeAdmission = (limits: AdmissionLimits): AdmissionShape => {
   return {
     admit: (ip) =>
       Effect.sync(() => {
-        if (limits.maxCons > 0 && total >= limits.maxCons) {
-          return {
-            reply: "Too many connections. Service temporarily unavailable.",
-            log: `${ip} refused: too many connections (${total}).`,
-          }
-        }
+        if (limits.maxCons > 0 && total >= limits.maxCons) return tooManyConnections(ip, total)
         const fromIp = perIp.get(ip) ?? 0
-        if (limits.maxConsPerIp > 0 && fromIp >= limits.maxConsPerIp) {
-          return {
-            reply: "Too many connections from the same IP address.",
-            log: `${ip} refused: too many connections from this address (${fromIp}).`,
-          }
-        }
+        if (limits.maxConsPerIp > 0 && fromIp >= limits.maxConsPerIp) return tooManyFromIp(ip, fromIp)
         total++
         perIp.set(ip, fromIp + 1)
         return undefined

@@ -312,9 +312,14 @@ runMain(Layer.launch(server.pipe(Layer.provide([users, LocalFilesystem.layer]), 
 type App = "cli" | "workers" | "layer"
 
 const startCli = async (dir: string, app: App = "cli"): Promise<Cli> => {
-  const cli = ["run", "-A", CLI, "-i", "127.0.0.1", "-p", "0", "-d", dir, "-u", "user", "-P", "pass"]
+  const flags = [CLI, "-i", "127.0.0.1", "-p", "0", "-d", dir, "-u", "user", "-P", "pass"]
   const process = new Deno.Command(Deno.execPath(), {
-    args: app === "cli" ? cli : app === "workers" ? [...cli, "--workers", "2"] : ["eval", LAYER_APP],
+    // Workers share the port through Deno.listen under --unstable-net (tests/workers_test.ts covers node:net).
+    args: app === "cli"
+      ? ["run", "-A", ...flags]
+      : app === "workers"
+      ? ["run", "-A", "--unstable-net", ...flags, "--workers", "2"]
+      : ["eval", LAYER_APP],
     cwd: new URL("..", import.meta.url).pathname,
     stdin: "null",
     stdout: "null",

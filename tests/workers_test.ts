@@ -77,26 +77,33 @@ interface Placed {
  * A session on each worker: connections are opened (and logged in as `user`) until each worker
  * has one; the others are closed. `logout`: each is logged out (REIN) once its worker is known.
  */
-const onEachWorker = async (running: Running, user = "user", logout = false): Promise<Placed[]> => {
+const onEachWorker = async (running: Running, logout = false): Promise<Placed[]> => {
   const found: Array<Placed | undefined> = [undefined, undefined]
-  const spare: RawClient[] = []
   try {
     for (let tries = 0; tries < 40 && found.includes(undefined); tries++) {
       const client = await RawClient.connect(running.workers.port)
-      await client.login(user, user === "anonymous" ? "guest@" : "pass")
-      assert.equal((await client.command("TYPE I")).code, 200)
-      const dataPort = await client.epsvPort()
-      if (logout) assert.equal((await client.command("REIN")).code, 220)
-      const worker = workerOf(running.workers, dataPort)
-      assert.ok(worker >= 0, `EPSV port ${dataPort} is in no worker's slice ${JSON.stringify(running.workers.slices)}`)
-      if (found[worker] === undefined) found[worker] = { client, dataPort }
-      else spare.push(client)
+      try {
+        await client.login()
+        assert.equal((await client.command("TYPE I")).code, 200)
+        const dataPort = await client.epsvPort()
+        if (logout) assert.equal((await client.command("REIN")).code, 220)
+        const worker = workerOf(running.workers, dataPort)
+        assert.ok(
+          worker >= 0,
+          `EPSV port ${dataPort} is in no worker's slice ${JSON.stringify(running.workers.slices)}`,
+        )
+        if (found[worker] !== undefined) continue
+        found[worker] = { client, dataPort }
+      } finally {
+        if (!found.some((placed) => placed?.client === client)) client.close()
+      }
     }
-  } finally {
-    for (const client of spare) client.close()
+    assert.ok(!found.includes(undefined), "40 connections in a row all went to one worker")
+    return found as Placed[]
+  } catch (error) {
+    for (const placed of found) placed?.client.close()
+    throw error
   }
-  assert.ok(!found.includes(undefined), "40 connections in a row all went to one worker")
-  return found as Placed[]
 }
 
 /** Start RETR of `name` on `placed`; resolves with the bytes read and the final reply's code. */
@@ -174,10 +181,30 @@ Deno.test("maxConsPerIp counts the connections of both workers", async () => {
   })
 })
 
+Deno.test("maxCons counts the connections of both workers", async () => {
+  await withWorkers({ maxCons: 3 }, async (running) => {
+    const opened = await greetings(running.workers.port, 8)
+    try {
+      assert.deepEqual(opened.map((o) => o.code).sort(), [220, 220, 220, 421, 421, 421, 421, 421])
+    } finally {
+      closeAll(opened)
+    }
+    await eventually(
+      async () => {
+        const again = await greetings(running.workers.port, 3)
+        closeAll(again)
+        return again.every((o) => o.code === 220)
+      },
+      5000,
+      "three new connections after the first three closed",
+    )
+  })
+})
+
 Deno.test("maxSessionsPerUser counts the logins of both workers", async () => {
   await withWorkers({ maxSessionsPerUser: 1 }, async (running) => {
     // Each worker has an open connection and no login.
-    const placed = await onEachWorker(running, "user", true)
+    const placed = await onEachWorker(running, true)
     try {
       await placed[0].client.login()
       assert.equal((await placed[1].client.command("USER user")).code, 331)
@@ -266,8 +293,35 @@ Deno.test("a drain lets the downloads on both workers finish (226, then 421) and
   })
 })
 
+Deno.test("a drain while the workers start: no more start, and both runWorkers and the drain end", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-workers-" }))
+  const drains: Effect.Effect<void>[] = []
+  const scope = Effect.runSync(Scope.make())
+  try {
+    const starting = Effect.runPromise(
+      runWorkers({
+        workers: 2,
+        module: FIXTURE,
+        options: { host: "127.0.0.1", port: 0 },
+        data: { root } satisfies FixtureData,
+      }).pipe(
+        Scope.provide(scope),
+        Effect.provideService(GracefulShutdown, { onSignal: (stop) => Effect.sync(() => void drains.push(stop)) }),
+        Effect.provide(FtpLogger.layer({ write: () => undefined })),
+      ),
+    )
+    await eventually(() => drains.length === 1, 5000, "the drain to be registered")
+    await timed(Effect.runPromise(drains[0]), 10_000, "the drain")
+    const workers = await timed(starting, 10_000, "runWorkers")
+    assert.ok(workers.started() <= 1, `${workers.started()} workers started after the drain began`)
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await Deno.remove(root, { recursive: true })
+  }
+})
+
 Deno.test("a crashed worker is logged and replaced; the other's download runs on, and the crashed one's slots come back", async () => {
-  await withWorkers({ writeLimit: 1 << 20, maxConsPerIp: 4 }, async (running) => {
+  await withWorkers({ writeLimit: 1 << 20, maxCons: 8, maxConsPerIp: 8 }, async (running) => {
     await sparseFile(`${running.root}/big.bin`, 2 << 20)
     await Deno.writeTextFile(`${running.root}/small.txt`, "after the crash\n")
     const [survivor, victim] = await onEachWorker(running)
@@ -288,15 +342,15 @@ Deno.test("a crashed worker is logged and replaced; the other's download runs on
       } finally {
         for (const { client } of placed) client.close()
       }
-      // The survivor holds one slot of four; the victim's was given back.
+      // The survivor holds one slot of eight (in all and from this address); the victim's came back.
       await eventually(
         async () => {
-          const opened = await greetings(running.workers.port, 3)
+          const opened = await greetings(running.workers.port, 7)
           closeAll(opened)
           return opened.every((o) => o.code === 220)
         },
         5000,
-        "three more connections next to the survivor",
+        "seven more connections next to the survivor",
       )
     } finally {
       survivor.client.close()

@@ -48,9 +48,22 @@ export const denoNetwork: NetworkShape = {
   listenTls: (hostname, port, tls) =>
     Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key }) as Deno.Listener as Listener,
   connect: (hostname, port, signal) => Deno.connect({ hostname, port, transport: "tcp", signal }),
-  // Loaded only by servers that share their port: node:net costs memory the others need not pay.
-  listenReusable: (hostname, port) => import("./shared_port.ts").then((m) => m.listenSharedPort(hostname, port)),
+  listenReusable: async (hostname, port) => {
+    if (unstableNet()) {
+      return Deno.listen({ hostname, port, transport: "tcp", reusePort: true } as Deno.TcpListenOptions) as Listener
+    }
+    // Loaded only by servers that share their port: node:net costs memory the others need not pay.
+    return (await import("./shared_port.ts")).listenSharedPort(hostname, port)
+  },
 }
+
+/**
+ * Whether Deno runs with `--unstable-net`, which `Deno.listen({ reusePort })` needs (without it,
+ * the call ends the process). Workers listen through `Deno.listen` then, and through `node:net`
+ * otherwise, which costs about 0.07 ms more CPU per connection (measured per connect+login+QUIT in
+ * one worker: 0.40 ms against 0.33 ms). `Deno.listenDatagram` exists only under the same flag.
+ */
+const unstableNet = (): boolean => "listenDatagram" in Deno
 
 /**
  * The network a server uses: Deno's, unless a layer provides another.

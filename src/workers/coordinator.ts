@@ -4,10 +4,11 @@
  *
  * Each worker runs a whole server on the same control port (`SO_REUSEPORT`: the kernel spreads new
  * connections over the workers) and its own disjoint slice of the passive range. What must not be
- * multiplied by the number of workers is kept here, once, and reached by messages: the connection
- * counts (`maxCons`, `maxConsPerIp`, `maxSessionsPerUser`), failed-login counting and the bans (a
- * copy of the ban list is sent to every worker whenever it changes, so that checking an address
- * costs no message), and the server's and users' bandwidth buckets.
+ * multiplied by the number of workers is kept once: the connection total (`maxCons`) in memory all
+ * workers share (`SharedTotal`), and here, reached by messages, the counts per address and per
+ * user (`maxConsPerIp`, `maxSessionsPerUser`; no message when they are off), failed-login counting
+ * and the bans (a copy of the ban list is sent to every worker whenever it changes, so that
+ * checking an address costs no message), and the server's and users' bandwidth buckets.
  *
  * The coordinator also owns the lifecycle: the first SIGINT/SIGTERM drains every worker with its
  * `shutdownGrace` (under `runMain`), a worker that crashes is logged and replaced (what it counted
@@ -31,6 +32,7 @@ import { resolveOptions, type ServerOptions } from "../options.ts"
 import { GracefulShutdown, Hangup } from "../runtime.ts"
 import { FtpServerError } from "../server.ts"
 import type { Call, FromWorker, ToWorker } from "./messages.ts"
+import { SharedTotal } from "./shared_total.ts"
 
 /** How to run a server as workers. */
 export interface WorkersConfig {
@@ -120,7 +122,9 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
       try: () => slicesOf(resolved.passivePorts, total),
       catch: (cause) => new FtpServerError({ message: (cause as Error).message, cause }),
     })
-    const admission = makeAdmission(resolved)
+    // The total (maxCons) is counted in shared memory; per address and per user, here.
+    const admission = makeAdmission({ ...resolved, maxCons: 0 })
+    const sharedTotal = SharedTotal.allocate(total)
     const bans = Bans.make({
       banAfterFailures: resolved.banAfterFailures,
       banWindow: resolved.banWindow,
@@ -184,6 +188,7 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
 
     /** What a crashed worker counted, given back. */
     const giveBack = async (index: number) => {
+      SharedTotal.giveBack(sharedTotal, index)
       const mine = held[index]
       for (const [ip, n] of mine.ips) for (let i = 0; i < n; i++) await run(admission.leave(ip))
       for (const [user, n] of mine.users) for (let i = 0; i < n; i++) await run(admission.logout(user))
@@ -192,8 +197,16 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
     }
 
     /** Start worker `index`; resolves with the ports it listens on, or rejects when it can't start. */
-    const start = (index: number): Promise<{ port: number; implicitTlsPort: number | null }> =>
+    /**
+     * Start worker `index`; resolves with the ports it listens on, or `undefined` when a drain
+     * began first (the worker is not started, or ended before it listened).
+     */
+    const start = (index: number): Promise<{ port: number; implicitTlsPort: number | null } | undefined> =>
       new Promise((resolve, reject) => {
+        if (stopping) {
+          Deferred.doneUnsafe(ended[index], Exit.void)
+          return resolve(undefined)
+        }
         started++
         const worker = new Worker(config.module, { type: "module" })
         workers[index] = worker
@@ -230,10 +243,18 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
             if (message.failure !== undefined) return failed(message.failure)
             workers[index] = undefined
             worker.terminate()
+            if (!listening) resolve(undefined)
             void giveBack(index).then(() => Deferred.doneUnsafe(ended[index], Exit.void))
           }
         }
-        void run(bans.list()).then((entries) =>
+        void run(bans.list()).then((entries) => {
+          // A drain that began meanwhile has not reached this worker: it is not started.
+          if (stopping) {
+            workers[index] = undefined
+            worker.terminate()
+            Deferred.doneUnsafe(ended[index], Exit.void)
+            return resolve(undefined)
+          }
           worker.postMessage(
             {
               type: "start",
@@ -247,10 +268,11 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
                 reusePort: true,
               },
               data: config.data,
+              total: sharedTotal,
               bans: entries,
             } satisfies ToWorker,
           )
-        )
+        })
       })
 
     const tell = (message: ToWorker) => {
@@ -262,25 +284,14 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
       Effect.gen(function* () {
         stopping = true
         tell({ type: "stop" })
-        yield* Effect.forEach(ended, (done) => Deferred.await(done), { discard: true }).pipe(
+        const running = ended.filter((_, index) => workers[index] !== undefined)
+        yield* Effect.forEach(running, (done) => Deferred.await(done), { discard: true }).pipe(
           Effect.timeoutOption(Duration.seconds(3)),
         )
         for (const worker of workers) worker?.terminate()
       })
     )
-    // The first worker binds the ports (port 0 picks one); the others then share them.
-    const first = yield* Effect.tryPromise({ try: () => start(0), catch: (error) => error as FtpServerError })
-    port = first.port
-    implicitTlsPort = first.implicitTlsPort
-    for (let index = 1; index < total; index++) {
-      yield* Effect.tryPromise({ try: () => start(index), catch: (error) => error as FtpServerError })
-    }
-    yield* Effect.logInfo(
-      `>>> ${total} workers on port ${port}, passive ports ${
-        slices.map((slice, i) => `worker ${i + 1}: ${slice === null ? "chosen by the system" : slice.join("-")}`)
-          .join(", ")
-      } <<<`,
-    )
+    // Registered first: a signal while the workers start drains those started and starts no more.
     const drain = Effect.gen(function* () {
       stopping = true
       tell({ type: "drain" })
@@ -288,6 +299,22 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
     })
     yield* (yield* GracefulShutdown).onSignal(drain)
     yield* (yield* Hangup).onHangup(Effect.sync(() => tell({ type: "hangup" })))
+    // The first worker binds the ports (port 0 picks one); the others then share them.
+    for (let index = 0; index < total; index++) {
+      const ports = yield* Effect.tryPromise({ try: () => start(index), catch: (error) => error as FtpServerError })
+      if (index === 0 && ports !== undefined) {
+        port = ports.port
+        implicitTlsPort = ports.implicitTlsPort
+      }
+    }
+    if (!stopping) {
+      yield* Effect.logInfo(
+        `>>> ${total} workers on port ${port}, passive ports ${
+          slices.map((slice, i) => `worker ${i + 1}: ${slice === null ? "chosen by the system" : slice.join("-")}`)
+            .join(", ")
+        } <<<`,
+      )
+    }
     return {
       port,
       slices,

@@ -35,6 +35,8 @@ export type ToWorker =
     readonly options: ServerOptions
     /** What the worker module reads with `workerData()`. */
     readonly data: unknown
+    /** The connection total every worker shares (see `SharedTotal`). */
+    readonly total: SharedArrayBuffer
     /** The bans in force when the worker starts. */
     readonly bans: ReadonlyArray<BanEntry>
   }

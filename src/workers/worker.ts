@@ -8,15 +8,16 @@
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
-import { Admission, type AdmissionShape, type Refusal } from "../admission.ts"
+import { Admission, type AdmissionLimits, type AdmissionShape, type Refusal, tooManyConnections } from "../admission.ts"
 import type { Authorizer } from "../auth/authorizer.ts"
 import { type BanEntry, Bans, type BansShape } from "../bans.ts"
 import { type BucketMaker, capacityOf, RemoteBucket, SharedBuckets } from "../data/throttle.ts"
 import type { Filesystem } from "../fs/filesystem.ts"
-import type { ServerOptions } from "../options.ts"
+import { resolveOptions, type ServerOptions } from "../options.ts"
 import { GracefulShutdown, type GracefulShutdownShape, Hangup, type HangupShape, WorkerSlot } from "../runtime.ts"
 import { FtpServer } from "../server.ts"
 import type { Call, FromWorker, ToWorker } from "./messages.ts"
+import { SharedTotal } from "./shared_total.ts"
 
 /** What a worker module is told when it starts. */
 export interface WorkerStart {
@@ -79,17 +80,6 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
       post({ type: "call", id, call: c })
     })
   let bans = new Map<string, number>()
-  let local = 0
-  const admission: AdmissionShape = {
-    admit: (ip) =>
-      Effect.promise(() => call<Refusal | undefined>({ op: "admit", ip })).pipe(
-        Effect.tap((refusal) => Effect.sync(() => refusal === undefined && local++)),
-      ),
-    leave: (ip) => Effect.andThen(Effect.sync(() => local--), Effect.promise(() => call({ op: "leave", ip }))),
-    login: (user) => Effect.promise(() => call<boolean>({ op: "login", user })),
-    logout: (user) => Effect.asVoid(Effect.promise(() => call({ op: "logout", user }))),
-    connections: () => local,
-  }
   const banList = (): BanEntry[] => {
     const now = Date.now()
     return [...bans].filter(([, until]) => until > now).map(([ip, until]) => ({ ip, until }))
@@ -138,8 +128,46 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
       }),
   }
 
+  /**
+   * The counts, shared with the other workers: the total in shared memory, the per-address and
+   * per-user counts (when their limits are on) through the coordinator.
+   */
+  const sharedAdmission = (limits: AdmissionLimits, total: SharedTotal): AdmissionShape => {
+    let local = 0
+    return {
+      admit: (ip) =>
+        Effect.suspend(() => {
+          const at = total.claim(limits.maxCons)
+          if (at !== undefined) return Effect.succeed(tooManyConnections(ip, at))
+          if (limits.maxConsPerIp === 0) {
+            local++
+            return Effect.succeed(undefined)
+          }
+          return Effect.promise(() => call<Refusal | undefined>({ op: "admit", ip })).pipe(
+            Effect.tap((refusal) => Effect.sync(() => (refusal === undefined ? local++ : total.release()))),
+          )
+        }),
+      leave: (ip) =>
+        Effect.suspend(() => {
+          local--
+          total.release()
+          return limits.maxConsPerIp === 0 ? Effect.void : Effect.promise(() => call({ op: "leave", ip }))
+        }),
+      login: (user) =>
+        limits.maxSessionsPerUser === 0
+          ? Effect.succeed(true)
+          : Effect.promise(() => call<boolean>({ op: "login", user })),
+      logout: (user) =>
+        limits.maxSessionsPerUser === 0
+          ? Effect.void
+          : Effect.asVoid(Effect.promise(() => call({ op: "logout", user }))),
+      connections: () => local,
+    }
+  }
+
   const start = (message: Extract<ToWorker, { type: "start" }>) => {
     bans = new Map(message.bans.map((entry) => [entry.ip, entry.until]))
+    const admission = sharedAdmission(resolveOptions(message.options), new SharedTotal(message.total, message.index))
     const begun: WorkerStart = {
       index: message.index,
       count: message.count,

@@ -17,6 +17,7 @@ import { parseArgs } from "node:util"
 import {
   ftpdAvailable,
   ftpdSpec,
+  ftpdWorkersSpec,
   killAll,
   pyftpdlibSpec,
   pyftpdlibVersion,
@@ -38,6 +39,9 @@ import {
   workloads,
 } from "./workloads.ts"
 
+/** What `--workers` runs unless `--only` says otherwise: many clients, logins, and memory. */
+const WORKER_WORKLOADS = ["retr-concurrent", "burst", "logins", "idle-sessions"]
+
 const USAGE = `Usage: deno task bench [options]
 
   --quick            small sizes, 1 repetition, under a minute for both servers
@@ -47,6 +51,8 @@ const USAGE = `Usage: deno task bench [options]
   --size SIZE        bytes of the single-file RETR/STOR, e.g. 256M, 1G (default 1G, --quick 256M)
   --reps N           repetitions per measurement; the median is reported (default 3, --quick 1)
   --only NAMES       comma-separated workloads to run: ${workloads.map((w) => w.name).join(", ")}
+  --workers N        add a column for ftpd with --workers N (N >= 2) next to ftpd's, and its ratio to one
+                     worker; without --only, runs the workloads that workers change: ${WORKER_WORKLOADS.join(", ")}
   --json PATH        where to write the JSON (default bench-results/bench-<timestamp>.json)
   -h, --help         this text
 `
@@ -114,6 +120,8 @@ interface Cell {
 interface RowResult extends RowSpec {
   values: Partial<Record<ServerName, Cell>>
   ratio?: number
+  /** ftpd with workers over ftpd alone. */
+  workersRatio?: number
   targetMet?: boolean
 }
 
@@ -126,16 +134,36 @@ const targetText = (row: RowSpec): string => {
 const meets = (value: number, target: NonNullable<RowSpec["target"]>): boolean =>
   target.op === "<=" ? value <= target.value : target.op === ">=" ? value >= target.value : value === target.value
 
-const printTable = (rows: RowResult[], servers: ServerName[]) => {
-  const both = servers.length === 2
-  const header = ["measurement", "unit", "better", ...servers, ...(both ? ["ratio"] : []), "target (ftpd)"]
+const formatRatio = (ratio: number | undefined) =>
+  ratio === undefined || !Number.isFinite(ratio) ? "–" : `${ratio.toFixed(2)}x`
+
+const printTable = (rows: RowResult[], servers: ServerName[], workers: number | undefined) => {
+  const both = servers.includes("ftpd") && servers.includes("pyftpdlib")
+  const withWorkers = servers.includes("ftpd-workers")
+  const title = (name: ServerName) => (name === "ftpd-workers" ? `ftpd×${workers}` : name)
+  const header = [
+    "measurement",
+    "unit",
+    "better",
+    ...servers.map(title),
+    ...(both ? ["ratio"] : []),
+    ...(withWorkers ? [`×${workers}/1`] : []),
+    "target (ftpd)",
+  ]
   const body = rows.map((row) => {
     const cells = servers.map((name) => formatNumber(row.values[name]?.median))
-    const ratio = row.ratio === undefined || !Number.isFinite(row.ratio) ? "–" : `${row.ratio.toFixed(2)}x`
     const target = row.target === undefined || row.targetMet === undefined
       ? targetText(row)
       : `${targetText(row)} ${row.targetMet ? "ok" : "MISS"}`
-    return [row.label, row.unit, row.better, ...cells, ...(both ? [ratio] : []), target]
+    return [
+      row.label,
+      row.unit,
+      row.better,
+      ...cells,
+      ...(both ? [formatRatio(row.ratio)] : []),
+      ...(withWorkers ? [formatRatio(row.workersRatio)] : []),
+      target,
+    ]
   })
   const widths = header.map((_, i) => Math.max(...[header, ...body].map((line) => line[i].length)))
   const numeric = (i: number) => i >= 3 && i < header.length - 1
@@ -156,6 +184,7 @@ const main = async (): Promise<number> => {
       reps: { type: "string" },
       json: { type: "string" },
       only: { type: "string" },
+      workers: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   })
@@ -167,7 +196,18 @@ const main = async (): Promise<number> => {
     console.error(`--server must be ftpd, pyftpdlib or both, got ${flags.server}\n\n${USAGE}`)
     return 2
   }
-  const only = flags.only?.split(",").map((name) => name.trim()).filter(Boolean)
+  const workerCount = flags.workers === undefined ? undefined : Number(flags.workers)
+  if (workerCount !== undefined && !(Number.isInteger(workerCount) && workerCount >= 2 && workerCount <= 64)) {
+    console.error(`--workers must be a whole number from 2 to 64, got ${flags.workers}\n\n${USAGE}`)
+    return 2
+  }
+  if (workerCount !== undefined && flags.server === "pyftpdlib") {
+    console.error(`--workers needs the ftpd column (--server ftpd or both)\n\n${USAGE}`)
+    return 2
+  }
+  const only = (flags.only ?? (workerCount === undefined ? undefined : WORKER_WORKLOADS.join(",")))?.split(",").map((
+    name,
+  ) => name.trim()).filter(Boolean)
   const unknown = only?.filter((name) => !workloads.some((w) => w.name === name)) ?? []
   if (unknown.length > 0) {
     console.error(`--only: unknown workload ${unknown.join(", ")}\n\n${USAGE}`)
@@ -205,7 +245,7 @@ const main = async (): Promise<number> => {
   const pyVersion = pyftpdlibVersion()
   for (const name of wanted) {
     if (name === "ftpd") {
-      if (ftpdAvailable()) specs.push(ftpdSpec)
+      if (ftpdAvailable()) specs.push(ftpdSpec, ...(workerCount === undefined ? [] : [ftpdWorkersSpec(workerCount)]))
       else missing.push("ftpd: src/cli.ts does not exist yet, so there is no ftpd column")
     } else {
       if (pyVersion !== null) specs.push(pyftpdlibSpec())
@@ -350,6 +390,10 @@ const main = async (): Promise<number> => {
     ) {
       row.ratio = ftpd / py
     }
+    const withWorkers = row.values["ftpd-workers"]?.median
+    if (!row.noRatio && ftpd !== undefined && withWorkers !== undefined && Number.isFinite(ftpd) && ftpd !== 0) {
+      row.workersRatio = withWorkers / ftpd
+    }
     if (row.target !== undefined && ftpd !== undefined && Number.isFinite(ftpd)) {
       const value = row.target.kind === "ratio" ? row.ratio : ftpd
       if (value !== undefined) row.targetMet = meets(value, row.target)
@@ -357,8 +401,11 @@ const main = async (): Promise<number> => {
   }
 
   console.log("")
-  printTable(rows, names)
-  if (names.length === 2) console.log("\nratio = ftpd / pyftpdlib; the better column says which way is good.")
+  printTable(rows, names, workerCount)
+  if (names.includes("pyftpdlib") && names.includes("ftpd")) {
+    console.log("\nratio = ftpd / pyftpdlib; the better column says which way is good.")
+  }
+  if (workerCount !== undefined) console.log(`×${workerCount}/1 = ftpd --workers ${workerCount} / ftpd.`)
   const wallSeconds = (performance.now() - started) / 1000
   console.log(`wall time ${wallSeconds.toFixed(1)} s`)
   if (notes.length > 0) {
@@ -376,7 +423,14 @@ const main = async (): Promise<number> => {
       {
         date: new Date().toISOString(),
         machine: { ...info, pyftpdlib: pyVersion },
-        config: { ...config, deadline: undefined, guardSeconds, servers: names, rootOnTmpfs: fixture.onTmpfs },
+        config: {
+          ...config,
+          deadline: undefined,
+          guardSeconds,
+          servers: names,
+          workers: workerCount ?? 1,
+          rootOnTmpfs: fixture.onTmpfs,
+        },
         rows: rows.map(({ values, ...row }) => ({ ...row, ...values })),
         notes,
         missing,

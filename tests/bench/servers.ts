@@ -5,8 +5,8 @@
  * @module
  */
 
-/** The servers the benchmark knows. */
-export type ServerName = "ftpd" | "pyftpdlib"
+/** The servers the benchmark knows; `ftpd-workers` is ftpd with `--workers N` (`--workers`). */
+export type ServerName = "ftpd" | "ftpd-workers" | "pyftpdlib"
 
 /** The account every server is started with. */
 export const USER = "bench"
@@ -267,6 +267,13 @@ export const ftpdSpec: ServerSpec = {
     ...["--tls", "--certfile", tls.certfile, "--keyfile", tls.keyfile],
   ],
 }
+
+/** ftpd with `--workers count`, as a column of its own next to ftpd's. */
+export const ftpdWorkersSpec = (count: number): ServerSpec => ({
+  name: "ftpd-workers",
+  argv: (port, root, passive) => [...ftpdSpec.argv(port, root, passive), "--workers", String(count)],
+  tlsArgv: (port, root, passive, tls) => [...ftpdSpec.tlsArgv!(port, root, passive, tls), "--workers", String(count)],
+})
 
 const PYTHON = "/usr/bin/python3"
 
