@@ -201,6 +201,31 @@ Deno.test("effect_app: serves uploads and its stats fiber logs sessions and file
   })
 })
 
+Deno.test("workers_ftpd: two workers serve one port, each from its slice, and the per-IP limit holds across them", async () => {
+  const from = 20000 + Math.floor(Math.random() * 10000)
+  const args = ["--workers", "2", "--passive-ports", `${from}-${from + 19}`]
+  await withExample("workers_ftpd", args, async ({ port, waitFor }, dir) => {
+    await waitFor(
+      new RegExp(`>>> 2 workers on port ${port}, passive ports worker 1: ${from}-${from + 9}, worker 2: ${from + 10}-`),
+    )
+    const clients = await Promise.all(Array.from({ length: 5 }, () => connect(port)))
+    try {
+      await Promise.all(clients.map(async (client, i) => {
+        const data = new TextEncoder().encode(`client ${i}\n`.repeat(1000))
+        await upload(client, data, `from-${i}.txt`)
+        assert.deepEqual(await download(client, `from-${i}.txt`), data)
+      }))
+      // maxConsPerIp is 5 for the whole server, whichever worker the sixth connection reaches.
+      const sixth = await RawClient.connect(port)
+      sixth.close()
+      assert.equal(sixth.greeting.code, 421, sixth.greeting.text)
+    } finally {
+      for (const client of clients) client.close()
+    }
+    assert.equal((await Array.fromAsync(Deno.readDir(dir))).length, 5)
+  })
+})
+
 Deno.test("tls_ftpd: explicit FTPS with basic-ftp, implicit FTPS with curl, and no login in clear", async () => {
   const cert = await makeCertificate()
   try {
