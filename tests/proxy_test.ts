@@ -287,7 +287,12 @@ Deno.test("with the PROXY protocol on, bad, late, cut and untrusted connections 
   await withProxied({ proxyTrusted: ["10.0.0.0/8"] }, async (server) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port })
     await conn.write(encoder.encode(from("192.0.2.7")))
-    assert.equal((await timed(readAll(conn), 5000, "the server to close")).length, 0, "an untrusted source")
+    // The header is never read: the close may come as a reset.
+    const received = await timed(readAll(conn), 5000, "the server to close").catch((error) => {
+      if (error instanceof Deno.errors.ConnectionReset) return new Uint8Array(0)
+      throw error
+    })
+    assert.equal(received.length, 0, "an untrusted source")
     closeQuietly(conn)
     await sleep(50)
     assert.ok(server.logs.some((line) => line.includes("127.0.0.1 refused: not a trusted PROXY protocol source")))

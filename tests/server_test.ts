@@ -423,7 +423,8 @@ Deno.test("the server logs the start banner, logins and transfers in pyftpdlib's
     assert.match(
       logs,
       new RegExp(
-        String.raw`^\[I ${TIMESTAMP}\] >>> starting FTP server on 127\.0\.0\.1:${server.port}, pid=${Deno.pid} <<<$`,
+        String
+          .raw`^\[I ${TIMESTAMP}\] >>> starting FTP server on 127\.0\.0\.1:${server.port}, pid=${Deno.pid}(, worker 1 of \d+)? <<<$`,
         "m",
       ),
     )
