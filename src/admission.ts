@@ -10,8 +10,9 @@
  */
 import * as Effect from "effect/Effect"
 
-/** Why a connection is refused: the text of its 421, and the log line. */
+/** Why a connection is refused: the limit it hit, the text of its 421, and the log line. */
 export interface Refusal {
+  readonly reason: "max_cons" | "per_ip"
   readonly reply: string
   readonly log: string
 }
@@ -64,6 +65,7 @@ export const makeAdmission = (limits: AdmissionLimits): Admission => {
       Effect.sync(() => {
         if (limits.maxCons > 0 && total >= limits.maxCons) {
           return {
+            reason: "max_cons",
             reply: "Too many connections. Service temporarily unavailable.",
             log: `${ip} refused: too many connections (${total}).`,
           }
@@ -71,6 +73,7 @@ export const makeAdmission = (limits: AdmissionLimits): Admission => {
         const fromIp = perIp.get(ip) ?? 0
         if (limits.maxConsPerIp > 0 && fromIp >= limits.maxConsPerIp) {
           return {
+            reason: "per_ip",
             reply: "Too many connections from the same IP address.",
             log: `${ip} refused: too many connections from this address (${fromIp}).`,
           }

@@ -20,7 +20,8 @@ import "./_no_async_hooks.ts"
  * @module
  */
 import * as Effect from "effect/Effect"
-import { loadTls, missingPermissions, TlsFilesError } from "./_cli_checks.ts"
+import * as Layer from "effect/Layer"
+import { checkLogFiles, loadTls, missingPermissions, TlsFilesError, tracingFromEnvironment } from "./_cli_checks.ts"
 import { type CliConfig, parseCli } from "./_cli_parse.ts"
 import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
 import { DummyAuthorizer } from "./auth/dummy.ts"
@@ -28,10 +29,19 @@ import { AuthorizerError } from "./errors.ts"
 import { availableJail, LocalFilesystem } from "./fs/local.ts"
 import { FtpLogger } from "./log.ts"
 import type { TlsSettings } from "./net/tls.ts"
+import { FtpMetrics } from "./observability/metrics.ts"
+import { type OtlpSettings, otlpTracing } from "./observability/tracing.ts"
 import { runMain } from "./runtime.ts"
 import { FtpServer } from "./server.ts"
 
-export { loadTls, missingPermissions, TlsFilesError } from "./_cli_checks.ts"
+export {
+  checkLogFiles,
+  loadTls,
+  missingPermissions,
+  TlsFilesError,
+  type TracingCheck,
+  tracingFromEnvironment,
+} from "./_cli_checks.ts"
 export { type CliConfig, type CliParse, parseCli, type TlsFiles } from "./_cli_parse.ts"
 
 const usageError = (message: string): never => {
@@ -40,11 +50,21 @@ const usageError = (message: string): never => {
   return Deno.exit(2)
 }
 
-const serve = (config: CliConfig, authorizer: DummyAuthorizer) =>
+/** `--metrics` (recorded, and served on `/metrics`) and traces (when the environment asks for them). */
+const monitoring = (config: CliConfig, tracing: OtlpSettings | null) =>
+  Layer.mergeAll(
+    config.metrics === undefined
+      ? Layer.empty
+      : Layer.merge(FtpMetrics.layer, FtpMetrics.layerPrometheus(config.metrics)),
+    tracing === null ? Layer.empty : otlpTracing(tracing),
+  )
+
+const serve = (config: CliConfig, authorizer: DummyAuthorizer, tracing: OtlpSettings | null) =>
   FtpServer.serve(config.options).pipe(
     Effect.provide([authorizer.toLayer(), LocalFilesystem.layerWith({ jail: config.jail })]),
+    Effect.provide(monitoring(config, tracing)),
     // Outermost, so that the authorizer's warnings, logged while its layer is built, use it too.
-    Effect.provide(FtpLogger.layer({ debug: config.debug })),
+    Effect.provide(FtpLogger.layer({ debug: config.debug, format: config.logFormat, file: config.logFile })),
   )
 
 const main = async (argv: ReadonlyArray<string>): Promise<void> => {
@@ -52,9 +72,23 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   if (parsed.kind === "error") return usageError(parsed.message)
   if (parsed.kind !== "run") return console.log(parsed.text)
   const { config } = parsed
-  const missing = await missingPermissions(config)
+  let tracing: Awaited<ReturnType<typeof tracingFromEnvironment>>
+  try {
+    tracing = await tracingFromEnvironment()
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error
+    // A bad OTEL_* variable: not a flag, so no "Try 'ftpd --help'" hint.
+    console.error(`ftpd: error: ${error.message}`)
+    return Deno.exit(2)
+  }
+  const missing = [...await missingPermissions(config), ...tracing.missing]
   if (missing.length > 0) {
     for (const line of missing) console.error(line)
+    return Deno.exit(2)
+  }
+  const badLogFile = checkLogFiles(config)
+  if (badLogFile !== undefined) {
+    console.error(`ftpd: error: ${badLogFile}`)
     return Deno.exit(2)
   }
   if (config.jail === "descriptor" && availableJail() !== "descriptor") {
@@ -80,7 +114,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)
     throw error
   }
-  runMain(serve({ ...config, options: { ...config.options, tls } }, authorizer))
+  runMain(serve({ ...config, options: { ...config.options, tls } }, authorizer, tracing.settings))
 }
 
 if (import.meta.main) await main(Deno.args)

@@ -51,6 +51,8 @@ export class TokenBucket {
   readonly capacity: number
   private tokens: number
   private last = performance.now()
+  /** Milliseconds the last {@link take} made its caller wait (0 when the bucket had the tokens). */
+  lastDelayMs = 0
 
   constructor(readonly rate: number) {
     this.capacity = Math.max(MIN_CAPACITY, Math.round(rate * BURST_SECONDS))
@@ -63,7 +65,8 @@ export class TokenBucket {
     this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) * this.rate) / 1000)
     this.last = now
     this.tokens -= bytes
-    return this.tokens >= 0 ? Promise.resolve() : sleep((-this.tokens * 1000) / this.rate, signal)
+    this.lastDelayMs = this.tokens >= 0 ? 0 : (-this.tokens * 1000) / this.rate
+    return this.lastDelayMs === 0 ? Promise.resolve() : sleep(this.lastDelayMs, signal)
   }
 }
 
@@ -71,6 +74,8 @@ export class TokenBucket {
 export class Throttle {
   /** Most bytes to move per step. */
   readonly chunk: number
+  /** Milliseconds this transfer has waited for its buckets so far (traces report it). */
+  throttledMs = 0
 
   constructor(readonly buckets: ReadonlyArray<TokenBucket>) {
     this.chunk = Math.min(...buckets.map((bucket) => bucket.capacity))
@@ -78,8 +83,15 @@ export class Throttle {
 
   /** Wait until every bucket has paid for `bytes`. */
   take(bytes: number, signal?: AbortSignal): Promise<void> {
-    if (this.buckets.length === 1) return this.buckets[0].take(bytes, signal)
-    return Promise.all(this.buckets.map((bucket) => bucket.take(bytes, signal))).then(() => undefined)
+    if (this.buckets.length === 1) {
+      const paid = this.buckets[0].take(bytes, signal)
+      this.throttledMs += this.buckets[0].lastDelayMs
+      return paid
+    }
+    const paid = Promise.all(this.buckets.map((bucket) => bucket.take(bytes, signal))).then(() => undefined)
+    // The buckets are paid at once: the wait is the longest of theirs.
+    this.throttledMs += Math.max(...this.buckets.map((bucket) => bucket.lastDelayMs))
+    return paid
   }
 }
 
