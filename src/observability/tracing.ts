@@ -9,6 +9,7 @@
  *
  * @module
  */
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import * as Layer from "effect/Layer"
 import type * as OtlpExporter from "effect/observability/OtlpExporter"
@@ -160,4 +161,7 @@ export const otlpTracing = (settings: OtlpSettings): Layer.Layer<OtlpExporter.Fl
   }).pipe(
     Layer.provide(settings.protocol === "http/json" ? OtlpSerialization.layerJson : OtlpSerialization.layerProtobuf),
     Layer.provide(FetchHttpClient.layer),
+    // The settings are read already: the exporter must not read the environment again (which
+    // would take every variable, and need --allow-env for all of them).
+    Layer.provide(Layer.succeed(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: {} }))),
   )
