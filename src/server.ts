@@ -23,10 +23,7 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as References from "effect/References"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as Tracer from "effect/Tracer"
 import { makeAdmission } from "./admission.ts"
 import { Authorizer } from "./auth/authorizer.ts"
 import { BANNED_TEXT, Bans, type BansShape } from "./bans.ts"
@@ -34,20 +31,17 @@ import { DataSockets } from "./data/channel.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
 import { Bandwidth } from "./data/throttle.ts"
 import { capabilitiesOf, Filesystem } from "./fs/filesystem.ts"
-import { Hooks, type HooksShape } from "./hooks.ts"
+import { Hooks } from "./hooks.ts"
 import { startBanner } from "./log.ts"
 import { hostPort, plainAddress } from "./net/address.ts"
 import { type Listener, Network, type NetworkShape } from "./net/network.ts"
 import { makeSecureContext, nativeDataTls } from "./net/tls.ts"
 import { closeQuietly, type Transport } from "./net/transport.ts"
-import { UploadCommand, Webhook } from "./observability/actions.ts"
-import { Events } from "./observability/events.ts"
-import { LogFile } from "./observability/log_file.ts"
-import { FtpMetrics } from "./observability/metrics.ts"
+import { actionHooks, serverEvents } from "./observability/server_events.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
 import { MLSX_FACTS, PORTABLE_MLSX_FACTS } from "./protocol/listing.ts"
 import { formatReply } from "./protocol/reply.ts"
-import { GracefulShutdown, Hangup } from "./runtime.ts"
+import { GracefulShutdown } from "./runtime.ts"
 import { runSession } from "./session/loop.ts"
 import { type ServerContext, SHUTTING_DOWN } from "./session/session.ts"
 import { builtinCommands } from "./session/commands/mod.ts"
@@ -162,7 +156,9 @@ export const makeServerContext = (
         banDuration: resolved.banDuration,
       }))
     const hooks = yield* actionHooks(resolved, yield* Hooks)
-    const events = yield* makeEvents(resolved, hooks, bans, runHook)
+    const events = yield* serverEvents(resolved, hooks, bans, runHook).pipe(
+      Effect.mapError((cause) => new FtpServerError({ message: cause.message, cause })),
+    )
     return {
       options: resolved,
       network,
@@ -193,68 +189,6 @@ export const makeServerContext = (
       events,
     }
   })
-
-/**
- * The server's events: its metrics (when `FtpMetrics` is provided), its spans (when the program's
- * tracer exports them), its transfer log, and its hooks with the upload actions of its options.
- */
-const makeEvents = (
-  resolved: ResolvedOptions,
-  hooks: HooksShape,
-  bans: BansShape,
-  runHook: ServerContext["runHook"],
-): Effect.Effect<Events, FtpServerError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const metrics = yield* FtpMetrics
-    const tracer = yield* Tracer.Tracer
-    const tracing = tracer !== Tracer.nativeTracer && (yield* References.TracerEnabled)
-    const xferlog = resolved.xferlog === null ? null : yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => new LogFile(resolved.xferlog!),
-        catch: (cause) => new FtpServerError({ message: `xferlog: ${(cause as Error).message}`, cause }),
-      }),
-      (file) => Effect.sync(() => file.close()),
-    )
-    if (xferlog !== null) {
-      yield* (yield* Hangup).onHangup(
-        Effect.try(() => xferlog.reopen()).pipe(
-          Effect.catch((error) => Effect.logError(`can't reopen the xferlog: ${String(error.cause)}`)),
-        ),
-      )
-    }
-    let refreshBans: Effect.Effect<void> | undefined
-    if (metrics !== null) {
-      // The ban list may be the application's own (a database): counted every few seconds and
-      // after each ban, not at every connection. What this server counted is taken back as it stops.
-      let counted = 0
-      const recount = (count: number) =>
-        Effect.sync(() => {
-          metrics.bansChanged(count - counted)
-          counted = count
-        })
-      refreshBans = Effect.flatMap(bans.list(), (list) => recount(list.length))
-      yield* Effect.addFinalizer(() => recount(0))
-      yield* Effect.forkScoped(Effect.repeat(refreshBans, Schedule.spaced(BAN_RECOUNT)))
-    }
-    return new Events({ metrics, xferlog, hooks, runHook, tracing, refreshBans })
-  })
-
-/** `hooks` with the upload actions of the options (`webhook`, `onUpload`) added, running in the current scope. */
-const actionHooks = (resolved: ResolvedOptions, hooks: HooksShape): Effect.Effect<HooksShape, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const limits = {
-      concurrency: resolved.actionConcurrency,
-      queue: resolved.actionQueue,
-      timeout: resolved.actionTimeout,
-    }
-    const all = [hooks]
-    if (resolved.webhook !== null) all.push(yield* Webhook.make({ url: resolved.webhook, ...limits }))
-    if (resolved.onUpload !== null) all.push(yield* UploadCommand.make({ program: resolved.onUpload, ...limits }))
-    return all.length === 1 ? hooks : Hooks.merge(...all)
-  })
-
-/** How often the bans in force are counted for the metrics. */
-const BAN_RECOUNT = Duration.seconds(5)
 
 const make = (
   options: ServerOptions = {},

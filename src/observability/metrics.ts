@@ -51,7 +51,20 @@ const counter = (name: string, description: string) =>
 /** Seconds: from a listing of a few files to a large upload over a slow line. */
 const DURATION_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800]
 
-/** The metrics of every server recording into one registry. */
+/**
+ * The server's metrics, recorded into the `Metric.MetricRegistry` of `context`; servers get one
+ * from {@link FtpMetrics.layer}, and call it as things happen.
+ *
+ * @example
+ * ```ts
+ * import { Context, Metric } from "effect"
+ * import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
+ * import { MetricsRecorder } from "@ftpd/server"
+ * const context = Context.make(Metric.MetricRegistry, new Map())
+ * new MetricsRecorder(context).login("failed")
+ * console.log(PrometheusMetrics.formatUnsafe(context).includes('ftpd_logins_total{result="failed"} 1')) // true
+ * ```
+ */
 export class MetricsRecorder {
   private readonly accepted = counter("ftpd_connections_accepted_total", "Connections admitted to a session.")
   private readonly refused = counter(
