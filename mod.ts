@@ -88,9 +88,47 @@ export {
 } from "./src/net/network.ts"
 export { makeMemoryNetwork, type MemoryNetwork, memoryPair } from "./src/net/memory.ts"
 export type { Transport } from "./src/net/transport.ts"
-export { type HookName, Hooks, type HookSession, type HooksShape } from "./src/hooks.ts"
+export {
+  type HookName,
+  type HookPath,
+  Hooks,
+  type HookSession,
+  type HooksShape,
+  type TransferDetails,
+} from "./src/hooks.ts"
 export { type BanEntry, type BanPolicy, Bans, type BansShape } from "./src/bans.ts"
-export { FtpLogger, type FtpLoggerOptions, SESSION_ANNOTATION } from "./src/log.ts"
+export {
+  EVENT_ANNOTATION,
+  type EventFields,
+  FtpLogger,
+  type FtpLoggerOptions,
+  type LogFormat,
+  SESSION_ANNOTATION,
+  SESSION_FIELDS_ANNOTATION,
+  type SessionFields,
+} from "./src/log.ts"
+export {
+  type ActionName,
+  type ActionResult,
+  FtpMetrics,
+  type LoginResult,
+  type MetricsEndpoint,
+  MetricsRecorder,
+  type PassivePortEvent,
+  type RefusalReason,
+  type TlsChannel,
+  type TransferResult,
+} from "./src/observability/metrics.ts"
+export { type OtlpSettings, otlpSettings, otlpTracing } from "./src/observability/tracing.ts"
+export {
+  type ActionLimits,
+  UploadCommand,
+  type UploadCommandOptions,
+  Webhook,
+  type WebhookEvent,
+  type WebhookOptions,
+} from "./src/observability/actions.ts"
+export { type XferlogEntry, xferlogLine } from "./src/observability/xferlog.ts"
 export { GracefulShutdown, type GracefulShutdownShape, Hangup, type HangupShape, runMain } from "./src/runtime.ts"
 export { type RunningWorkers, runWorkers, type WorkersConfig } from "./src/workers/coordinator.ts"
 export { forwardLog, serveInWorker, type WorkerStart } from "./src/workers/worker.ts"

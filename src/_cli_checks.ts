@@ -9,6 +9,8 @@ import { DEFAULTS } from "./_cli_flags.ts"
 import type { CliConfig, TlsFiles } from "./_cli_parse.ts"
 import { bracketed, isIPv4 } from "./net/address.ts"
 import { makeSecureContext, type TlsSettings } from "./net/tls.ts"
+import { LogFile } from "./observability/log_file.ts"
+import { OTEL_ENDPOINT_VARIABLES, OTEL_VARIABLES, type OtlpSettings, otlpSettings } from "./observability/tracing.ts"
 
 /** Whether `host` is one IP address, not a wildcard (`::`, `0.0.0.0`) or a name. */
 const isOneAddress = (host: string): boolean =>
@@ -75,6 +77,16 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
     )
   }
   need(await granted({ name: "read", path: dir }), `read access to ${dir}`, `--allow-read=${dir}`)
+  // Each worker loads ftpd's modules anew, which Deno checks as reads when they are local files.
+  const modules = new URL(".", import.meta.url)
+  if (config.workers !== 1 && modules.protocol === "file:") {
+    const source = decodeURIComponent(modules.pathname).replace(/\/$/, "")
+    need(
+      await granted({ name: "read", path: source }),
+      `read access to ${source}, whose modules each worker of --workers loads`,
+      `--allow-read=${source}`,
+    )
+  }
   if (config.jail === "descriptor") {
     need(await granted({ name: "ffi" }), "FFI for the descriptor jail", "--allow-ffi")
   }
@@ -84,6 +96,7 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
       need(await granted({ name: "read", path: file }), `read access to ${file}`, `--allow-read=${file}`)
     }
   }
+  await monitoringPermissions(config, need)
   return missing
 }
 
@@ -140,4 +153,91 @@ export const loadTls = async (files: TlsFiles): Promise<TlsSettings> => {
     throw new TlsFilesError({ message: `${named}: ${(error as Error).message}` })
   }
   return { cert, key }
+}
+
+// Monitoring, logs and upload actions.
+
+/** The grant a URL's host needs: `host:port`, with the scheme's default port filled in. */
+const urlHost = (url: URL): string => `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`
+
+/** The grants of `--metrics`, `--log-file`, `--xferlog`, `--on-upload` and `--webhook`. */
+const monitoringPermissions = async (
+  config: CliConfig,
+  need: (ok: boolean, what: string, flag: string) => void,
+): Promise<void> => {
+  if (config.metrics !== undefined) {
+    const at = `${bracketed(config.metrics.hostname)}:${config.metrics.port}`
+    need(await granted({ name: "net", host: at }), `net access to listen on ${at} for --metrics`, `--allow-net=${at}`)
+  }
+  for (const file of [config.logFile, config.options.xferlog]) {
+    if (file !== undefined) {
+      need(await granted({ name: "write", path: file }), `write access to ${file}`, `--allow-write=${file}`)
+    }
+  }
+  const program = config.options.onUpload
+  if (program !== undefined) {
+    need(await granted({ name: "run", command: program }), `permission to run ${program}`, `--allow-run=${program}`)
+  }
+  if (config.options.webhook !== undefined) {
+    const host = urlHost(new URL(config.options.webhook))
+    need(await granted({ name: "net", host }), `net access to ${host} for --webhook`, `--allow-net=${host}`)
+  }
+}
+
+/**
+ * Open (creating it if need be) and close each log file of `config`, so that a file that can't be
+ * written stops the command before it starts: the message names the flag, or `undefined`.
+ */
+export const checkLogFiles = (config: CliConfig): string | undefined => {
+  const files: Array<[string, string | undefined]> = [["log-file", config.logFile], ["xferlog", config.options.xferlog]]
+  for (const [long, path] of files) {
+    if (path === undefined) continue
+    try {
+      new LogFile(path).close()
+    } catch (error) {
+      return `argument --${long}: ${(error as Error).message}`
+    }
+  }
+  return undefined
+}
+
+/** What the environment says about traces: their settings (`null`: none), and the grants they lack. */
+export interface TracingCheck {
+  readonly settings: OtlpSettings | null
+  readonly missing: ReadonlyArray<string>
+}
+
+/**
+ * Read the OpenTelemetry variables this process may read (never prompting). Traces are on when
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` (or its `TRACES` form) is set and readable; the other variables
+ * must then be readable too, and the collector reachable. Throws a `RangeError` naming a variable
+ * whose value is bad.
+ *
+ * @example
+ * ```ts
+ * import { tracingFromEnvironment } from "@ftpd/server/cli"
+ * const { settings, missing } = await tracingFromEnvironment()
+ * console.log(settings?.url ?? "no traces", missing)
+ * ```
+ */
+export const tracingFromEnvironment = async (): Promise<TracingCheck> => {
+  const readable = new Map<string, boolean>()
+  for (const variable of OTEL_VARIABLES) readable.set(variable, await granted({ name: "env", variable }))
+  const get = (name: string) => (readable.get(name) ? Deno.env.get(name) : undefined)
+  if (OTEL_ENDPOINT_VARIABLES.every((name) => get(name) === undefined)) return { settings: null, missing: [] }
+  const missing: string[] = []
+  const unreadable = OTEL_VARIABLES.filter((name) => !readable.get(name))
+  if (unreadable.length > 0) {
+    missing.push(
+      `ftpd: missing permission: env access to ${unreadable.join(", ")} for traces (add --allow-env=OTEL_*)`,
+    )
+  }
+  const settings = otlpSettings(get)
+  if (settings !== null) {
+    const host = urlHost(new URL(settings.url))
+    if (!(await granted({ name: "net", host }))) {
+      missing.push(`ftpd: missing permission: net access to ${host} for traces (add --allow-net=${host})`)
+    }
+  }
+  return { settings, missing }
 }

@@ -222,6 +222,54 @@ export const FLAGS: ReadonlyArray<Flag> = [
     long: "require-session-reuse",
     help: "refuse a PROT P data connection that does not resume a TLS session (RFC 4217 10.2; with --tls)",
   },
+  // Monitoring, logs and upload actions.
+  {
+    long: "metrics",
+    metavar: "HOST:PORT",
+    help: "serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
+  },
+  {
+    long: "log-format",
+    metavar: "FORMAT",
+    help: "pyftpdlib, or json: one JSON object per line (default: pyftpdlib)",
+  },
+  {
+    long: "log-file",
+    metavar: "FILE",
+    help: "append the log to FILE instead of standard error; SIGHUP reopens it, for logrotate",
+  },
+  {
+    long: "xferlog",
+    metavar: "FILE",
+    help: "log each file transfer to FILE in the xferlog format of wu-ftpd, ProFTPD and vsftpd; SIGHUP reopens it",
+  },
+  {
+    long: "on-upload",
+    metavar: "PROGRAM",
+    help: "run PROGRAM (no shell, no arguments) after each completed upload, with FTPD_PATH, FTPD_SIZE, " +
+      "FTPD_USER, FTPD_REMOTE_ADDRESS and more in its environment",
+  },
+  {
+    long: "webhook",
+    metavar: "URL",
+    help: "POST a JSON event to URL for every upload, download, delete, rename, login and failed login",
+  },
+  {
+    long: "action-concurrency",
+    metavar: "N",
+    help: `--on-upload programs and --webhook POSTs running at once, each (default: ${DEFAULTS.actionConcurrency})`,
+  },
+  {
+    long: "action-queue",
+    metavar: "N",
+    help: `upload actions waiting to run, each; more are dropped and logged (default: ${DEFAULTS.actionQueue})`,
+  },
+  {
+    long: "action-timeout",
+    metavar: "SECONDS",
+    help: "seconds an --on-upload program (then killed) or a --webhook POST may take " +
+      `(default: ${DEFAULTS.actionTimeout})`,
+  },
 ]
 
 /** Flags that only mean something with `--tls`. */
@@ -257,5 +305,9 @@ Deno permissions, checked before the server starts:
   --allow-read=FILE       read the --certfile and --keyfile (only with --tls)
   --allow-net=HOST:PORT   listen on the --implicit-tls-port
   --allow-ffi             the descriptor jail, and native TLS on PROT P passive data connections
+  --allow-net=HOST:PORT   listen on --metrics; reach the --webhook's host and the OTLP collector
+  --allow-write=FILE      the --log-file and the --xferlog
+  --allow-run=PROGRAM     run the --on-upload program
+  --allow-env=OTEL_*      read the OpenTelemetry variables: OTEL_EXPORTER_OTLP_ENDPOINT turns on traces
 
 Example: deno run --allow-net --allow-read=. --allow-write=. --allow-ffi src/cli.ts -w -p 2121`

@@ -10,6 +10,8 @@ import { DEFAULTS, FLAGS, TLS_ONLY, USAGE } from "./_cli_flags.ts"
 import type { JailMode } from "./fs/local.ts"
 import { bracketed, isIPv4 } from "./net/address.ts"
 import { Cidr } from "./net/proxy.ts"
+import type { LogFormat } from "./log.ts"
+import type { MetricsEndpoint } from "./observability/metrics.ts"
 import { type ServerOptions, VERSION } from "./options.ts"
 
 /** What the command line asks for, ready to serve. */
@@ -30,6 +32,12 @@ export interface CliConfig {
   readonly jail: "auto" | JailMode
   /** `--tls`: the certificate and key files (absolute paths), read by {@link loadTls}; `null` without TLS. */
   readonly tls: TlsFiles | null
+  /** `--metrics`: where to serve Prometheus metrics; absent: no metrics. */
+  readonly metrics?: MetricsEndpoint
+  /** `--log-format`; absent: pyftpdlib's. */
+  readonly logFormat?: LogFormat
+  /** `--log-file` (absolute path); absent: standard error. */
+  readonly logFile?: string
 }
 
 /** Where `--certfile` and `--keyfile` point. */
@@ -252,8 +260,11 @@ const toConfig = (values: Values): CliConfig => {
   }
   /** A switch present only when on, so that the options without it stay as they were. */
   const on = (long: string): true | undefined => flag(long) || undefined
+  const monitoring = monitoringConfig(values, value("interface", address) ?? DEFAULTS.host, controlPort)
   return {
+    ...monitoring.config,
     options: setOnly<ServerOptions>({
+      ...monitoring.options,
       host: value("interface", address) ?? DEFAULTS.host,
       port: controlPort,
       passivePorts: value("range", portRange),
@@ -299,5 +310,84 @@ const toConfig = (values: Values): CliConfig => {
     jail: value("jail", jailMode) ?? "auto",
     workers: value("workers", workerCount) ?? 1,
     tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
+  }
+}
+
+// Monitoring, logs and upload actions.
+
+/** `HOST:PORT`, `[IPv6]:PORT`. */
+const endpoint = (text: string, long: string): MetricsEndpoint => {
+  const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d+)$/.exec(text)
+  const hostname = match?.[1] ?? match?.[2] ?? ""
+  const port = Number(match?.[3])
+  if (match === null || !URL.canParse(`http://${bracketed(hostname)}/`) || !(port <= 65535)) {
+    fail(`argument --${long}: expected HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:9100), got '${text}'`)
+  }
+  return { hostname, port }
+}
+
+const logFormat = (text: string, long: string): LogFormat => {
+  if (text !== "pyftpdlib" && text !== "json") fail(`argument --${long}: expected pyftpdlib or json, got '${text}'`)
+  return text as LogFormat
+}
+
+const nonEmpty = (text: string, long: string): string => {
+  if (text.trim() === "") fail(`argument --${long}: must not be empty`)
+  return text
+}
+
+const file = (text: string, long: string): string => resolve(nonEmpty(text, long))
+
+const httpUrl = (text: string, long: string): string => {
+  if (!/^https?:$/.test(URL.parse(text)?.protocol ?? "")) {
+    fail(`argument --${long}: expected an http or https URL, got '${text}'`)
+  }
+  return text
+}
+
+const atLeastOne = (text: string, long: string): number => integer(text, long, 1, Infinity)
+
+const positiveSeconds = (text: string, long: string): number => {
+  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : 0
+  if (!(value > 0)) fail(`argument ${flagName(long)}: expected a number of seconds > 0, got '${text}'`)
+  return value
+}
+
+const ACTION_LIMITS = ["action-concurrency", "action-queue", "action-timeout"]
+
+/** The monitoring, log and upload-action flags: options for the server, and settings for the command. */
+const monitoringConfig = (
+  values: Values,
+  controlHost: string,
+  controlPort: number,
+): { readonly options: ServerOptions; readonly config: Pick<CliConfig, "metrics" | "logFormat" | "logFile"> } => {
+  const value = <A>(long: string, parse: (text: string, long: string) => A): A | undefined => {
+    const text = values[long]
+    return typeof text === "string" ? parse(text, long) : undefined
+  }
+  const metrics = value("metrics", endpoint)
+  if (metrics !== undefined && metrics.port !== 0 && metrics.port === controlPort && metrics.hostname === controlHost) {
+    fail(`argument --metrics: must differ from the control port (${controlPort})`)
+  }
+  const logFile = value("log-file", file)
+  const xferlog = value("xferlog", file)
+  if (xferlog !== undefined && xferlog === logFile) fail("argument --xferlog: must differ from --log-file")
+  const onUpload = value("on-upload", nonEmpty)
+  const webhook = value("webhook", httpUrl)
+  if (onUpload === undefined && webhook === undefined) {
+    const given = ACTION_LIMITS.find((long) => values[long] !== undefined)
+    if (given !== undefined) fail(`argument --${given}: requires --on-upload or --webhook`)
+  }
+  const logFormatValue = value("log-format", logFormat)
+  return {
+    options: setOnly<ServerOptions>({
+      xferlog,
+      onUpload,
+      webhook,
+      actionConcurrency: value("action-concurrency", atLeastOne),
+      actionQueue: value("action-queue", atLeastOne),
+      actionTimeout: value("action-timeout", positiveSeconds),
+    }),
+    config: setOnly({ metrics, logFormat: logFormatValue, logFile }),
   }
 }

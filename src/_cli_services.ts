@@ -1,7 +1,7 @@
 /**
  * The services the command line serves with: an authorizer for its one user (or anonymous), the
- * jailed local filesystem, and the pyftpdlib-format logger. One place, so that a server and each
- * of its workers build the same ones.
+ * jailed local filesystem, metrics and traces when asked for, and the logger. One place, so that a
+ * server and each of its workers build the same ones.
  *
  * @module
  */
@@ -13,6 +13,15 @@ import type { AuthorizerError, FilesystemError } from "./errors.ts"
 import type { Filesystem } from "./fs/filesystem.ts"
 import { LocalFilesystem } from "./fs/local.ts"
 import { FtpLogger } from "./log.ts"
+import { FtpMetrics } from "./observability/metrics.ts"
+import { type OtlpSettings, otlpTracing } from "./observability/tracing.ts"
+
+/** What the services are built from (plain data: workers get a copy). */
+export interface CliServicesData {
+  readonly config: CliConfig
+  /** Where traces go (`OTEL_*`), if anywhere. */
+  readonly tracing: OtlpSettings | null
+}
 
 /**
  * The authorizer of `config`: its `-u` user, or anonymous, with the permissions of `-w`. Throws
@@ -25,12 +34,29 @@ export const cliAuthorizer = (config: CliConfig): DummyAuthorizer => {
     : new DummyAuthorizer().addUser(config.user.name, config.user.password, config.directory, { perm })
 }
 
-/** The authorizer, filesystem and logger of `config`, as one layer. */
+/** The logger of `config`: its format and file, and `-D`. */
+export const cliLogger = (config: CliConfig) =>
+  FtpLogger.layer({ debug: config.debug, format: config.logFormat, file: config.logFile })
+
+/**
+ * The authorizer, filesystem, logger and monitoring of `config`, as one layer. `serveMetrics`:
+ * whether `--metrics` is served here too, or only recorded (a worker's: the main thread serves the
+ * sum of all workers').
+ */
 export const cliServices = (
-  config: CliConfig,
-  authorizer: DummyAuthorizer = cliAuthorizer(config),
-): Layer.Layer<Authorizer | Filesystem, AuthorizerError | FilesystemError> =>
-  Layer.mergeAll(authorizer.toLayer(), LocalFilesystem.layerWith({ jail: config.jail })).pipe(
+  { config, tracing }: CliServicesData,
+  { authorizer = cliAuthorizer(config), serveMetrics = true }: {
+    readonly authorizer?: DummyAuthorizer
+    readonly serveMetrics?: boolean
+  } = {},
+): Layer.Layer<Authorizer | Filesystem, AuthorizerError | FilesystemError | Error> =>
+  Layer.mergeAll(
+    authorizer.toLayer(),
+    LocalFilesystem.layerWith({ jail: config.jail }),
+    config.metrics === undefined ? Layer.empty : FtpMetrics.layer,
+    config.metrics === undefined || !serveMetrics ? Layer.empty : FtpMetrics.layerPrometheus(config.metrics),
+    tracing === null ? Layer.empty : otlpTracing(tracing),
+  ).pipe(
     // Outermost, so that the authorizer's warnings, logged while its layer is built, use it too.
-    Layer.provideMerge(FtpLogger.layer({ debug: config.debug })),
+    Layer.provideMerge(cliLogger(config)),
   )

@@ -11,8 +11,9 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 
-/** Why a connection is refused: the text of its 421, and the log line. */
+/** Why a connection is refused: the limit it hit, the text of its 421, and the log line. */
 export interface Refusal {
+  readonly reason: "max_cons" | "per_ip"
   readonly reply: string
   readonly log: string
 }
@@ -40,12 +41,14 @@ export interface AdmissionLimits {
 
 /** The refusal of a connection from `ip` when the server holds `total` connections (`maxCons`). */
 export const tooManyConnections = (ip: string, total: number): Refusal => ({
+  reason: "max_cons",
   reply: "Too many connections. Service temporarily unavailable.",
   log: `${ip} refused: too many connections (${total}).`,
 })
 
 /** The refusal of a connection from `ip`, which holds `count` connections already (`maxConsPerIp`). */
 export const tooManyFromIp = (ip: string, count: number): Refusal => ({
+  reason: "per_ip",
   reply: "Too many connections from the same IP address.",
   log: `${ip} refused: too many connections from this address (${count}).`,
 })

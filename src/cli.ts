@@ -20,19 +20,26 @@ import "./_no_async_hooks.ts"
  * @module
  */
 import * as Effect from "effect/Effect"
-import { loadTls, missingPermissions, TlsFilesError } from "./_cli_checks.ts"
+import { checkLogFiles, loadTls, missingPermissions, TlsFilesError, tracingFromEnvironment } from "./_cli_checks.ts"
 import { type CliConfig, parseCli } from "./_cli_parse.ts"
 import type { DummyAuthorizer } from "./auth/dummy.ts"
 import { AuthorizerError } from "./errors.ts"
 import { availableJail } from "./fs/local.ts"
-import { FtpLogger } from "./log.ts"
 import type { TlsSettings } from "./net/tls.ts"
+import type { OtlpSettings } from "./observability/tracing.ts"
 import { runMain } from "./runtime.ts"
 import { FtpServer } from "./server.ts"
 import { runWorkers } from "./workers/coordinator.ts"
-import { cliAuthorizer, cliServices } from "./_cli_services.ts"
+import { cliAuthorizer, cliLogger, cliServices, type CliServicesData } from "./_cli_services.ts"
 
-export { loadTls, missingPermissions, TlsFilesError } from "./_cli_checks.ts"
+export {
+  checkLogFiles,
+  loadTls,
+  missingPermissions,
+  TlsFilesError,
+  type TracingCheck,
+  tracingFromEnvironment,
+} from "./_cli_checks.ts"
 export { type CliConfig, type CliParse, parseCli, type TlsFiles } from "./_cli_parse.ts"
 
 const usageError = (message: string): never => {
@@ -41,29 +48,45 @@ const usageError = (message: string): never => {
   return Deno.exit(2)
 }
 
-const serve = (config: CliConfig, authorizer: DummyAuthorizer) =>
+const serve = (config: CliConfig, authorizer: DummyAuthorizer, tracing: OtlpSettings | null) =>
   config.workers === 1
-    ? FtpServer.serve(config.options).pipe(Effect.provide(cliServices(config, authorizer)))
+    ? FtpServer.serve(config.options).pipe(Effect.provide(cliServices({ config, tracing }, { authorizer })))
     : Effect.scoped(
       Effect.andThen(
         runWorkers({
           workers: config.workers,
           module: new URL("./workers/cli_worker.ts", import.meta.url),
           options: config.options,
-          data: config,
+          data: { config, tracing } satisfies CliServicesData,
+          // Each worker records its metrics; the main thread serves their sum.
+          metrics: config.metrics,
         }),
         Effect.never,
       ),
-    ).pipe(Effect.provide(FtpLogger.layer({ debug: config.debug })))
+    ).pipe(Effect.provide(cliLogger(config)))
 
 const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   const parsed = parseCli(argv)
   if (parsed.kind === "error") return usageError(parsed.message)
   if (parsed.kind !== "run") return console.log(parsed.text)
   const { config } = parsed
-  const missing = await missingPermissions(config)
+  let tracing: Awaited<ReturnType<typeof tracingFromEnvironment>>
+  try {
+    tracing = await tracingFromEnvironment()
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error
+    // A bad OTEL_* variable: not a flag, so no "Try 'ftpd --help'" hint.
+    console.error(`ftpd: error: ${error.message}`)
+    return Deno.exit(2)
+  }
+  const missing = [...await missingPermissions(config), ...tracing.missing]
   if (missing.length > 0) {
     for (const line of missing) console.error(line)
+    return Deno.exit(2)
+  }
+  const badLogFile = checkLogFiles(config)
+  if (badLogFile !== undefined) {
+    console.error(`ftpd: error: ${badLogFile}`)
     return Deno.exit(2)
   }
   if (config.jail === "descriptor" && availableJail() !== "descriptor") {
@@ -86,7 +109,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)
     throw error
   }
-  runMain(serve({ ...config, options: { ...config.options, tls } }, authorizer))
+  runMain(serve({ ...config, options: { ...config.options, tls } }, authorizer, tracing.settings))
 }
 
 if (import.meta.main) await main(Deno.args)

@@ -5,18 +5,52 @@
  * [I 2026-11-21 14:16:36] 127.0.0.1:53021-[user] RETR /a.bin completed=1 bytes=1048576 seconds=0.004
  * ```
  *
+ * or as one JSON object per line (`format: "json"`), with the level, the time, the session's id,
+ * client address and user, the event and its fields:
+ *
+ * ```
+ * {"level":"info","time":"2026-11-21T14:16:36.120Z","session":"5f0c2a9e","client":"127.0.0.1:53021","user":"user","event":"transfer","message":"RETR /a.bin completed=1 bytes=1048576 seconds=0.004","command":"RETR",...}
+ * ```
+ *
  * Sessions annotate their logs with {@link SESSION_ANNOTATION} (`ip:port-[user]`), which becomes
- * the line's prefix. An embedding application can replace this logger with any other.
+ * the line's prefix, and {@link SESSION_FIELDS_ANNOTATION}; events add {@link EVENT_ANNOTATION}.
+ * Lines go to standard error, or to a file that SIGHUP reopens (for logrotate). An embedding
+ * application can replace this logger with any other.
  *
  * @module
  */
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import type * as LogLevel from "effect/LogLevel"
 import * as References from "effect/References"
+import { LogFile } from "./observability/log_file.ts"
+import { Hangup } from "./runtime.ts"
 
 /** The log annotation whose value prefixes a session's log lines. */
 export const SESSION_ANNOTATION = "ftpd.session"
+
+/** The log annotation with a session's {@link SessionFields}, for structured log formats. */
+export const SESSION_FIELDS_ANNOTATION = "ftpd.sessionFields"
+
+/** The log annotation of an event's line: its name (`event`) and its fields. */
+export const EVENT_ANNOTATION = "ftpd.event"
+
+/** Who a session's log line is about, as structured formats show it. */
+export interface SessionFields {
+  /** A short id, the same in every line, trace and webhook event of the session. */
+  readonly id: string
+  /** `ip:port` of the client. */
+  readonly client: string
+  /** The user logged in, or named by USER; `null` before. */
+  readonly user: string | null
+}
+
+/** The value of {@link EVENT_ANNOTATION}: the event's name and its fields. */
+export interface EventFields {
+  readonly event: string
+  readonly [field: string]: unknown
+}
 
 const letter: Record<LogLevel.LogLevel, string> = {
   All: "A",
@@ -112,18 +146,89 @@ export const escapeControls = (line: string, keepNewlines = false): string => {
   return pattern.test(line) ? line.replace(pattern, escapeOne) : line
 }
 
+/** The formats of {@link FtpLogger}. */
+export type LogFormat = "pyftpdlib" | "json"
+
 /** Options of {@link FtpLogger}. */
 export interface FtpLoggerOptions {
   /** Log every command and reply (`-D`). */
   readonly debug?: boolean
-  /** Timestamps in local time instead of UTC. */
+  /** Timestamps in local time instead of UTC (pyftpdlib format; JSON times are always UTC). */
   readonly localTime?: boolean
-  /** Where lines go (default: standard error, like pyftpdlib). */
+  /** `pyftpdlib` (the default) or `json`: one JSON object per line. */
+  readonly format?: LogFormat
+  /**
+   * Append lines to this file instead of standard error; under `runMain`, SIGHUP reopens it (see
+   * `Hangup`), so that logrotate can move it away. The layer fails if the file can't be opened.
+   */
+  readonly file?: string
+  /** Where lines go (default: standard error, like pyftpdlib); `file` takes precedence. */
   readonly write?: (line: string) => void
 }
 
-const makeLogger = (options: FtpLoggerOptions): Logger.Logger<unknown, void> => {
-  const write = options.write ?? writeStderr
+const levelName: Record<LogLevel.LogLevel, string> = {
+  All: "all",
+  Trace: "trace",
+  Debug: "debug",
+  Info: "info",
+  Warn: "warn",
+  Error: "error",
+  Fatal: "fatal",
+  None: "none",
+}
+
+/**
+ * Every string escaped with {@link escapeControls} before `JSON.stringify`, which leaves C1
+ * characters (U+0080 to U+009F) as they are; a cause keeps its line breaks (as `\n` escapes).
+ */
+const escapedStrings = (key: string, value: unknown): unknown =>
+  typeof value === "string" ? escapeControls(value, key === "cause") : value
+
+/**
+ * One JSON object: level, time, session, client, user, event, message, the event's fields, and
+ * the cause if any. The client comes before anything a client chose (user names, paths), so that
+ * a pattern anchored on it can't be fooled by them.
+ */
+const jsonLine = (
+  logLevel: LogLevel.LogLevel,
+  date: Date,
+  message: unknown,
+  annotations: Readonly<Record<string, unknown>>,
+  cause: string | undefined,
+): string => {
+  const session = annotations[SESSION_FIELDS_ANNOTATION] as SessionFields | undefined
+  const event = annotations[EVENT_ANNOTATION] as EventFields | undefined
+  const record: Record<string, unknown> = {
+    level: levelName[logLevel],
+    time: date.toISOString(),
+    session: session?.id ?? null,
+    client: session?.client ?? null,
+    user: session?.user ?? null,
+    event: event?.event ?? "message",
+    message: text(message),
+  }
+  if (event !== undefined) {
+    for (const key in event) if (!(key in record)) record[key] = event[key]
+  }
+  if (cause !== undefined) record.cause = cause
+  return JSON.stringify(record, escapedStrings)
+}
+
+const makeLogger = (options: FtpLoggerOptions, file?: LogFile): Logger.Logger<unknown, void> => {
+  const write = file === undefined ? options.write ?? writeStderr : (line: string) => file.write(line)
+  if (options.format === "json") {
+    return Logger.make(({ logLevel, message, date, fiber, cause }) =>
+      write(
+        jsonLine(
+          logLevel,
+          date,
+          message,
+          fiber.getRef(References.CurrentLogAnnotations),
+          cause.reasons.length > 0 ? String(cause) : undefined,
+        ),
+      )
+    )
+  }
   const stamp = cachedTimestamp(options.localTime ?? false)
   return Logger.make(({ logLevel, message, date, fiber, cause }) => {
     const annotations = fiber.getRef(References.CurrentLogAnnotations)
@@ -135,8 +240,24 @@ const makeLogger = (options: FtpLoggerOptions): Logger.Logger<unknown, void> => 
   })
 }
 
+/** The logger writing to `options.file`, which is closed with the scope and reopened at every SIGHUP. */
+const fileLogger = (options: FtpLoggerOptions & { readonly file: string }) =>
+  Effect.gen(function* () {
+    const file = yield* Effect.acquireRelease(
+      Effect.try({ try: () => new LogFile(options.file), catch: (error) => error as Error }),
+      (file) => Effect.sync(() => file.close()),
+    )
+    yield* (yield* Hangup).onHangup(
+      Effect.try({
+        try: () => file.reopen(),
+        catch: (error) => new Error(`can't reopen the log file: ${(error as Error).message}`),
+      }).pipe(Effect.catch((error) => Effect.logError(error.message))),
+    )
+    return makeLogger(options, file)
+  })
+
 /**
- * The pyftpdlib-format logger, with the minimum level set from `debug`.
+ * The pyftpdlib-format (or JSON) logger, with the minimum level set from `debug`.
  *
  * @example
  * ```ts
@@ -152,7 +273,9 @@ export const FtpLogger: {
   make: (options = {}) => makeLogger(options),
   layer: (options = {}) =>
     Layer.mergeAll(
-      Logger.layer([makeLogger(options)]),
+      options.file === undefined
+        ? Logger.layer([makeLogger(options)])
+        : Logger.layer([fileLogger({ ...options, file: options.file }).pipe(Effect.orDie)]),
       Layer.succeed(References.MinimumLogLevel, options.debug === true ? "Debug" : "Info"),
     ),
 }
@@ -179,6 +302,8 @@ export interface BannerFacts {
     /** How passive PROT P data connections are secured. */
     readonly passiveData: "native TLS" | "node:tls"
   } | null
+  /** What the server reports besides its log: metrics recorded, spans exported, the xferlog file. */
+  readonly monitoring?: { readonly metrics: boolean; readonly traces: boolean; readonly xferlog: string | null }
 }
 
 /** `, worker 2 of 4` for a worker's lines, nothing outside workers. */
@@ -218,5 +343,10 @@ export const startBanner = (facts: BannerFacts): ReadonlyArray<string> => {
       }; minimum ${tls.minVersion}; control required: ${yesNo(tls.controlRequired)}; data required: ${
         yesNo(tls.dataRequired)
       }; session reuse required: ${yesNo(tls.sessionReuseRequired)}; passive PROT P data: ${tls.passiveData}`,
+    ...(facts.monitoring === undefined ? [] : [
+      `monitoring: metrics ${facts.monitoring.metrics ? "on" : "off"}, traces ${
+        facts.monitoring.traces ? "on" : "off"
+      }, xferlog ${facts.monitoring.xferlog ?? "off"}`,
+    ]),
   ]
 }

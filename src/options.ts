@@ -160,11 +160,47 @@ export interface ServerOptions {
    * new connections over them. Workers (`runWorkers`) set it; default false.
    */
   readonly reusePort?: boolean
+  /**
+   * Write the transfer log to this file in the xferlog format of wu-ftpd, ProFTPD and vsftpd: one
+   * line per completed or cut file transfer. Under `runMain`, SIGHUP reopens it (for logrotate).
+   * Default: none.
+   */
+  readonly xferlog?: string
+  /**
+   * Run this program (no shell, no arguments) after each completed upload, with the upload in its
+   * environment: `FTPD_PATH` (real path), `FTPD_VIRTUAL_PATH`, `FTPD_SIZE`, `FTPD_USER`,
+   * `FTPD_REMOTE_ADDRESS`, `FTPD_REMOTE_PORT`, `FTPD_SESSION`. Never waited for by a session;
+   * bounded by `actionConcurrency`, `actionQueue` and `actionTimeout`. Default: none.
+   */
+  readonly onUpload?: string
+  /**
+   * POST a JSON event to this http(s) URL for every upload, download, delete, rename, login and
+   * failed login; retried with backoff on failure, bounded like `onUpload`. Default: none.
+   */
+  readonly webhook?: string
+  /** Upload actions (`onUpload`, `webhook`) running at once, each. Default 4. */
+  readonly actionConcurrency?: number
+  /** Upload actions waiting to run, each; past it new ones are dropped (logged and counted). Default 1000. */
+  readonly actionQueue?: number
+  /** Seconds an upload action may take (a webhook: each attempt) before it is given up. Default 30. */
+  readonly actionTimeout?: number
 }
 
 /** Options with every default filled in. */
 export type ResolvedOptions =
-  & Required<Omit<ServerOptions, "passivePorts" | "masqueradeAddress" | "tls" | "implicitTlsPort" | "proxyTrusted">>
+  & Required<
+    Omit<
+      ServerOptions,
+      | "passivePorts"
+      | "masqueradeAddress"
+      | "tls"
+      | "implicitTlsPort"
+      | "proxyTrusted"
+      | "xferlog"
+      | "onUpload"
+      | "webhook"
+    >
+  >
   & {
     /** The trusted balancers, parsed. */
     readonly proxyTrusted: ReadonlyArray<Cidr>
@@ -172,6 +208,9 @@ export type ResolvedOptions =
     readonly masqueradeAddress: string | null
     readonly tls: import("./net/tls.ts").TlsSettings | null
     readonly implicitTlsPort: number | null
+    readonly xferlog: string | null
+    readonly onUpload: string | null
+    readonly webhook: string | null
   }
 
 /** The version of this package, as `-v` prints it. */
@@ -236,6 +275,12 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
         throw new RangeError(`proxyTrusted: ${(error as Error).message}`)
       }
     }),
+    xferlog: options.xferlog ?? null,
+    onUpload: options.onUpload ?? null,
+    webhook: options.webhook ?? null,
+    actionConcurrency: options.actionConcurrency ?? 4,
+    actionQueue: options.actionQueue ?? 1000,
+    actionTimeout: options.actionTimeout ?? 30,
   }
   const port = (name: string, value: number) => {
     if (!Number.isInteger(value) || value < 0 || value > 65535) {
@@ -276,6 +321,19 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
       ["requireSessionReuse", resolved.requireSessionReuse],
     ] as const
     for (const [name, set] of needTls) if (set) throw new RangeError(`${name} needs tls (a certificate and key)`)
+  }
+  if (resolved.xferlog === "") throw new RangeError("xferlog must be a file path, got an empty string")
+  if (resolved.onUpload === "") throw new RangeError("onUpload must be a program, got an empty string")
+  if (resolved.webhook !== null && !/^https?:$/.test(URL.parse(resolved.webhook)?.protocol ?? "")) {
+    throw new RangeError(`webhook must be an http or https URL, got ${resolved.webhook}`)
+  }
+  for (const name of ["actionConcurrency", "actionQueue"] as const) {
+    if (!Number.isInteger(resolved[name]) || resolved[name] < 1) {
+      throw new RangeError(`${name} must be an integer >= 1, got ${resolved[name]}`)
+    }
+  }
+  if (!(resolved.actionTimeout > 0) || !Number.isFinite(resolved.actionTimeout)) {
+    throw new RangeError(`actionTimeout must be a number of seconds > 0, got ${resolved.actionTimeout}`)
   }
   if (!/^utf-?8$/i.test(resolved.encoding)) {
     throw new RangeError(`encoding ${resolved.encoding} is not supported (only utf8)`)

@@ -38,6 +38,7 @@ import { type Listener, Network, type NetworkShape } from "./net/network.ts"
 import { type ProxyHeader, type ProxyHeaderError, readProxyHeader } from "./net/proxy.ts"
 import { makeSecureContext, nativeDataTls } from "./net/tls.ts"
 import { closeQuietly, type Transport } from "./net/transport.ts"
+import { actionHooks, serverEvents } from "./observability/server_events.ts"
 import { type ResolvedOptions, resolveOptions, type ServerOptions } from "./options.ts"
 import { MLSX_FACTS, PORTABLE_MLSX_FACTS } from "./protocol/listing.ts"
 import { formatReply } from "./protocol/reply.ts"
@@ -138,7 +139,7 @@ export const makeServerContext = (
   options: ServerOptions,
   runHook: ServerContext["runHook"],
   closing: () => boolean,
-): Effect.Effect<ServerContext, FtpServerError, Authorizer | Filesystem> =>
+): Effect.Effect<ServerContext, FtpServerError, Authorizer | Filesystem | Scope.Scope> =>
   Effect.gen(function* () {
     const resolved = yield* Effect.try({
       try: () => resolveOptions(options),
@@ -159,6 +160,10 @@ export const makeServerContext = (
         banWindow: resolved.banWindow,
         banDuration: resolved.banDuration,
       }))
+    const hooks = yield* actionHooks(resolved, yield* Hooks)
+    const events = yield* serverEvents(resolved, hooks, bans, runHook).pipe(
+      Effect.mapError((cause) => new FtpServerError({ message: cause.message, cause })),
+    )
     return {
       options: resolved,
       network,
@@ -171,8 +176,9 @@ export const makeServerContext = (
       capabilities,
       mlsxFacts: capabilities.unixFacts ? new Set(MLSX_FACTS) : PORTABLE_MLSX_FACTS,
       auth: yield* Authorizer,
-      hooks: yield* Hooks,
-      passivePorts: makePassivePorts(network, resolved.passivePorts),
+      hooks,
+      passivePorts: makePassivePorts(network, resolved.passivePorts, (event) =>
+        events.emit({ type: "passivePort", event })),
       // Each session holds at most two; twice the sessions allowed is room enough for all.
       dataSockets: new DataSockets(resolved.maxCons > 0 ? 2 * resolved.maxCons : Infinity),
       bandwidth: new Bandwidth(
@@ -183,10 +189,12 @@ export const makeServerContext = (
       ),
       commands: builtinCommands,
       sessions: new Set(),
-      admission: Option.getOrElse(yield* Effect.serviceOption(Admission), () => makeAdmission(resolved)),
+      admission: Option.getOrElse(yield* Effect.serviceOption(Admission), () =>
+        makeAdmission(resolved)),
       bans,
       closing,
       runHook,
+      events,
     }
   })
 
@@ -206,7 +214,7 @@ const make = (
           ),
       () => closing,
     )
-    const { options: resolved, admission, bans } = context
+    const { options: resolved, admission, bans, events } = context
     const listener = yield* listen(context.network, resolved, resolved.port)
     const implicitListener = resolved.implicitTlsPort === null
       ? undefined
@@ -232,6 +240,7 @@ const make = (
         sessionReuseRequired: resolved.requireSessionReuse,
         passiveData: context.nativeTls === null ? "node:tls" : "native TLS",
       },
+      monitoring: { metrics: events.metrics, traces: events.tracing, xferlog: resolved.xferlog },
     })
     for (const line of banner) yield* Effect.logInfo(line)
 
@@ -284,16 +293,20 @@ const make = (
         const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
         // Checked first, so that a banned address costs no session, no slot and no TLS handshake.
         if (yield* bans.isBanned(ip)) {
-          yield* Effect.logWarning(`${ip} refused: banned.`)
+          yield* events.emit({ type: "connectionRefused", ip, reason: "banned", text: `${ip} refused: banned.` })
           return refuse(conn, BANNED_TEXT)
         }
         // Accepted just before the listeners closed, or held up by a slow ban list.
-        if (closing) return refuse(conn, SHUTTING_DOWN)
+        if (closing) {
+          yield* events.emit({ type: "connectionRefused", ip, reason: "shutting_down" })
+          return refuse(conn, SHUTTING_DOWN)
+        }
         const refusal = yield* admission.admit(ip)
         if (refusal !== undefined) {
-          yield* Effect.logWarning(refusal.log)
+          yield* events.emit({ type: "connectionRefused", ip, reason: refusal.reason, text: refusal.log })
           return refuse(conn, refusal.reply)
         }
+        yield* events.emit({ type: "connectionAccepted" })
         yield* runSession(context, conn, implicitTls, header).pipe(Effect.ensuring(admission.leave(ip)))
       }).pipe(
         Effect.onInterrupt(() => Effect.sync(() => closeQuietly(accepted))),

@@ -666,6 +666,22 @@ Deno.test("listening on every address needs an unrestricted --allow-net, since P
   })
 })
 
+Deno.test("--workers without read access to ftpd's modules exits 2 naming the folder to grant", async () => {
+  await withShare(async (dir) => {
+    const source = new URL("../src", import.meta.url).pathname
+    const { code, stderr } = await runCli(
+      ["--allow-net=127.0.0.1", `--allow-read=${dir}`],
+      ["-i", "127.0.0.1", "-d", dir, "--jail", "path", "--workers", "2"],
+    )
+    assert.equal(code, 2)
+    assert.equal(
+      stderr,
+      `ftpd: missing permission: read access to ${source}, whose modules each worker of --workers loads` +
+        ` (add --allow-read=${source})\n`,
+    )
+  })
+})
+
 Deno.test("--jail descriptor without --allow-ffi exits 2 naming --allow-ffi", async () => {
   await withShare(async (dir) => {
     const { code, stderr } = await runCli(

@@ -13,7 +13,7 @@ import { Network } from "../src/net/network.ts"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
 import { type JailMode, LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
 import { Hooks, type HooksShape } from "../src/hooks.ts"
-import { FtpLogger } from "../src/log.ts"
+import { FtpLogger, type LogFormat } from "../src/log.ts"
 import type { ServerOptions } from "../src/options.ts"
 import { FtpServer } from "../src/server.ts"
 
@@ -35,6 +35,10 @@ export interface TestServerOptions extends ServerOptions {
   readonly debug?: boolean
   /** Serve over an in-memory network: no socket at all (clients connect with `RawClient.connectTo`). */
   readonly inMemory?: boolean
+  /** The log format (default pyftpdlib). */
+  readonly logFormat?: LogFormat
+  /** More services for the server (metrics, a tracer, ...), built before it and released after it. */
+  readonly layer?: Layer.Layer<never, unknown>
 }
 
 /** How a test client reaches a server: over TCP, or over the server's in-memory network. */
@@ -65,7 +69,7 @@ const workersFor = (options: TestServerOptions): number | undefined => {
   const wanted = Number(Deno.env.get("FTPD_TEST_WORKERS") ?? 0)
   if (!(wanted > 1)) return undefined
   const plain = options.users === undefined && options.hooks === undefined && options.filesystem === undefined &&
-    !options.inMemory && options.siteCommands === undefined
+    options.layer === undefined && !options.inMemory && options.siteCommands === undefined
   // A test of how one server leases a small passive range means nothing once the range is split.
   const range = options.passivePorts
   const splittable = range === undefined || range[1] - range[0] + 1 >= 4 * wanted
@@ -83,6 +87,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
   )
   const logger = FtpLogger.layer({
     debug: options.debug ?? false,
+    format: options.logFormat,
     write: (line) => {
       logs.push(line)
       if (options.verbose) console.error(line)
@@ -101,18 +106,25 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     memory === undefined ? Layer.empty : Layer.succeed(Network, memory),
   )
   const scope = Effect.runSync(Scope.make())
-  const { inMemory: _, filesystem: __, users: ___, hooks: ____, verbose: _____, unix, jail, debug, ...rest } = options
-  const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...rest }
+  const { inMemory: _, filesystem: __, users: ___, hooks: ____, verbose: _____, layer, unix, jail, debug, ...rest } =
+    options
+  const { logFormat, ...plainOptions } = rest
+  const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...plainOptions }
   const workers = workersFor(options)
   const port = workers === undefined
-    ? (await Effect.runPromise(FtpServer.make(serverOptions).pipe(Scope.provide(scope), Effect.provide(layers))))
-      .address.port
+    ? (await Effect.runPromise(
+      Effect.gen(function* () {
+        // Built in the server's scope, so that it lives (and is released) with the server.
+        const extra = yield* Layer.buildWithScope(layer ?? Layer.empty, scope)
+        return yield* FtpServer.make(serverOptions).pipe(Effect.provideContext(extra), Scope.provide(scope))
+      }).pipe(Effect.provide(layers)),
+    )).address.port
     : (await Effect.runPromise(
       runWorkers({
         workers,
         module: new URL("./workers_fixture.ts", import.meta.url),
         options: serverOptions,
-        data: { root, jail, unix, debug } satisfies FixtureData,
+        data: { root, jail, unix, debug, logFormat } satisfies FixtureData,
         onLog: (line) => {
           logs.push(line)
           if (options.verbose) console.error(line)
@@ -696,5 +708,93 @@ export const withChildServer = async (
       }
     }
     await Deno.remove(dir, { recursive: true })
+  }
+}
+
+/** The `ftpd` command, run by {@link spawnCli}. */
+export const CLI: string = new URL("../src/cli.ts", import.meta.url).pathname
+
+/** A running `ftpd` process, with its standard error gathered as it comes. */
+export interface SpawnedCli {
+  readonly process: Deno.ChildProcess
+  /** Everything it wrote to standard error so far. */
+  readonly stderr: () => string
+  /** The control port, from its start banner. */
+  readonly port: number
+  /** Signal it, wait for it to exit (killing it after 10 s), and return its exit code. */
+  stop(signal?: Deno.Signal): Promise<number>
+}
+
+/**
+ * Start `ftpd` with `permissions` (and `--no-prompt`), `args` and `env`, and wait for its start
+ * banner. The caller stops it.
+ */
+export const spawnCli = async (
+  permissions: string[],
+  args: string[],
+  env: Record<string, string> = {},
+  /** Where the banner is when the log goes to a file (`--log-file`). */
+  logFile?: string,
+): Promise<SpawnedCli> => {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...permissions, CLI, ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).spawn()
+  let log = ""
+  const started = Promise.withResolvers<number>()
+  const drained = (async () => {
+    for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) {
+      log += chunk
+      const match = /starting FTP server on [^\s,]+:(\d+), pid=/.exec(log)
+      if (match) started.resolve(Number(match[1]))
+    }
+    started.reject(new Error(`ftpd exited before its banner:\n${log}`))
+  })()
+  const poll = logFile === undefined ? undefined : setInterval(() => {
+    let text = ""
+    try {
+      text = Deno.readTextFileSync(logFile)
+    } catch {
+      // Not made yet.
+    }
+    const match = /starting FTP server on [^\s,]+:(\d+), pid=/.exec(text)
+    if (match) started.resolve(Number(match[1]))
+  }, 50)
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    try {
+      process.kill(signal)
+    } catch {
+      // Exited already.
+    }
+    const exited = await within(process.status, 10_000)
+    if (exited === null) {
+      process.kill("SIGKILL")
+      await process.status
+    }
+    await drained
+    return (await process.status).code
+  }
+  try {
+    const port = await timed(started.promise, 20_000, `ftpd's banner (${log})`)
+    return { process, stderr: () => log, port, stop }
+  } catch (error) {
+    await stop("SIGKILL")
+    throw error
+  } finally {
+    clearInterval(poll)
+  }
+}
+
+/** Whether `command` is installed; when not, warns (naming the Debian package) so that the skip is seen. */
+export const installed = async (command: string, debianPackage: string): Promise<boolean> => {
+  try {
+    await new Deno.Command(command, { args: ["--version"], stdout: "null", stderr: "null" }).output()
+    return true
+  } catch {
+    console.warn(`SKIPPED: ${command} is not installed (apt-get install -y ${debianPackage})`)
+    return false
   }
 }

@@ -154,8 +154,11 @@ Deno.test("every hook fires with the session and the user or file it is about", 
     const call = calls[seen++]
     assert.equal(call.hook, hook)
     assert.equal(call.arg, arg, hook)
-    const session = user === undefined ? { ...call.session, user } : call.session
+    const { id, ...session } = user === undefined ? { ...call.session, user } : call.session
     assert.deepEqual(session, { remoteAddress: "127.0.0.1", remotePort: port, user }, hook)
+    // One id for the whole session, as in its JSON log lines and traces.
+    assert.equal(id, calls[0].session.id, hook)
+    assert.match(id, /^[0-9a-f]{8}$/)
   }
   try {
     await expectHook("onConnect", undefined, null)

@@ -7,7 +7,7 @@ import "../src/_no_async_hooks.ts"
 import { Layer } from "effect"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
 import { type JailMode, LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
-import { FtpLogger } from "../src/log.ts"
+import { FtpLogger, type LogFormat } from "../src/log.ts"
 import { forwardLog, serveInWorker } from "../src/workers/worker.ts"
 
 /** What a test sends its workers. */
@@ -16,6 +16,7 @@ export interface FixtureData {
   readonly jail?: JailMode
   readonly unix?: boolean
   readonly debug?: boolean
+  readonly logFormat?: LogFormat
 }
 
 serveInWorker((start) => {
@@ -23,5 +24,5 @@ serveInWorker((start) => {
   return Layer.mergeAll(
     DummyAuthorizer.layer((a) => a.addUser("user", "pass", data.root, { perm: "elradfmwMT" }).addAnonymous(data.root)),
     data.unix ? UnixFilesystem.layer : LocalFilesystem.layerWith({ jail: data.jail ?? "auto" }),
-  ).pipe(Layer.provideMerge(FtpLogger.layer({ debug: data.debug ?? false, write: forwardLog })))
+  ).pipe(Layer.provideMerge(FtpLogger.layer({ debug: data.debug ?? false, format: data.logFormat, write: forwardLog })))
 })

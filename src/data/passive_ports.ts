@@ -9,6 +9,7 @@ import type * as Scope from "effect/Scope"
 import { DataConnectionError } from "../errors.ts"
 import type { Listener, NativeTls, NetworkShape } from "../net/network.ts"
 import { closeQuietly } from "../net/transport.ts"
+import type { PassivePortEvent } from "../observability/metrics.ts"
 
 /** Leases passive listeners; one per server, shared by its sessions. */
 export interface PassivePorts {
@@ -33,9 +34,14 @@ const refused = (cause: unknown) =>
 /**
  * Make the lease pool for `range` (inclusive) on `network`, or for OS-chosen ports when `range` is
  * `null`. Ports are tried from a random start (RFC 2577: passive ports should not be predictable).
- * With `tls`, the network must have native TLS listeners (`listenTls`).
+ * With `tls`, the network must have native TLS listeners (`listenTls`). Every lease, release and
+ * fallback to a port chosen by the system is told to `report` (the server's metrics).
  */
-export const makePassivePorts = (network: NetworkShape, range: readonly [number, number] | null): PassivePorts => {
+export const makePassivePorts = (
+  network: NetworkShape,
+  range: readonly [number, number] | null,
+  report: (event: PassivePortEvent) => Effect.Effect<void> = () => Effect.void,
+): PassivePorts => {
   const leased = new Set<number>()
   const listen = (hostname: string, port: number, tls: NativeTls | null): Listener | "busy" => {
     try {
@@ -63,6 +69,7 @@ export const makePassivePorts = (network: NetworkShape, range: readonly [number,
         yield* Effect.logWarning(
           `Can't find a free passive port in ${from}-${to}: using a port chosen by the OS.`,
         )
+        yield* report("fallback")
       }
       const listener = yield* Effect.try({ try: () => listen(hostname, 0, tls), catch: refused })
       if (listener === "busy") return yield* Effect.fail(refused(undefined))
@@ -70,10 +77,16 @@ export const makePassivePorts = (network: NetworkShape, range: readonly [number,
     })
   return {
     lease: (hostname, tls = null) =>
-      Effect.acquireRelease(pick(hostname, tls), (listener) =>
-        Effect.sync(() => {
-          leased.delete(listener.addr.port)
-          closeQuietly(listener)
-        })),
+      Effect.acquireRelease(
+        Effect.tap(pick(hostname, tls), () => report("leased")),
+        (listener) =>
+          Effect.andThen(
+            Effect.sync(() => {
+              leased.delete(listener.addr.port)
+              closeQuietly(listener)
+            }),
+            report("released"),
+          ),
+      ),
   }
 }

@@ -52,7 +52,6 @@ export class TokenBucket {
   readonly capacity: number
   private tokens: number
   private last = performance.now()
-
   constructor(readonly rate: number) {
     this.capacity = capacityOf(rate)
     this.tokens = this.capacity
@@ -107,6 +106,8 @@ export const capacityOf = (rate: number): number => Math.max(MIN_CAPACITY, Math.
 export class Throttle {
   /** Most bytes to move per step. */
   readonly chunk: number
+  /** Milliseconds this transfer has waited for its buckets so far (traces report it). */
+  throttledMs = 0
 
   constructor(readonly buckets: ReadonlyArray<Bucket>) {
     this.chunk = Math.min(...buckets.map((bucket) => bucket.capacity))
@@ -114,8 +115,11 @@ export class Throttle {
 
   /** Wait until every bucket has paid for `bytes`. */
   take(bytes: number, signal?: AbortSignal): Promise<void> {
-    if (this.buckets.length === 1) return this.buckets[0].take(bytes, signal)
-    return Promise.all(this.buckets.map((bucket) => bucket.take(bytes, signal))).then(() => undefined)
+    const started = performance.now()
+    const paid = this.buckets.length === 1
+      ? this.buckets[0].take(bytes, signal)
+      : Promise.all(this.buckets.map((bucket) => bucket.take(bytes, signal)))
+    return paid.then(() => void (this.throttledMs += performance.now() - started))
   }
 }
 

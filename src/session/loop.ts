@@ -24,8 +24,8 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as References from "effect/References"
+import type * as Scope from "effect/Scope"
 import { LOCAL_ERROR, replyFor, type TlsHandshakeError } from "../errors.ts"
-import { SESSION_ANNOTATION } from "../log.ts"
 import { endpointsOf } from "../net/address.ts"
 import type { ProxyHeader } from "../net/proxy.ts"
 import { TlsConn } from "../net/tls.ts"
@@ -61,10 +61,23 @@ const masked = (name: string, line: string) => (name === "PASS" ? "PASS ******" 
 
 /**
  * Run one command through its row of the table: login, argument rule, guard, path and permission,
- * handler; an error the handler fails with gets its reply from `replyFor`, a defect a 451.
+ * handler; an error the handler fails with gets its reply from `replyFor`, a defect a 451. The
+ * server's events count it, log it (the logged commands) and trace it, as they are configured.
  */
 export const dispatch = (session: Session, name: string, arg: string): Effect.Effect<void> => {
   const spec = session.server.commands.get(name)
+  const logged = spec !== undefined && LOGGED_COMMANDS.has(name)
+  return session.server.events.command(
+    session,
+    spec === undefined ? "unknown" : name,
+    logged ? `${name} ${arg}`.trim() : name,
+    logged,
+    () => session.lastReplyCode,
+    run(session, spec, name, arg),
+  )
+}
+
+const run = (session: Session, spec: CommandSpec | undefined, name: string, arg: string): Effect.Effect<void> => {
   if (spec === undefined) {
     // Echo only printable ASCII, and not much of it: the reply must not carry a client's control
     // characters (terminal escapes) into other tools' output or the log.
@@ -75,23 +88,18 @@ export const dispatch = (session: Session, name: string, arg: string): Effect.Ef
   if (spec.arg === "none" && arg !== "") {
     return session.reply(501, "Syntax error: command does not accept arguments.")
   }
-  const run = checked(session, spec, arg).pipe(
+  return checked(session, spec, arg).pipe(
     Effect.catch((error) => {
       const { code, text } = replyFor(error)
       return session.reply(code, text)
     }),
     Effect.catchDefect((defect) =>
       Effect.andThen(
-        Effect.logError(`${name} failed unexpectedly`, defect).pipe(
-          Effect.annotateLogs(SESSION_ANNOTATION, session.prefix),
-        ),
+        Effect.logError(`${name} failed unexpectedly`, defect).pipe(Effect.annotateLogs(session.logAnnotations)),
         session.reply(LOCAL_ERROR.code, LOCAL_ERROR.text),
       )
     ),
   )
-  return LOGGED_COMMANDS.has(name)
-    ? Effect.andThen(run, Effect.suspend(() => session.log(`${`${name} ${arg}`.trim()} ${session.lastReplyCode}`)))
-    : run
 }
 
 /** The row's guard, then its path and permission, then its handler (most rows have neither: no extra step). */
@@ -117,8 +125,7 @@ const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effe
     yield* session.releaseData()
     yield* session.releaseUserSlot()
     yield* Effect.promise(() => session.conn.closeAfterFlush(CLOSE_FLUSH_MS))
-    yield* session.log("FTP session closed (disconnect).")
-    yield* session.hook((h) => h.onDisconnect)
+    yield* session.server.events.emit({ type: "sessionClosed", session })
   })
 
 /**
@@ -138,11 +145,22 @@ const implicitHandshake = (
       }),
     catch: (error) => error as TlsHandshakeError,
   }).pipe(
+    Effect.tap((tls) =>
+      server.events.emit({ type: "tlsHandshake", channel: "control", ok: true, version: tls.protocol })
+    ),
     Effect.map((tls) => new ControlConnection(raw, tls, facingAddress)),
     Effect.catch((error) => {
       const { remoteAddress, remotePort } = endpointsOf(raw)
       return Effect.as(
-        Effect.logWarning(`${remoteAddress}:${remotePort} implicit TLS: ${error._tag}: ${error.message}`),
+        Effect.andThen(
+          server.events.emit({ type: "tlsHandshake", channel: "control", ok: false, version: "none" }),
+          server.events.emit({
+            type: "connectionRefused",
+            ip: remoteAddress,
+            reason: "tls",
+            text: `${remoteAddress}:${remotePort} implicit TLS: ${error._tag}: ${error.message}`,
+          }),
+        ),
         undefined,
       )
     }),
@@ -161,6 +179,13 @@ export const runSession = (
     const conn = implicitTls ? yield* implicitHandshake(server, raw, facing) : new ControlConnection(raw, raw, facing)
     if (conn === undefined) return
     const session = new Session(conn, server)
+    yield* server.events.session(session, serve(session))
+  }).pipe(Effect.scoped)
+
+/** The life of a session: its finalizers, its greeting, and its command loop. */
+const serve = (session: Session): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const server = session.server
     // Transfers forked into this scope later register their finalizers after this one, so they
     // close first: a running transfer is interrupted (data connection and file closed) before
     // the session says 421 and closes.
@@ -172,8 +197,7 @@ export const runSession = (
     yield* Effect.addFinalizer(() => Effect.sync(() => server.sessions.delete(session)))
     const level = yield* References.MinimumLogLevel
     session.debugLog = level === "Debug" || level === "Trace" || level === "All"
-    yield* session.log("FTP session opened (connect)")
-    yield* session.hook((h) => h.onConnect)
+    yield* server.events.emit({ type: "sessionOpened", session })
     yield* session.reply(220, server.options.banner)
     // The read of the next line outlives a wake-up, so that no command line is lost.
     let pending: Promise<Framed | null> | null = null
@@ -214,4 +238,4 @@ export const runSession = (
       if (session.transfer !== null && !DURING_TRANSFER.has(name)) yield* session.awaitTransfer
       yield* dispatch(session, name, arg)
     }
-  }).pipe(Effect.scoped)
+  })

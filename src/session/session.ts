@@ -9,18 +9,20 @@
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type { AdmissionShape } from "../admission.ts"
 import type { Account, AuthorizerShape, Permission } from "../auth/authorizer.ts"
 import type { BansShape } from "../bans.ts"
 import { DataChannel, type DataSockets, type DataTls, type PendingData } from "../data/channel.ts"
 import type { PassivePorts } from "../data/passive_ports.ts"
-import type { Bandwidth } from "../data/throttle.ts"
+import type { Bandwidth, Throttle } from "../data/throttle.ts"
 import type { Progress } from "../data/loops.ts"
 import { FilesystemError } from "../errors.ts"
 import type { Capabilities, FilesystemShape, FtpPath } from "../fs/filesystem.ts"
 import type { HookSession, HooksShape } from "../hooks.ts"
-import { SESSION_ANNOTATION } from "../log.ts"
+import { SESSION_ANNOTATION, SESSION_FIELDS_ANNOTATION, type SessionFields } from "../log.ts"
 import type { NativeTls, NetworkShape } from "../net/network.ts"
+import type { Events, EventSession } from "../observability/events.ts"
 import type { ResolvedOptions } from "../options.ts"
 import type { Framed } from "../protocol/framer.ts"
 import { DEFAULT_MLSX_FACTS } from "../protocol/listing.ts"
@@ -60,6 +62,8 @@ export interface ServerContext {
   readonly closing: () => boolean
   /** Run a hook in the server's hook fibers: never blocks the caller. */
   readonly runHook: (hook: Effect.Effect<void> | undefined) => Effect.Effect<void>
+  /** Where sessions report what happens: log lines, metrics, xferlog, hooks, spans. */
+  readonly events: Events
 }
 
 /** A transfer in progress, as STAT shows it. */
@@ -68,6 +72,10 @@ export interface ActiveTransfer {
   readonly path: string
   readonly progress: Progress
   readonly started: number
+  /** TYPE A when the transfer started. */
+  readonly ascii: boolean
+  /** Its bandwidth limits, if any (they count the time waited). */
+  readonly throttle: Throttle | undefined
   fiber: Fiber.Fiber<void> | undefined
 }
 
@@ -81,7 +89,7 @@ export const SHUTTING_DOWN = "Server shutting down."
 export const LOG_IN_FIRST = "Log in with USER and PASS first."
 
 /** The state of one control connection. Handlers read and change it. */
-export class Session {
+export class Session implements EventSession {
   /** Name given by USER, waiting for PASS or logged in. */
   user: string | null = null
   /** The host the client named with HOST before logging in (RFC 7151), for the authorizer. */
@@ -136,6 +144,9 @@ export class Session {
   scope!: Scope.Scope
   /** Set by the idle sweep when it closed the session: the reason, for the log. */
   timedOut: string | null = null
+  /** The session's span, when it is traced. */
+  span: Tracer.Span | undefined = undefined
+  private sessionId: string | undefined
 
   constructor(readonly conn: ControlConnection, readonly server: ServerContext) {}
 
@@ -147,6 +158,15 @@ export class Session {
     return this.conn.endpoints.remoteAddress
   }
 
+  get remotePort(): number {
+    return this.conn.endpoints.remotePort
+  }
+
+  /** A short random id, made when first asked for (structured logs, spans, webhooks). */
+  get id(): string {
+    return this.sessionId ??= crypto.randomUUID().slice(0, 8)
+  }
+
   /** pyftpdlib's log prefix: `ip:port-[user]`. */
   get prefix(): string {
     const { remoteAddress, remotePort } = this.conn.endpoints
@@ -155,7 +175,18 @@ export class Session {
 
   get hookSession(): HookSession {
     const { remoteAddress, remotePort } = this.conn.endpoints
-    return { remoteAddress, remotePort, user: this.account?.user ?? null }
+    return { id: this.id, remoteAddress, remotePort, user: this.account?.user ?? null }
+  }
+
+  /** The annotations of this session's log lines: pyftpdlib's prefix, and the fields of structured formats. */
+  get logAnnotations(): Readonly<Record<string, unknown>> {
+    const { remoteAddress, remotePort } = this.conn.endpoints
+    const fields: SessionFields = {
+      id: this.id,
+      client: `${remoteAddress}:${remotePort}`,
+      user: this.account?.user ?? this.user,
+    }
+    return { [SESSION_ANNOTATION]: this.prefix, [SESSION_FIELDS_ANNOTATION]: fields }
   }
 
   /** Send a reply; a peer that is gone is noticed by the next read. */
@@ -191,15 +222,15 @@ export class Session {
   }
 
   log(message: string): Effect.Effect<void> {
-    return Effect.logInfo(message).pipe(Effect.annotateLogs(SESSION_ANNOTATION, this.prefix))
+    return Effect.logInfo(message).pipe(Effect.annotateLogs(this.logAnnotations))
   }
 
   warn(message: string): Effect.Effect<void> {
-    return Effect.logWarning(message).pipe(Effect.annotateLogs(SESSION_ANNOTATION, this.prefix))
+    return Effect.logWarning(message).pipe(Effect.annotateLogs(this.logAnnotations))
   }
 
   debug(message: string): Effect.Effect<void> {
-    return Effect.logDebug(message).pipe(Effect.annotateLogs(SESSION_ANNOTATION, this.prefix))
+    return Effect.logDebug(message).pipe(Effect.annotateLogs(this.logAnnotations))
   }
 
   /** Resolve a client's path argument (relative to the current directory) inside the user's home. */
@@ -280,12 +311,12 @@ export class Session {
     })
   }
 
-  /** Count a failed login (or a command flood) against the client's address, and log the ban it causes. */
+  /** Count a failed login (or a command flood) against the client's address, and report the ban it causes. */
   recordFailure(): Effect.Effect<void> {
     return Effect.flatMap(
       this.server.bans.recordFailure(this.remoteAddress),
       (banned) =>
-        banned ? this.warn(`${this.remoteAddress} banned: too many failed logins or command floods.`) : Effect.void,
+        banned ? this.server.events.emit({ type: "banned", session: this, ip: this.remoteAddress }) : Effect.void,
     )
   }
 

@@ -1,7 +1,7 @@
 /**
  * The life of a transfer, which every transfer (RETR, STOR, APPE, STOU and the listings) goes
  * through: 150, then in a child fiber the data connection (`DataChannel.open`) and the byte loop,
- * then 226 or the error's reply, the log line and the hook.
+ * then the transfer's event (log line, xferlog, metrics, hooks) and 226 or the error's reply.
  *
  * Bandwidth limits (`readLimit`, `userReadLimit`, `globalReadLimit` and the `write` ones) are
  * token buckets from `data/throttle.ts`, one set per server, chosen here per transfer.
@@ -27,8 +27,9 @@ import {
   TransferStalled,
 } from "../errors.ts"
 import type { FtpPath } from "../fs/filesystem.ts"
-import { SESSION_ANNOTATION } from "../log.ts"
+import { TlsConn } from "../net/tls.ts"
 import type { Transport } from "../net/transport.ts"
+import type { TransferResult } from "../observability/metrics.ts"
 import type { ActiveTransfer, Session } from "./session.ts"
 
 /** What one transfer does once its data connection is open. */
@@ -114,15 +115,23 @@ const finish = (
     yield* DataChannel.release(pending)
     session.transferEnded()
     const completed = Exit.isSuccess(outcome)
-    if (plan.direction !== "listing") {
-      const seconds = ((Date.now() - active.started) / 1000).toFixed(3)
-      const { bytes, stored } = active.progress
-      yield* session.log(
-        `${plan.command} ${plan.path.virtual} completed=${completed ? 1 : 0} bytes=${
-          stored ?? bytes
-        } seconds=${seconds}`,
-      )
-    }
+    const { bytes, stored } = active.progress
+    yield* session.server.events.emit({
+      type: "transfer",
+      session,
+      transfer: {
+        command: plan.command,
+        direction: plan.direction,
+        path: plan.path,
+        file: completed || plan.direction !== "receive" ? plan.path.real : plan.temporary?.real ?? plan.path.real,
+        bytes: stored ?? bytes,
+        seconds: (Date.now() - active.started) / 1000,
+        result: resultOf(outcome),
+        ascii: active.ascii,
+        throttledMs: active.throttle?.throttledMs ?? 0,
+        user: session.account?.user ?? "",
+      },
+    })
     if (completed) {
       yield* session.reply(226, "Transfer complete.")
     } else {
@@ -138,15 +147,19 @@ const finish = (
         yield* session.reply(LOCAL_ERROR.code, LOCAL_ERROR.text)
       }
     }
-    const file = plan.path.real
-    if (plan.direction === "send") {
-      yield* completed ? session.hook((h) => h.onFileSent, file) : session.hook((h) => h.onIncompleteFileSent, file)
-    } else if (plan.direction === "receive") {
-      yield* completed
-        ? session.hook((h) => h.onFileReceived, file)
-        : session.hook((h) => h.onIncompleteFileReceived, plan.temporary?.real ?? file)
-    }
   })
+
+/** How a transfer ended, for metrics and traces: a data timeout is a stall, ABOR and shutdown an abort. */
+const resultOf = (exit: Exit.Exit<void, CommandError>): TransferResult => {
+  if (Exit.isSuccess(exit)) return "ok"
+  const failure = Cause.findErrorOption(exit.cause)
+  if (failure._tag === "None") return Cause.hasInterruptsOnly(exit.cause) ? "aborted" : "failed"
+  const error = failure.value
+  return error._tag === "TransferStalled" ||
+      (error._tag === "DataConnectionError" && error.timeoutSeconds !== undefined)
+    ? "stalled"
+    : "failed"
+}
 
 /** What a byte loop failed with: a file's or a stall's own error, else the data connection's loss. */
 const asTransferError = (error: unknown): CommandError =>
@@ -178,33 +191,46 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
     const pending = session.data!
     session.data = null
     const { options } = session
-    const active: ActiveTransfer = {
-      command: plan.command,
-      path: plan.path.virtual,
-      progress: { bytes: 0 },
-      started: Date.now(),
-      fiber: undefined,
-    }
-    session.transfer = active
-    yield* session.reply(150, plan.preliminary)
-    const dataTimeout = options.dataTimeout > 0 ? options.dataTimeout : Infinity
+    const events = session.server.events
     const throttle = session.server.bandwidth.throttle(
       session,
       session.account?.user ?? null,
       plan.direction === "receive" ? "read" : "write",
     )
+    const active: ActiveTransfer = {
+      command: plan.command,
+      path: plan.path.virtual,
+      progress: { bytes: 0 },
+      started: Date.now(),
+      ascii: session.ascii,
+      throttle,
+      fiber: undefined,
+    }
+    session.transfer = active
+    yield* session.reply(150, plan.preliminary)
+    const dataTimeout = options.dataTimeout > 0 ? options.dataTimeout : Infinity
+    const tls = session.dataTls
     const body = Effect.gen(function* () {
       const conn = yield* DataChannel.open(pending, {
         client: session.remoteAddress,
         permitForeignAddresses: options.permitForeignAddresses,
         acceptTimeout: Math.min(PASSIVE_ACCEPT_TIMEOUT, dataTimeout),
-        tls: session.dataTls,
+        tls,
         sockets: session.server.dataSockets,
         owner: session,
         proxy: options.proxyProtocol
           ? { trusted: options.proxyTrusted, timeoutMs: Math.min(PASSIVE_ACCEPT_TIMEOUT, dataTimeout) * 1000 }
           : null,
-      })
+      }).pipe(
+        Effect.tapError((error) =>
+          error._tag === "TlsHandshakeError"
+            ? events.emit({ type: "tlsHandshake", channel: "data", ok: false, version: "none" })
+            : Effect.void
+        ),
+      )
+      if (tls !== null) {
+        yield* events.emit({ type: "tlsHandshake", channel: "data", ok: true, version: tlsVersion(conn) })
+      }
       yield* untilSettled((signal) =>
         plan.run(conn, { signal, stallMs: options.dataTimeout * 1000, progress: active.progress, throttle })
           .then(() => finishConnection(conn))
@@ -212,9 +238,12 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
     }).pipe(
       Scope.provide(plan.scope),
       Effect.onExit((exit) => finish(session, plan, pending, active, exit)),
-      Effect.annotateLogs(SESSION_ANNOTATION, session.prefix),
+      Effect.annotateLogs(session.logAnnotations),
       Effect.exit,
       Effect.asVoid,
     )
-    active.fiber = yield* Effect.forkIn(body, session.scope)
+    active.fiber = yield* Effect.forkIn(events.transferSpan(plan.command, plan.path.virtual, body), session.scope)
   })
+
+/** A data connection's TLS version: `node:tls` tells it; Deno's native TLS does not (`unknown`). */
+const tlsVersion = (conn: Transport): string => conn instanceof TlsConn ? conn.protocol : "unknown"

@@ -5,8 +5,7 @@
  * @module
  */
 import "../_no_async_hooks.ts"
-import { cliServices } from "../_cli_services.ts"
-import type { CliConfig } from "../_cli_parse.ts"
+import { cliServices, type CliServicesData } from "../_cli_services.ts"
 import { serveInWorker } from "./worker.ts"
 
-serveInWorker((start) => cliServices(start.data as CliConfig))
+serveInWorker((start) => cliServices(start.data as CliServicesData, { serveMetrics: false }))

@@ -31,6 +31,7 @@ import { TokenBucket } from "../data/throttle.ts"
 import { resolveOptions, type ServerOptions } from "../options.ts"
 import { GracefulShutdown, Hangup } from "../runtime.ts"
 import { FtpServerError } from "../server.ts"
+import { type MetricsEndpoint, serveExposition, sumExpositions } from "../observability/metrics.ts"
 import type { Call, FromWorker, ToWorker } from "./messages.ts"
 import { SharedTotal } from "./shared_total.ts"
 
@@ -50,6 +51,11 @@ export interface WorkersConfig {
   readonly data?: unknown
   /** Receives the lines workers send with `forwardLog`. */
   readonly onLog?: (line: string) => void
+  /**
+   * Serve `GET /metrics` here: the sum of every worker's metrics, as one server's. The workers
+   * record them when their services include `FtpMetrics.layer`.
+   */
+  readonly metrics?: MetricsEndpoint
 }
 
 /** The workers of a server, as the coordinator sees them. */
@@ -230,6 +236,7 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
         worker.onmessage = (event: MessageEvent<FromWorker>) => {
           const message = event.data
           if (message.type === "log") return config.onLog?.(message.line)
+          if (message.type === "metrics") return void scrapes.get(message.id)?.(message.text)
           if (message.type === "listening") {
             listening = true
             return resolve(message)
@@ -275,6 +282,26 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
         })
       })
 
+    /** Scrapes waiting for a worker's text, by id. */
+    const scrapes = new Map<number, (text: string) => void>()
+    let nextScrape = 0
+    /** Every running worker's metrics, summed; a worker that does not answer within 2 s is left out. */
+    const scrape = async (): Promise<string> => {
+      const texts = await Promise.all(workers.map((worker) => {
+        if (worker === undefined) return ""
+        const id = nextScrape++
+        return new Promise<string>((resolve) => {
+          const timer = setTimeout(() => resolve(""), 2000)
+          scrapes.set(id, (text) => {
+            clearTimeout(timer)
+            resolve(text)
+          })
+          worker.postMessage({ type: "metrics", id } satisfies ToWorker)
+        }).finally(() => scrapes.delete(id))
+      }))
+      return sumExpositions(texts)
+    }
+
     const tell = (message: ToWorker) => {
       for (const worker of workers) worker?.postMessage(message)
     }
@@ -306,6 +333,11 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
         port = ports.port
         implicitTlsPort = ports.implicitTlsPort
       }
+    }
+    if (config.metrics !== undefined) {
+      yield* serveExposition(config.metrics, scrape).pipe(
+        Effect.mapError((error) => new FtpServerError({ message: error.message, cause: error })),
+      )
     }
     if (!stopping) {
       yield* Effect.logInfo(

@@ -49,6 +49,8 @@ export type ToWorker =
   | { readonly type: "stop" }
   /** SIGHUP: run the reloads. */
   | { readonly type: "hangup" }
+  /** A scrape: send the Prometheus text of this worker's metrics. */
+  | { readonly type: "metrics"; readonly id: number }
 
 /** From a worker to the coordinator. */
 export type FromWorker =
@@ -56,5 +58,7 @@ export type FromWorker =
   | { readonly type: "call"; readonly id: number; readonly call: Call }
   /** A log line, for a coordinator that collects its workers' logs. */
   | { readonly type: "log"; readonly line: string }
+  /** This worker's metrics, as Prometheus text ("" when it records none). */
+  | { readonly type: "metrics"; readonly id: number; readonly text: string }
   /** The worker's server has stopped; `failure` says why when it failed to start or crashed. */
   | { readonly type: "ended"; readonly failure?: string }

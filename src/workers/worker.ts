@@ -5,6 +5,7 @@
  *
  * @module
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
@@ -15,6 +16,7 @@ import { type BucketMaker, capacityOf, RemoteBucket, SharedBuckets } from "../da
 import type { Filesystem } from "../fs/filesystem.ts"
 import { resolveOptions, type ServerOptions } from "../options.ts"
 import { GracefulShutdown, type GracefulShutdownShape, Hangup, type HangupShape, WorkerSlot } from "../runtime.ts"
+import { exposition, FtpMetrics } from "../observability/metrics.ts"
 import { FtpServer } from "../server.ts"
 import type { Call, FromWorker, ToWorker } from "./messages.ts"
 import { SharedTotal } from "./shared_total.ts"
@@ -165,6 +167,9 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
     }
   }
 
+  /** The server's services, once it runs: its metrics are read from them. */
+  let running: Context.Context<never> | undefined
+
   const start = (message: Extract<ToWorker, { type: "start" }>) => {
     bans = new Map(message.bans.map((entry) => [entry.ip, entry.until]))
     const admission = sharedAdmission(resolveOptions(message.options), new SharedTotal(message.total, message.index))
@@ -175,6 +180,7 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
       options: message.options,
     }
     const program = Effect.gen(function* () {
+      running = yield* Effect.context<never>()
       const server = yield* FtpServer.make(message.options)
       post({ type: "listening", port: server.address.port, implicitTlsPort: server.implicitTlsAddress?.port ?? null })
       return yield* Effect.never
@@ -230,6 +236,11 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
       case "hangup":
         for (const run of reloads) run()
         return
+      case "metrics": {
+        const context = running
+        const recording = context !== undefined && Context.get(context, FtpMetrics) !== null
+        return post({ type: "metrics", id: message.id, text: recording ? exposition(context) : "" })
+      }
     }
   }
 }

@@ -329,6 +329,8 @@ const main = async (): Promise<number> => {
           ? `skipped: ${spec.tlsMissing}`
           : needs.socat && socatVersion === null
           ? "skipped: socat is not installed (`apt-get install -y socat` adds the OpenSSL reference rows)"
+          : needs.ftpdOnly && spec.name !== "ftpd"
+          ? "skipped: these rows measure ftpd's own options"
           : null
         if (skip !== null) {
           addNote(spec.name, workload.name, skip)

@@ -7,7 +7,20 @@
  */
 
 import { FtpClient } from "./ftp_client.ts"
-import { CLK_TCK, HOST, PASSWORD, pickPorts, type RunningServer, spawnTracked, type TlsFiles, USER } from "./servers.ts"
+import {
+  CLK_TCK,
+  ftpdSpec,
+  HOST,
+  PASSWORD,
+  pickPorts,
+  type RunningServer,
+  type ServerSpec,
+  spawnTracked,
+  startServer,
+  tail,
+  type TlsFiles,
+  USER,
+} from "./servers.ts"
 
 export const KiB = 1024
 export const MiB = 1024 * KiB
@@ -64,8 +77,11 @@ export interface Workload {
   readonly name: string
   /** Run each repetition on a newly started server (for memory, which a process does not give back). */
   readonly restartEachRep?: boolean
-  /** The server is started with FTPS on (`tls`); the workload needs socat (`socat`). */
-  readonly needs?: { readonly tls?: boolean; readonly socat?: boolean }
+  /**
+   * The server is started with FTPS on (`tls`); the workload needs socat (`socat`); it measures
+   * something of ftpd's own, with no pyftpdlib counterpart (`ftpdOnly`).
+   */
+  readonly needs?: { readonly tls?: boolean; readonly socat?: boolean; readonly ftpdOnly?: boolean }
   readonly rows: (config: BenchConfig) => RowSpec[]
   readonly run: (server: RunningServer, fixture: Fixture, config: BenchConfig) => Promise<WorkloadResult>
 }
@@ -489,38 +505,162 @@ const logins: Workload = {
     { key: "login_failures", label: "connect+login+QUIT: failures", unit: "count", better: "lower" },
   ],
   run: async (server, _fixture, config) => {
-    const timeoutMs = 10_000
-    const maxPerWorker = 1_000_000
     const errors = collectErrors()
     const samples: Record<string, number[]> = { login_rate: [], login_cpu: [], login_failures: [] }
-    for (let i = 0; i < 20; i++) await loginOnce(server, timeoutMs)
+    for (let i = 0; i < 20; i++) await loginOnce(server, LOGIN_TIMEOUT_MS)
     for (let rep = 0; rep < config.reps; rep++) {
       guard(config)
-      let done = 0
-      let failed = 0
-      const before = server.sample()
-      const t0 = performance.now()
-      const stopAt = t0 + config.loginSeconds * 1000
-      await Promise.all(
-        Array.from({ length: config.loginWorkers }, async () => {
-          for (let i = 0; i < maxPerWorker && performance.now() < stopAt; i++) {
-            try {
-              await loginOnce(server, timeoutMs)
-              done++
-            } catch (error) {
-              failed++
-              errors.add(error)
-            }
-          }
-        }),
-      )
-      const seconds = (performance.now() - t0) / 1000
-      const after = server.sample()
-      samples.login_rate.push(done / seconds)
-      samples.login_cpu.push(done > 0 ? ((after.cpuSeconds - before.cpuSeconds) * 1000) / done : NaN)
+      const { rate, cpu, failed } = await loginRound(server, config, errors)
+      samples.login_rate.push(rate)
+      samples.login_cpu.push(cpu)
       samples.login_failures.push(failed)
     }
     return { samples, notes: errors.notes("failed login") }
+  },
+}
+
+const LOGIN_TIMEOUT_MS = 10_000
+
+/** `loginWorkers` clients logging in and out for `loginSeconds`: logins/s and server CPU-ms per login. */
+const loginRound = async (server: RunningServer, config: BenchConfig, errors: ReturnType<typeof collectErrors>) => {
+  const maxPerWorker = 1_000_000
+  let done = 0
+  let failed = 0
+  const before = server.sample()
+  const t0 = performance.now()
+  const stopAt = t0 + config.loginSeconds * 1000
+  await Promise.all(
+    Array.from({ length: config.loginWorkers }, async () => {
+      for (let i = 0; i < maxPerWorker && performance.now() < stopAt; i++) {
+        try {
+          await loginOnce(server, LOGIN_TIMEOUT_MS)
+          done++
+        } catch (error) {
+          failed++
+          errors.add(error)
+        }
+      }
+    }),
+  )
+  const seconds = (performance.now() - t0) / 1000
+  const after = server.sample()
+  return {
+    rate: done / seconds,
+    cpu: done > 0 ? ((after.cpuSeconds - before.cpuSeconds) * 1000) / done : NaN,
+    failed,
+  }
+}
+
+/** The ftpd variants the monitoring rows compare: as started by the bench, with --metrics, with traces. */
+const MONITORING_VARIANTS = ["off", "metrics", "tracing"] as const
+
+/**
+ * What metrics and traces cost: logins/s and RETR CPU of ftpd with neither, with `--metrics`
+ * (scraped once per repetition, as Prometheus would), and with traces exported to an OTLP sink in
+ * this process. The three servers run side by side and are measured in turn within each
+ * repetition, so that the machine's drift hits them alike.
+ */
+const monitoring: Workload = {
+  name: "monitoring",
+  needs: { ftpdOnly: true },
+  rows: (c) => [
+    ...MONITORING_VARIANTS.map((variant) => ({
+      key: `monitoring_login_rate_${variant}`,
+      label: `connect+login+QUIT, ${variant === "off" ? "no metrics, no traces" : variant}`,
+      unit: "logins/s",
+      better: "higher" as const,
+    })),
+    {
+      key: "monitoring_login_metrics_ratio",
+      label: "  logins/s with metrics / without",
+      unit: "x",
+      better: "higher",
+      // Issue 15: metrics cost under 5% of the login rate.
+      target: { kind: "absolute", op: ">=", value: 0.95 },
+      noRatio: true,
+    },
+    {
+      key: "monitoring_login_tracing_ratio",
+      label: "  logins/s with traces / without",
+      unit: "x",
+      better: "higher",
+      noRatio: true,
+    },
+    ...MONITORING_VARIANTS.map((variant) => ({
+      key: `monitoring_login_cpu_${variant}`,
+      label: `connect+login+QUIT server CPU, ${variant === "off" ? "no metrics, no traces" : variant}`,
+      unit: "CPU-ms/login",
+      better: "lower" as const,
+    })),
+    ...MONITORING_VARIANTS.map((variant) => ({
+      key: `monitoring_retr_cpu_${variant}`,
+      label: `RETR ${formatSize(c.size)} server CPU, ${variant === "off" ? "no metrics, no traces" : variant}`,
+      unit: "CPU-s/GiB",
+      better: "lower" as const,
+    })),
+  ],
+  run: async (off, fixture, config) => {
+    const sink = Deno.serve({ hostname: HOST, port: 0, onListen: () => {} }, async (request) => {
+      await request.body?.cancel()
+      return new Response("{}", { headers: { "content-type": "application/json" } })
+    })
+    const started: RunningServer[] = []
+    const errors = collectErrors()
+    try {
+      const variant = (flags: string[], env: string[]): ServerSpec => ({
+        name: "ftpd",
+        argv: (
+          port,
+          root,
+          passive,
+        ) => [...(env.length > 0 ? ["env", ...env] : []), ...ftpdSpec.argv(port, root, passive), ...flags],
+      })
+      const log = (name: string) => `${fixture.root}/../ftpd-monitoring-${name}.log`
+      const metrics = await startServer(variant(["--metrics", `${HOST}:0`], []), fixture.root, log("metrics"))
+      started.push(metrics)
+      const tracing = await startServer(
+        variant([], [`OTEL_EXPORTER_OTLP_ENDPOINT=http://${HOST}:${sink.addr.port}`, "OTEL_BSP_SCHEDULE_DELAY=1000"]),
+        fixture.root,
+        log("tracing"),
+      )
+      started.push(tracing)
+      const metricsPort = Number(
+        /Prometheus text on http:\/\/[^:]+:(\d+)\/metrics/.exec(tail(metrics.logPath, 100_000))?.[1],
+      )
+      if (!Number.isInteger(metricsPort)) throw new Error("ftpd --metrics logged no metrics address")
+      const servers = { off, metrics, tracing }
+      const samples: Record<string, number[]> = {}
+      const push = (key: string, value: number) => (samples[key] ??= []).push(value)
+      for (const server of Object.values(servers)) {
+        for (let i = 0; i < 20; i++) await loginOnce(server, LOGIN_TIMEOUT_MS)
+      }
+      const args = (server: RunningServer) => ["-o", "/dev/null", url(server, "big.bin")]
+      for (const server of Object.values(servers)) await curl(args(server), curlLimit(config.size), config.size)
+      for (let rep = 0; rep < config.reps; rep++) {
+        guard(config)
+        const rates: Record<string, number> = {}
+        for (const name of MONITORING_VARIANTS) {
+          const { rate, cpu } = await loginRound(servers[name], config, errors)
+          rates[name] = rate
+          push(`monitoring_login_rate_${name}`, rate)
+          push(`monitoring_login_cpu_${name}`, cpu)
+        }
+        push("monitoring_login_metrics_ratio", rates.metrics / rates.off)
+        push("monitoring_login_tracing_ratio", rates.tracing / rates.off)
+        for (const name of MONITORING_VARIANTS) {
+          const server = servers[name]
+          const before = server.sample()
+          const r = await curl(args(server), curlLimit(config.size), config.size)
+          push(`monitoring_retr_cpu_${name}`, (server.sample().cpuSeconds - before.cpuSeconds) / (r.bytes / GiB))
+        }
+        const scraped = await fetch(`http://${HOST}:${metricsPort}/metrics`)
+        if (!(await scraped.text()).includes("ftpd_logins_total")) throw new Error("/metrics has no logins")
+      }
+      return { samples, notes: errors.notes("failed login") }
+    } finally {
+      for (const server of started) await server.stop()
+      await sink.shutdown()
+    }
   },
 }
 
@@ -898,4 +1038,5 @@ export const workloads: readonly Workload[] = [
   logins,
   listings,
   idle,
+  monitoring,
 ]

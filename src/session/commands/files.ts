@@ -33,6 +33,7 @@ const mkd: Handler = (session, _arg, path) =>
     yield* session.newName(path!)
     yield* session.server.fs.mkdir(path!)
     yield* session.reply(257, `"${quotePath(path!.virtual)}" directory created.`)
+    yield* session.server.events.emit({ type: "fileChanged", session, change: "directoryCreated", path: path! })
   })
 
 const rmd: Handler = (session, _arg, path) =>
@@ -40,12 +41,14 @@ const rmd: Handler = (session, _arg, path) =>
     if (path!.virtual === "/") return yield* refuse(path!, "Can't remove root directory.")
     yield* session.server.fs.rmdir(path!)
     yield* session.reply(250, "Directory removed.")
+    yield* session.server.events.emit({ type: "fileChanged", session, change: "directoryRemoved", path: path! })
   })
 
 const dele: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
     yield* session.server.fs.remove(path!)
     yield* session.reply(250, "File removed.")
+    yield* session.server.events.emit({ type: "fileChanged", session, change: "deleted", path: path! })
   })
 
 /** A new RNFR forgets the last one first, even if its own path is refused. */
@@ -77,6 +80,7 @@ const rnto: Handler = (session, arg) =>
     yield* session.newName(to)
     yield* session.server.fs.rename(from, to)
     yield* session.reply(250, "Renaming ok.")
+    yield* session.server.events.emit({ type: "fileChanged", session, change: "renamed", path: from, to })
   })
 
 /** A regular file's info, or 550 "not retrievable" (pyftpdlib's text for SIZE/MDTM of a directory). */

@@ -28,10 +28,13 @@ const logout = (session: Session): Effect.Effect<void> =>
   })
 
 /** The address is banned: 421 and close (RFC 959: 421 is the reply of a server closing the connection). */
-const banned = (session: Session): Effect.Effect<void> => {
+const banned = (session: Session, name: string): Effect.Effect<void> => {
   session.user = null
   session.closing = true
-  return session.reply(421, BANNED_TEXT)
+  return Effect.andThen(
+    session.server.events.emit({ type: "login", session, user: name, result: "banned" }),
+    session.reply(421, BANNED_TEXT),
+  )
 }
 
 const user: CommandSpec = {
@@ -62,27 +65,26 @@ const pass: CommandSpec = {
       const name = session.user
       if (name === null) return yield* session.reply(503, "Login with USER first.")
       // A session opened before its address was banned gets no more guesses.
-      if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session)
+      if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session, name)
       const result = yield* Effect.result(
         session.server.auth.authenticate(name, arg, { remoteAddress: session.remoteAddress, host: session.host }),
       )
       if (result._tag === "Success") {
         const account = result.success
         if (!(yield* session.claimUserSlot(account.user))) {
+          yield* session.server.events.emit({ type: "login", session, user: account.user, result: "too_many_sessions" })
           session.user = null
-          yield* session.log(`USER '${account.user}' refused: too many sessions for this user.`)
           return yield* session.reply(530, "Too many sessions for this user.")
         }
         session.account = account
         session.loginAttempts = 0
         session.cwd = "/"
         yield* session.reply(230, account.msgLogin)
-        yield* session.log(`USER '${account.user}' logged in.`)
-        return yield* session.hook((h) => h.onLogin, account.user)
+        return yield* session.server.events.emit({ type: "login", session, user: account.user, result: "ok" })
       }
+      yield* session.server.events.emit({ type: "login", session, user: name, result: "failed" })
       session.user = null
       session.loginAttempts++
-      yield* session.hook((h) => h.onLoginFailed, name)
       // Counted before the delay, so that guesses from parallel sessions all count at once.
       yield* session.recordFailure()
       // Slow down password guessing (RFC 2577); only this session waits.
@@ -90,8 +92,7 @@ const pass: CommandSpec = {
         yield* Effect.sleep(Duration.seconds(session.options.authFailedTimeout))
       }
       const text = result.failure.message
-      yield* session.log(`USER '${name}' failed login.`)
-      if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session)
+      if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session, name)
       if (session.loginAttempts >= session.options.maxLoginAttempts) {
         session.closing = true
         return yield* session.reply(530, `${text} Too many failed logins: disconnecting.`)

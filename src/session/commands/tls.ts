@@ -35,13 +35,16 @@ const auth: Handler = (session, arg) =>
         }),
       catch: (error) => error as TlsHandshakeError,
     }))
+    const events = session.server.events
     if (result._tag === "Failure") {
+      yield* events.emit({ type: "tlsHandshake", channel: "control", ok: false, version: "none" })
       const error = result.failure
       yield* session.warn(`AUTH ${mechanism}: ${error._tag}: ${error.message}; closing the session.`)
       session.conn.close()
       session.closing = true
       return
     }
+    yield* events.emit({ type: "tlsHandshake", channel: "control", ok: true, version: protocolOf(session) })
     // Legacy clients take AUTH SSL / TLS-P to mean that data connections are protected too.
     if (mechanism === "SSL" || mechanism === "TLS-P") session.protP = true
     yield* session.log(`AUTH ${mechanism} successful (${protocolOf(session)}).`)
