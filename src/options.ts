@@ -141,6 +141,17 @@ export interface ServerOptions {
    */
   readonly atomicUploads?: boolean
   /**
+   * The checksum commands: HASH (with `OPTS HASH`) and the older XCRC, XMD5, XSHA1, XSHA256 and
+   * XSHA512. Off, they are left out of FEAT and answered 502. Default true.
+   */
+  readonly hashCommands?: boolean
+  /**
+   * Most checksums computed at once by the whole server (a checksum reads a whole file and costs
+   * CPU without moving data); a checksum over it gets 450, which a client may retry. 0 for no
+   * limit. Default 2.
+   */
+  readonly maxHashes?: number
+  /**
    * Seconds a graceful stop (the first SIGINT/SIGTERM under `runMain`, or `RunningServer.close()`)
    * lets running transfers finish before every session left is cut; 0 cuts them at once. Default 10.
    */
@@ -236,6 +247,8 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
         throw new RangeError(`proxyTrusted: ${(error as Error).message}`)
       }
     }),
+    hashCommands: options.hashCommands ?? true,
+    maxHashes: options.maxHashes ?? 2,
   }
   const port = (name: string, value: number) => {
     if (!Number.isInteger(value) || value < 0 || value > 65535) {
@@ -268,6 +281,9 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
   nonNegative("tlsHandshakeTimeout", resolved.tlsHandshakeTimeout)
   for (const name of limitNames) nonNegative(name, resolved[name])
   nonNegative("shutdownGrace", resolved.shutdownGrace)
+  if (!Number.isInteger(resolved.maxHashes) || resolved.maxHashes < 0) {
+    throw new RangeError(`maxHashes must be an integer >= 0, got ${resolved.maxHashes}`)
+  }
   if (resolved.tls === null) {
     const needTls = [
       ["implicitTlsPort", resolved.implicitTlsPort !== null],

@@ -15,6 +15,7 @@ import type { BansShape } from "../bans.ts"
 import { DataChannel, type DataSockets, type DataTls, type PendingData } from "../data/channel.ts"
 import type { PassivePorts } from "../data/passive_ports.ts"
 import type { Bandwidth } from "../data/throttle.ts"
+import { type ChecksumAlgorithm, type ChecksumSlots, DEFAULT_CHECKSUM } from "../data/checksum.ts"
 import type { Progress } from "../data/loops.ts"
 import { FilesystemError } from "../errors.ts"
 import type { Capabilities, FilesystemShape, FtpPath } from "../fs/filesystem.ts"
@@ -49,6 +50,8 @@ export interface ServerContext {
   readonly dataSockets: DataSockets
   /** The bandwidth buckets of the server, its users and its sessions. */
   readonly bandwidth: Bandwidth
+  /** The checksums running, against `maxHashes`. */
+  readonly checksums: ChecksumSlots
   readonly commands: ReadonlyMap<string, CommandSpec>
   /** Every open session, for the server's idle sweep. */
   readonly sessions: Set<Session>
@@ -69,6 +72,10 @@ export interface ActiveTransfer {
   readonly progress: Progress
   readonly started: number
   fiber: Fiber.Fiber<void> | undefined
+  /** What STAT says of it, when it is not a data transfer (a checksum); default: the data connection's state. */
+  readonly status?: string
+  /** The 426 text that ABOR sends for it; default: "Transfer aborted via ABOR.". */
+  readonly aborted?: string
 }
 
 /** What the command loop's wait ends with when it was woken rather than given a command line. */
@@ -107,6 +114,8 @@ export class Session {
   private latest: ActiveTransfer | null = null
   epsvAll = false
   mlstFacts: ReadonlySet<string> = new Set(DEFAULT_MLSX_FACTS)
+  /** The algorithm of HASH, chosen with `OPTS HASH`. */
+  hashAlgorithm: ChecksumAlgorithm = DEFAULT_CHECKSUM
   /** PBSZ was given after AUTH TLS (RFC 4217 9: PROT needs it first). */
   pbsz = false
   /** PROT P: data connections are TLS. */

@@ -10,6 +10,7 @@ import { featMlstLine, parseOptsMlst } from "../../protocol/listing.ts"
 import type { SiteCommand } from "../../options.ts"
 import { LOG_IN_FIRST, type Session } from "../session.ts"
 import type { CommandSpec, Handler } from "../table.ts"
+import { featChecksums, optsHash } from "./checksums.ts"
 import { statPath } from "./listing.ts"
 
 const syst: Handler = (session) => session.reply(215, "UNIX Type: L8")
@@ -36,6 +37,7 @@ const feat: Handler = (session) =>
     ...(session.server.tls === null ? [] : ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"]),
     "EPRT",
     "EPSV",
+    ...featChecksums(session),
     "MDTM",
     ...(session.server.capabilities.setMtime ? ["MFMT"] : []),
     featMlstLine(session.mlstFacts, session.server.mlsxFacts),
@@ -55,13 +57,15 @@ const opts: Handler = (session, arg) => {
       return value === "" || value.toUpperCase() === "ON"
         ? session.reply(200, "Always in UTF8 mode.")
         : session.reply(501, "Only UTF8 ON is supported.")
+    case "HASH":
+      return optsHash(session, value)
     case "MLST": {
       session.mlstFacts = parseOptsMlst(value, session.server.mlsxFacts)
       const facts = [...session.mlstFacts].map((f) => `${f};`).join("")
       return session.reply(200, `MLST OPTS ${facts}`)
     }
     default:
-      return session.reply(501, "Invalid OPTS argument: only UTF8 and MLST are supported.")
+      return session.reply(501, "Invalid OPTS argument: only UTF8, MLST and HASH are supported.")
   }
 }
 
@@ -69,7 +73,9 @@ const dataStatus = (session: Session): string => {
   const transfer = session.transfer
   if (transfer !== null) {
     const seconds = ((Date.now() - transfer.started) / 1000).toFixed(1)
-    return `Data connection open: ${transfer.command} ${transfer.path}, ${transfer.progress.bytes} bytes in ${seconds} seconds.`
+    const progress = `${transfer.progress.bytes} bytes in ${seconds} seconds.`
+    if (transfer.status !== undefined) return `${transfer.status}: ${progress}`
+    return `Data connection open: ${transfer.command} ${transfer.path}, ${progress}`
   }
   if (session.data?.kind === "passive") return "Passive data channel waiting for connection."
   if (session.data?.kind === "active") return "Active data connection established."

@@ -4,6 +4,7 @@
  * @module
  */
 import type { CommandSpec } from "../table.ts"
+import { checksumCommands } from "./checksums.ts"
 import { dataCommands } from "./data.ts"
 import { fileCommands } from "./files.ts"
 import { infoCommands } from "./info.ts"
@@ -22,5 +23,6 @@ export const builtinCommands: ReadonlyMap<string, CommandSpec> = new Map(
     ...transferCommands,
     ...listingCommands,
     ...tlsCommands,
+    ...checksumCommands,
   ].map((spec) => [spec.name, spec] as const),
 )
