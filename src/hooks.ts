@@ -15,6 +15,8 @@ export interface HookSession {
   readonly remoteAddress: string
   readonly remotePort: number
   readonly user: string | null
+  /** The virtual host the client named with HOST (RFC 7151), lower-cased, or `null`. */
+  readonly host: string | null
 }
 
 /** The notifications a server sends; every one is optional. */

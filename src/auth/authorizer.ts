@@ -53,6 +53,12 @@ export interface AuthorizerShape {
   ) => Effect.Effect<Account, AuthenticationFailed>
   /** Whether `user` may do `perm` on the real path `path` (its override rules applied). */
   readonly hasPerm: (user: string, perm: Permission, path: string) => boolean
+  /**
+   * Whether this authorizer serves the virtual host a client names with HOST (RFC 7151): a host it
+   * does not serve gets 504 at once. Absent: every well-formed host is accepted, and `authenticate`
+   * decides at login (`LoginContext.host`).
+   */
+  readonly servesHost?: (host: string) => Effect.Effect<boolean>
 }
 
 /**

@@ -164,7 +164,7 @@ export class Session {
 
   get hookSession(): HookSession {
     const { remoteAddress, remotePort } = this.conn.endpoints
-    return { remoteAddress, remotePort, user: this.account?.user ?? null }
+    return { remoteAddress, remotePort, user: this.account?.user ?? null, host: this.host }
   }
 
   /** Send a reply; a peer that is gone is noticed by the next read. */

@@ -6,6 +6,7 @@
 import type { CommandSpec } from "../table.ts"
 import { checksumCommands } from "./checksums.ts"
 import { dataCommands } from "./data.ts"
+import { extensionCommands } from "./extensions.ts"
 import { fileCommands } from "./files.ts"
 import { infoCommands } from "./info.ts"
 import { listingCommands } from "./listing.ts"
@@ -24,5 +25,6 @@ export const builtinCommands: ReadonlyMap<string, CommandSpec> = new Map(
     ...listingCommands,
     ...tlsCommands,
     ...checksumCommands,
+    ...extensionCommands,
   ].map((spec) => [spec.name, spec] as const),
 )
