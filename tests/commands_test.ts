@@ -228,7 +228,7 @@ Deno.test("FEAT replies 211 with exactly the supported features, each line start
       " HOST",
       " MDTM",
       " MFMT",
-      " MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;",
+      " MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;unix.owner;unix.group;",
       " REST STREAM",
       " SIZE",
       " TVFS",
@@ -258,7 +258,9 @@ Deno.test("OPTS MLST selects the facts that FEAT stars and MLSD and MLST report"
       lines: ["200 MLST OPTS type;size;"],
     })
     const feat = await raw.command("FEAT")
-    assert.ok(feat.lines.includes(" MLST type*;perm;size*;modify;unique;unix.mode;unix.uid;unix.gid;"))
+    assert.ok(
+      feat.lines.includes(" MLST type*;perm;size*;modify;unique;unix.mode;unix.uid;unix.gid;unix.owner;unix.group;"),
+    )
     const { data } = await listing(raw, "MLSD")
     assert.equal(data, "type=file;size=3; a.txt\r\n")
     assert.equal((await raw.command("MLST a.txt")).lines[1], " type=file;size=3; /a.txt")
