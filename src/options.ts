@@ -120,7 +120,10 @@ export interface ServerOptions {
   readonly tlsHandshakeTimeout?: number
   /** Upload bandwidth (client to server: STOR, APPE, STOU) of each session in bytes/s; 0 for none (the default). */
   readonly readLimit?: number
-  /** Download bandwidth (server to client: RETR, LIST, NLST, MLSD) of each session in bytes/s; 0 for none (default). */
+  /**
+   * Download bandwidth (server to client: RETR, LIST, NLST, MLSD, and what checksums read) of each
+   * session in bytes/s; 0 for none (the default).
+   */
   readonly writeLimit?: number
   /** Upload bandwidth of each user in bytes/s, shared by all of that user's sessions; 0 for none (the default). */
   readonly userReadLimit?: number

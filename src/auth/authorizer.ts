@@ -3,9 +3,10 @@
  *
  * Permission letters are pyftpdlib's:
  * - read: `e` change directory (CWD, CDUP), `l` list (LIST, NLST, STAT, MLSD, MLST, SIZE, MDTM),
- *   `r` retrieve (RETR);
+ *   `r` retrieve (RETR, and the checksums HASH, XCRC, XMD5, XSHA1, XSHA256, XSHA512);
  * - write: `a` append (APPE), `d` delete (DELE, RMD), `f` rename (RNFR, RNTO), `m` make directory
- *   (MKD), `w` store (STOR, STOU), `M` change mode (SITE CHMOD), `T` change modification time (MFMT).
+ *   (MKD), `w` store (STOR, STOU, and AVBL's free space), `M` change mode (SITE CHMOD), `T` change
+ *   modification time (MFMT, SITE UTIME).
  *
  * @module
  */
