@@ -155,7 +155,7 @@ Deno.test("every hook fires with the session and the user or file it is about", 
     assert.equal(call.hook, hook)
     assert.equal(call.arg, arg, hook)
     const session = user === undefined ? { ...call.session, user } : call.session
-    assert.deepEqual(session, { remoteAddress: "127.0.0.1", remotePort: port, user }, hook)
+    assert.deepEqual(session, { remoteAddress: "127.0.0.1", remotePort: port, user, host: null }, hook)
   }
   try {
     await expectHook("onConnect", undefined, null)
