@@ -216,5 +216,8 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
       Effect.exit,
       Effect.asVoid,
     )
-    active.fiber = yield* Effect.forkIn(body, session.scope)
+    // Started at once, so that its end (`finish`) is in place before anything can interrupt it: an
+    // ABOR pipelined right behind the command would otherwise stop a fiber that never ran, leaving
+    // the transfer shown as running, its file and data connection open.
+    active.fiber = yield* Effect.forkIn(body, session.scope, { startImmediately: true })
   })
