@@ -231,3 +231,18 @@ Deno.test("OPTS UTF8 ON is 200 (always UTF-8), OFF is 504 (not available), anyth
     assert.equal((await raw.command("OPTS UTF8 MAYBE")).code, 501)
     assert.equal((await raw.command("FEAT")).lines.some((line) => /^ LANG/.test(line)), false, "no LANG")
   }, false))
+
+// --- ABOR ----------------------------------------------------------------------------------------
+
+Deno.test("ABOR sent right behind HOST, CLNT, AVBL or SITE UTIME: each is answered whole, then ABOR 225", () =>
+  withServer({}, async (server, raw) => {
+    await Deno.writeTextFile(`${server.root}/a.txt`, "a")
+    await raw.send(new TextEncoder().encode("HOST example.com\r\nABOR\r\n"))
+    assert.deepEqual([(await raw.readReply()).code, (await raw.readReply()).code], [220, 530], "ABOR needs a login")
+    await raw.login()
+    for (const [command, code] of [["CLNT x", 200], ["AVBL", 213], ["SITE UTIME 20200101000000 a.txt", 200]] as const) {
+      await raw.send(new TextEncoder().encode(`${command}\r\nABOR\r\n`))
+      assert.deepEqual([(await raw.readReply()).code, (await raw.readReply()).code], [code, 225], command)
+    }
+    assert.equal((await Deno.stat(`${server.root}/a.txt`)).mtime?.toISOString(), "2020-01-01T00:00:00.000Z")
+  }, false))

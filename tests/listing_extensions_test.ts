@@ -193,3 +193,18 @@ Deno.test("MLST and MLSD both report a symlink inside the home as type=OS.unix=s
     assert.equal((await raw.command("CWD dlink")).code, 250)
     assert.equal((await raw.command("MLST /dir")).lines[1], " type=dir; /dir")
   }))
+
+Deno.test("ABOR during a wildcard listing replies 426 then 226, and the session goes on", () =>
+  withServer({ writeLimit: 64 * 1024 }, async (server, raw) => {
+    for (let i = 0; i < 5000; i++) Deno.writeTextFileSync(`${server.root}/file-with-a-long-name-${i}.bin`, "")
+    const conn = await raw.passiveData()
+    assert.equal((await raw.command("LIST *.bin")).code, 150)
+    // Throttled to 64 KiB/s, the listing (about 400 KiB) takes seconds: ABOR comes in the middle.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    await raw.send("ABOR")
+    assert.deepEqual([(await raw.readReply()).code, (await raw.readReply()).code], [426, 226])
+    conn.close()
+    assert.deepEqual(names((await receive(raw, "NLST file-with-a-long-name-1.bin")).data), [
+      "file-with-a-long-name-1.bin",
+    ])
+  }))
