@@ -133,7 +133,7 @@ Deno.test("XCRC, XMD5, XSHA1, XSHA256 and XSHA512 reply 250 with the sum of the 
     assert.equal((await raw.command("XMD5 plain name.bin")).text, await reference("MD5", path))
   }))
 
-Deno.test("the checksum commands refuse bad arguments (501), missing files and directories (550)", () =>
+Deno.test("the checksum commands refuse bad arguments (501), missing files (550), directories (HASH 553, the others 550)", () =>
   withServer({}, async (server, raw) => {
     await randomFile(server)
     await Deno.mkdir(`${server.root}/dir`)
@@ -148,7 +148,7 @@ Deno.test("the checksum commands refuse bad arguments (501), missing files and d
       ["XMD5 data.bin 300001", 501],
       ["HASH missing.bin", 550],
       ["XSHA1 missing.bin", 550],
-      ["HASH dir", 550],
+      ["HASH dir", 553],
       ["XCRC dir", 550],
       ["HASH ../../etc/passwd", 550],
     ]

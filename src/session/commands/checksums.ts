@@ -5,7 +5,8 @@
  *
  * - `HASH <path>` replies `213 <algorithm> <start>-<end> <hex> <path>`: the whole file, or from a
  *   `REST` offset sent just before (the draft's range form; the `RANG` command of its companion
- *   draft is not implemented). `<end>` is the offset just past the last byte hashed.
+ *   draft is not implemented). `<end>` is the offset just past the last byte hashed. A directory
+ *   gets 553, as the draft says.
  * - `XMD5 <path> [<start> [<end>]]` (and the others) reply `250 <hex>`; the path may be quoted
  *   (`XMD5 "a b.txt" 0 100`), which a name ending in a space and digits needs. `<end>` is the
  *   offset just past the last byte hashed, as for HASH.
@@ -105,6 +106,10 @@ const compute = (
       const error = Cause.findErrorOption(open.cause)
       if (error._tag === "Some" && error.value.reason === "InvalidOffset" && command !== "HASH") {
         return yield* badRange(session, (yield* server.fs.stat(path)).size)
+      }
+      // The HASH draft answers a path that is not a file with 553 (as ProFTPD's mod_digest does).
+      if (error._tag === "Some" && error.value.reason === "IsADirectory" && command === "HASH") {
+        return yield* session.reply(553, `${path.virtual}: not a regular file.`)
       }
       return yield* Effect.failCause(open.cause)
     }
