@@ -71,6 +71,10 @@ Deno.test("HASH replies 213 with the SHA-256 of the whole file, its range and th
     const reply = await raw.command("HASH data.bin")
     assert.equal(reply.code, 213)
     assert.equal(reply.text, `SHA-256 0-300000 ${await reference("SHA-256", path)} data.bin`)
+    // WinSCP quotes a path with a space.
+    await Deno.copyFile(path, `${server.root}/a b.bin`)
+    const quoted = await raw.command('HASH "a b.bin"')
+    assert.equal(quoted.text, `SHA-256 0-300000 ${await reference("SHA-256", path)} a b.bin`)
     await Deno.writeFile(`${server.root}/empty`, new Uint8Array(0))
     assert.equal(
       (await raw.command("HASH /empty")).text,

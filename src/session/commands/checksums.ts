@@ -11,6 +11,10 @@
  *   (`XMD5 "a b.txt" 0 100`), which a name ending in a space and digits needs. `<end>` is the
  *   offset just past the last byte hashed, as for HASH.
  *
+ * WinSCP, the common client that uses them, sends `OPTS HASH <algorithm>` and then `HASH <path>`, or
+ * the X command of the algorithm, quoting a path that has a space; it takes any single-line 2xx
+ * reply, the hash being HASH's third word or the X command's whole text.
+ *
  * Each needs the read permission (`r`) on the file, counts against the user's download bandwidth
  * limits like a RETR, and runs in the session's transfer fiber: ABOR (answered `426` for the
  * checksum, then `226`), STAT, NOOP and QUIT are answered meanwhile, and the session's end stops
@@ -181,6 +185,14 @@ const compute = (
     active.fiber = yield* Effect.forkIn(body, session.scope, { startImmediately: true })
   })
 
+/**
+ * HASH's path: the argument, without the double quotes WinSCP puts around a name with spaces (as
+ * FileZilla Server takes them: the whole argument quoted, no escapes inside).
+ */
+const hashTarget = (
+  arg: string,
+): string => (arg.length >= 2 && arg.startsWith('"') && arg.endsWith('"') ? arg.slice(1, -1) : arg)
+
 const hash: Handler = (session, arg, path) => {
   const algorithm = session.hashAlgorithm
   return compute(
@@ -190,7 +202,7 @@ const hash: Handler = (session, arg, path) => {
     algorithm,
     session.transferOffset,
     undefined,
-    (hex, start, end) => session.reply(213, `${algorithm} ${start}-${end} ${hex} ${arg}`),
+    (hex, start, end) => session.reply(213, `${algorithm} ${start}-${end} ${hex} ${hashTarget(arg)}`),
   )
 }
 
@@ -251,6 +263,7 @@ export const checksumCommands: ReadonlyArray<CommandSpec> = [
     help: "Syntax: HASH <SP> file-name (checksum of a file; OPTS HASH chooses the algorithm).",
     guard: guards(turnedOn, takeRest),
     perm: "r",
+    path: hashTarget,
     handler: hash,
   },
   ...LEGACY.map(([command, algorithm]) => legacy(command, algorithm)),
