@@ -29,7 +29,6 @@ import { Authorizer } from "./auth/authorizer.ts"
 import { BANNED_TEXT, Bans, type BansShape } from "./bans.ts"
 import { DataSockets } from "./data/channel.ts"
 import { makePassivePorts } from "./data/passive_ports.ts"
-import { ChecksumSlots } from "./data/checksum.ts"
 import { Bandwidth, SharedBuckets } from "./data/throttle.ts"
 import { capabilitiesOf, Filesystem } from "./fs/filesystem.ts"
 import { Hooks } from "./hooks.ts"
@@ -182,7 +181,6 @@ export const makeServerContext = (
         { read: resolved.globalReadLimit, write: resolved.globalWriteLimit },
         (yield* SharedBuckets) ?? undefined,
       ),
-      checksums: new ChecksumSlots(resolved.maxHashes),
       commands: builtinCommands,
       sessions: new Set(),
       admission: Option.getOrElse(yield* Effect.serviceOption(Admission), () => makeAdmission(resolved)),

@@ -7,7 +7,7 @@
  * MD5 and the SHA family are `node:crypto`'s `createHash`, CRC-32 is `node:zlib`'s `crc32` (the
  * zlib polynomial, as `cksum -a crc32b`, Python's `zlib.crc32` and FileZilla's XCRC compute it).
  * Every update runs on the event loop: a 1 MiB step of SHA-256 takes about 2-3 ms, which other
- * sessions wait at most, and the server-wide cap ({@link ChecksumSlots}) bounds how many run.
+ * sessions wait at most, and the server's `maxHashes` (counted by `Admission`) bounds how many run.
  *
  * @module
  */
@@ -138,36 +138,4 @@ export const checksumOf = async (
     await reader.cancel()
   }
   return digest.hex()
-}
-
-/**
- * The checksums running in a server, against its cap: a checksum costs CPU and disk reads without
- * moving data, so a few clients could otherwise keep the server busy hashing.
- *
- * @example
- * ```ts
- * import { ChecksumSlots } from "./checksum.ts"
- * const slots = new ChecksumSlots(1)
- * console.log(slots.take(), slots.take()) // true false
- * slots.give()
- * console.log(slots.take()) // true
- * ```
- */
-export class ChecksumSlots {
-  private running = 0
-
-  /** `max`: most checksums at once; 0 for no limit. */
-  constructor(readonly max: number) {}
-
-  /** Count one more running checksum; `false` (nothing counted) when the server is at its cap. */
-  take(): boolean {
-    if (this.max > 0 && this.running >= this.max) return false
-    this.running++
-    return true
-  }
-
-  /** A checksum ended. */
-  give(): void {
-    this.running--
-  }
 }

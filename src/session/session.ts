@@ -15,7 +15,7 @@ import type { BansShape } from "../bans.ts"
 import { DataChannel, type DataSockets, type DataTls, type PendingData } from "../data/channel.ts"
 import type { PassivePorts } from "../data/passive_ports.ts"
 import type { Bandwidth } from "../data/throttle.ts"
-import { type ChecksumAlgorithm, type ChecksumSlots, DEFAULT_CHECKSUM } from "../data/checksum.ts"
+import { type ChecksumAlgorithm, DEFAULT_CHECKSUM } from "../data/checksum.ts"
 import type { Progress } from "../data/loops.ts"
 import { FilesystemError } from "../errors.ts"
 import type { Capabilities, FilesystemShape, FtpPath } from "../fs/filesystem.ts"
@@ -50,12 +50,10 @@ export interface ServerContext {
   readonly dataSockets: DataSockets
   /** The bandwidth buckets of the server, its users and its sessions. */
   readonly bandwidth: Bandwidth
-  /** The checksums running, against `maxHashes`. */
-  readonly checksums: ChecksumSlots
   readonly commands: ReadonlyMap<string, CommandSpec>
   /** Every open session, for the server's idle sweep. */
   readonly sessions: Set<Session>
-  /** Connections and logged-in sessions per user, counted for the limits. */
+  /** Connections, logged-in sessions per user and running checksums, counted for the limits. */
   readonly admission: AdmissionShape
   /** The ban list: failed logins and floods are counted here. */
   readonly bans: BansShape

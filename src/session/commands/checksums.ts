@@ -101,12 +101,13 @@ const compute = (
 ) =>
   Effect.gen(function* () {
     const { server } = session
-    if (!server.checksums.take()) {
+    const { admission } = server
+    if (!(yield* admission.startChecksum())) {
       return yield* session.reply(450, "Too many checksums are being computed: try again later.")
     }
     const open = yield* Effect.exit(opened(server.fs.openRead(path, start)))
     if (Exit.isFailure(open)) {
-      server.checksums.give()
+      yield* admission.endChecksum()
       const error = Cause.findErrorOption(open.cause)
       if (error._tag === "Some" && error.value.reason === "InvalidOffset" && command !== "HASH") {
         return yield* badRange(session, (yield* server.fs.stat(path)).size)
@@ -120,7 +121,7 @@ const compute = (
     const [scope, file] = open.value
     const last = end ?? file.size
     if (last > file.size) {
-      server.checksums.give()
+      yield* admission.endChecksum()
       yield* Scope.close(scope, Exit.void)
       return yield* badRange(session, file.size)
     }
@@ -155,7 +156,7 @@ const compute = (
     const ended = (exit: Exit.Exit<string, FilesystemError>) =>
       Effect.gen(function* () {
         yield* Scope.close(scope, Exit.void)
-        server.checksums.give()
+        yield* admission.endChecksum()
         session.transferEnded()
         const seconds = ((Date.now() - active.started) / 1000).toFixed(3)
         const completed = Exit.isSuccess(exit) ? 1 : 0
