@@ -201,6 +201,18 @@ export const FLAGS: ReadonlyArray<Flag> = [
     help: "the balancers trusted to send PROXY headers, comma-separated addresses or ranges " +
       "(with --proxy-protocol; default: 127.0.0.0/8,::1)",
   },
+  {
+    long: "no-hash",
+    help: "turn off the checksum commands HASH, XCRC, XMD5, XSHA1, XSHA256 and XSHA512: 502, and not in FEAT " +
+      "(default: on)",
+  },
+  {
+    long: "max-hashes",
+    metavar: "N",
+    help: `most checksums computed at once by the whole server; one over it gets 450 (default: ${
+      orNone(DEFAULTS.maxHashes)
+    })`,
+  },
   { long: "tls", help: "enable FTPS: AUTH TLS on the control port, PROT P data connections (requires --certfile)" },
   {
     long: "certfile",

@@ -298,6 +298,8 @@ const toConfig = (values: Values): CliConfig => {
       shutdownGrace: value("shutdown-grace", seconds),
       proxyProtocol: on("proxy-protocol"),
       proxyTrusted: value("proxy-trusted", cidrs),
+      hashCommands: flag("no-hash") ? false : undefined,
+      maxHashes: value("max-hashes", count),
       implicitTlsPort,
       tlsControlRequired: on("tls-control-required"),
       tlsDataRequired: on("tls-data-required"),

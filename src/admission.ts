@@ -1,7 +1,8 @@
 /**
  * Connection accounting: the counts that the connection limits are checked against, in one place.
  * Connections in all (`maxCons`) and per address (`maxConsPerIp`) are counted from admission to
- * the end of the session; logged-in sessions per user (`maxSessionsPerUser`) from login to logout.
+ * the end of the session; logged-in sessions per user (`maxSessionsPerUser`) from login to logout;
+ * checksums being computed (`maxHashes`) from their start to their end.
  *
  * Every operation is an Effect, so that servers that share their counts (several processes or
  * workers behind one port) can keep them elsewhere without changing their callers.
@@ -28,6 +29,10 @@ export interface AdmissionShape {
   readonly login: (user: string) => Effect.Effect<boolean>
   /** A session of `user` logged out or ended. */
   readonly logout: (user: string) => Effect.Effect<void>
+  /** Count a checksum starting; `false` (nothing counted) when the server computes `maxHashes` already. */
+  readonly startChecksum: () => Effect.Effect<boolean>
+  /** A checksum ended. */
+  readonly endChecksum: () => Effect.Effect<void>
   /** Connections admitted and not yet ended. */
   readonly connections: () => number
 }
@@ -37,6 +42,7 @@ export interface AdmissionLimits {
   readonly maxCons: number
   readonly maxConsPerIp: number
   readonly maxSessionsPerUser: number
+  readonly maxHashes: number
 }
 
 /** The refusal of a connection from `ip` when the server holds `total` connections (`maxCons`). */
@@ -66,13 +72,14 @@ const decrement = (counts: Map<string, number>, key: string) => {
  * ```ts
  * import { Effect } from "effect"
  * import { makeAdmission } from "./admission.ts"
- * const admission = makeAdmission({ maxCons: 10, maxConsPerIp: 1, maxSessionsPerUser: 0 })
+ * const admission = makeAdmission({ maxCons: 10, maxConsPerIp: 1, maxSessionsPerUser: 0, maxHashes: 2 })
  * console.log(await Effect.runPromise(admission.admit("192.0.2.1"))) // undefined: admitted
  * console.log((await Effect.runPromise(admission.admit("192.0.2.1")))?.reply) // "Too many connections from ..."
  * ```
  */
 export const makeAdmission = (limits: AdmissionLimits): AdmissionShape => {
   let total = 0
+  let checksums = 0
   const perIp = new Map<string, number>()
   const perUser = new Map<string, number>()
   return {
@@ -98,6 +105,13 @@ export const makeAdmission = (limits: AdmissionLimits): AdmissionShape => {
         return true
       }),
     logout: (user) => Effect.sync(() => decrement(perUser, user)),
+    startChecksum: () =>
+      Effect.sync(() => {
+        if (limits.maxHashes > 0 && checksums >= limits.maxHashes) return false
+        checksums++
+        return true
+      }),
+    endChecksum: () => Effect.sync(() => void checksums--),
     connections: () => total,
   }
 }
@@ -110,7 +124,7 @@ export const makeAdmission = (limits: AdmissionLimits): AdmissionShape => {
  * ```ts
  * import { Layer } from "effect"
  * import { Admission, makeAdmission } from "@ftpd/server"
- * const shared = Layer.succeed(Admission, makeAdmission({ maxCons: 100, maxConsPerIp: 4, maxSessionsPerUser: 0 }))
+ * const shared = Layer.succeed(Admission, makeAdmission({ maxCons: 100, maxConsPerIp: 4, maxSessionsPerUser: 0, maxHashes: 2 }))
  * ```
  */
 export const Admission: Context.Service<Admission, AdmissionShape> = Context.Service<Admission, AdmissionShape>(

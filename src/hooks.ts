@@ -17,6 +17,8 @@ export interface HookSession {
   readonly remoteAddress: string
   readonly remotePort: number
   readonly user: string | null
+  /** The virtual host the client named with HOST (RFC 7151), lower-cased, or `null`. */
+  readonly host: string | null
 }
 
 /** A path as the client sees it (`virtual`) and where it is (`real`). */

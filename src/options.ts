@@ -120,7 +120,10 @@ export interface ServerOptions {
   readonly tlsHandshakeTimeout?: number
   /** Upload bandwidth (client to server: STOR, APPE, STOU) of each session in bytes/s; 0 for none (the default). */
   readonly readLimit?: number
-  /** Download bandwidth (server to client: RETR, LIST, NLST, MLSD) of each session in bytes/s; 0 for none (default). */
+  /**
+   * Download bandwidth (server to client: RETR, LIST, NLST, MLSD, and what checksums read) of each
+   * session in bytes/s; 0 for none (the default).
+   */
   readonly writeLimit?: number
   /** Upload bandwidth of each user in bytes/s, shared by all of that user's sessions; 0 for none (the default). */
   readonly userReadLimit?: number
@@ -140,6 +143,17 @@ export interface ServerOptions {
    * file's (removed by then). A symlink at the target is replaced, not written through. Default false.
    */
   readonly atomicUploads?: boolean
+  /**
+   * The checksum commands: HASH (with `OPTS HASH`) and the older XCRC, XMD5, XSHA1, XSHA256 and
+   * XSHA512. Off, they are left out of FEAT and answered 502. Default true.
+   */
+  readonly hashCommands?: boolean
+  /**
+   * Most checksums computed at once by the whole server (a checksum reads a whole file and costs
+   * CPU without moving data); a checksum over it gets 450, which a client may retry. 0 for no
+   * limit. Default 2.
+   */
+  readonly maxHashes?: number
   /**
    * Seconds a graceful stop (the first SIGINT/SIGTERM under `runMain`, or `RunningServer.close()`)
    * lets running transfers finish before every session left is cut; 0 cuts them at once. Default 10.
@@ -281,6 +295,8 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
     actionConcurrency: options.actionConcurrency ?? 4,
     actionQueue: options.actionQueue ?? 1000,
     actionTimeout: options.actionTimeout ?? 30,
+    hashCommands: options.hashCommands ?? true,
+    maxHashes: options.maxHashes ?? 2,
   }
   const port = (name: string, value: number) => {
     if (!Number.isInteger(value) || value < 0 || value > 65535) {
@@ -313,6 +329,9 @@ export const resolveOptions = (options: ServerOptions = {}): ResolvedOptions => 
   nonNegative("tlsHandshakeTimeout", resolved.tlsHandshakeTimeout)
   for (const name of limitNames) nonNegative(name, resolved[name])
   nonNegative("shutdownGrace", resolved.shutdownGrace)
+  if (!Number.isInteger(resolved.maxHashes) || resolved.maxHashes < 0) {
+    throw new RangeError(`maxHashes must be an integer >= 0, got ${resolved.maxHashes}`)
+  }
   if (resolved.tls === null) {
     const needTls = [
       ["implicitTlsPort", resolved.implicitTlsPort !== null],

@@ -272,6 +272,16 @@ Deno.test("SECONDS flags take fractions; 0 turns a timeout off", () => {
   assert.equal(options.shutdownGrace, 2.5)
 })
 
+Deno.test("--no-hash turns the checksum commands off and --max-hashes caps them; without them the defaults apply", () => {
+  const config = run(["--no-hash", "--max-hashes", "5"])
+  assert.equal(config.options.hashCommands, false)
+  assert.equal(config.options.maxHashes, 5)
+  const plain = run([])
+  assert.equal("hashCommands" in plain.options, false)
+  assert.equal("maxHashes" in plain.options, false)
+  assert.equal(run(["--max-hashes", "0"]).options.maxHashes, 0)
+})
+
 Deno.test("-d takes a relative directory as relative to the current directory", () => {
   assert.equal(run(["-d", "sub/dir"]).directory, `${Deno.cwd()}/sub/dir`)
 })
@@ -324,6 +334,8 @@ Deno.test("-h and --help print usage listing every flag with its default", () =>
         "--global-write-limit RATE",
         "--atomic-uploads",
         "--shutdown-grace SECONDS",
+        "--no-hash",
+        "--max-hashes N",
         "--tls",
         "--certfile PATH",
         "--keyfile PATH",
@@ -359,6 +371,8 @@ Deno.test("-h and --help print usage listing every flag with its default", () =>
       ["--global-write-limit RATE", "(default: 0, no limit)"],
       ["--atomic-uploads", "(default: off)"],
       ["--shutdown-grace SECONDS", `(default: ${defaults.shutdownGrace})`],
+      ["--no-hash", "(default: on)"],
+      ["--max-hashes N", `(default: ${defaults.maxHashes})`],
     ]
     for (const [flag, value] of shown) {
       const help = new RegExp(`^  ${flag}\\n      (.*)$`, "m").exec(text)?.[1] ?? ""
@@ -404,6 +418,10 @@ Deno.test("a bad value or flag is one clear error naming the flag", () => {
     [["--ban-window", "60"], /^argument --ban-window: requires --ban-after-failures$/],
     [["--ban-duration", "60"], /^argument --ban-duration: requires --ban-after-failures$/],
     [["--atomic-uploads=yes"], /'--atomic-uploads' does not take an argument/],
+    [["--no-hash=yes"], /'--no-hash' does not take an argument/],
+    [["--max-hashes", "-1"], /^argument --max-hashes: expected an integer >= 0, got '-1'$/],
+    [["--max-hashes", "two"], /^argument --max-hashes: expected an integer >= 0, got 'two'$/],
+    [["--max-hashes", "1.5"], /^argument --max-hashes: expected an integer >= 0, got '1.5'$/],
     [
       ["--read-limit", "1T"],
       /^argument --read-limit: expected bytes per second, a number with an optional K, M or G suffix, got '1T'$/,
@@ -607,6 +625,13 @@ Deno.test("a bad limit value exits 2 with one error line, before checking permis
     "ftpd: error: argument --write-limit: expected bytes per second, a number with an optional K, M or G suffix," +
       " got '10X'\nTry 'ftpd --help'.\n",
   )
+})
+
+Deno.test("a bad --max-hashes exits 2 with one error line", async () => {
+  const { code, stdout, stderr } = await runCli([], ["--max-hashes", "-3"])
+  assert.equal(code, 2)
+  assert.equal(stdout, "")
+  assert.equal(stderr, "ftpd: error: argument --max-hashes: expected an integer >= 0, got '-3'\nTry 'ftpd --help'.\n")
 })
 
 Deno.test("-u without -P exits 2", async () => {

@@ -215,11 +215,20 @@ Deno.test("FEAT replies 211 with exactly the supported features, each line start
   withClient(async (raw) => {
     assert.deepEqual((await raw.command("FEAT")).lines, [
       "211-Features supported:",
+      " AVBL",
+      " CLNT",
       " EPRT",
       " EPSV",
+      " HASH SHA-256*;SHA-512;SHA-1;MD5;CRC32",
+      " XCRC",
+      " XMD5",
+      " XSHA1",
+      " XSHA256",
+      " XSHA512",
+      " HOST",
       " MDTM",
       " MFMT",
-      " MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;",
+      " MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;unix.owner;unix.group;",
       " REST STREAM",
       " SIZE",
       " TVFS",
@@ -234,9 +243,9 @@ Deno.test("OPTS UTF8 ON replies 200", () =>
     assert.equal((await raw.command("OPTS utf8 on")).code, 200)
   }, { login: false }))
 
-Deno.test("OPTS UTF8 OFF and unknown OPTS reply 501", () =>
+Deno.test("OPTS UTF8 OFF replies 504 (paths are always UTF-8) and unknown OPTS reply 501", () =>
   withClient(async (raw) => {
-    assert.equal((await raw.command("OPTS UTF8 OFF")).code, 501)
+    assert.equal((await raw.command("OPTS UTF8 OFF")).code, 504)
     assert.equal((await raw.command("OPTS FOO BAR")).code, 501)
   }))
 
@@ -249,7 +258,9 @@ Deno.test("OPTS MLST selects the facts that FEAT stars and MLSD and MLST report"
       lines: ["200 MLST OPTS type;size;"],
     })
     const feat = await raw.command("FEAT")
-    assert.ok(feat.lines.includes(" MLST type*;perm;size*;modify;unique;unix.mode;unix.uid;unix.gid;"))
+    assert.ok(
+      feat.lines.includes(" MLST type*;perm;size*;modify;unique;unix.mode;unix.uid;unix.gid;unix.owner;unix.group;"),
+    )
     const { data } = await listing(raw, "MLSD")
     assert.equal(data, "type=file;size=3; a.txt\r\n")
     assert.equal((await raw.command("MLST a.txt")).lines[1], " type=file;size=3; /a.txt")

@@ -5,7 +5,7 @@
 import { Client } from "basic-ftp"
 import assert from "node:assert/strict"
 import { Readable, Writable } from "node:stream"
-import { curl, eventually, makeCertificate, RawClient, sha256 } from "./helpers.ts"
+import { curl, eventually, makeCertificate, RawClient, sha256, writeAllAndClose } from "./helpers.ts"
 
 const repo = new URL("..", import.meta.url)
 
@@ -273,4 +273,37 @@ Deno.test("tls_ftpd: explicit FTPS with basic-ftp, implicit FTPS with curl, and 
   } finally {
     await cert.remove()
   }
+})
+
+Deno.test("virtual_hosts: HOST picks the site, each with its own password and home; no HOST is the default site", async () => {
+  await withExample("virtual_hosts", [], async ({ port, waitFor }, dir) => {
+    /** Log in (after HOST, if given) and store `name`; the replies of HOST and PASS. */
+    const store = async (host: string | null, password: string, name: string) => {
+      const raw = await RawClient.connect(port)
+      try {
+        const hostReply = host === null ? null : (await raw.command(`HOST ${host}`)).code
+        await raw.command("USER user")
+        const pass = (await raw.command(`PASS ${password}`)).code
+        if (pass === 230) {
+          const data = await raw.passive()
+          assert.equal((await raw.command(`STOR ${name}`)).code, 150)
+          await writeAllAndClose(data, new TextEncoder().encode(name))
+          assert.equal((await raw.readReply()).code, 226)
+          data.close()
+        }
+        return { host: hostReply, pass }
+      } finally {
+        raw.close()
+      }
+    }
+    assert.deepEqual(await store("B.Example", "67890", "to-b.txt"), { host: 220, pass: 230 })
+    assert.equal(await Deno.readTextFile(`${dir}/b.example/to-b.txt`), "to-b.txt")
+    assert.deepEqual(await store(null, "12345", "to-a.txt"), { host: null, pass: 230 })
+    assert.equal(await Deno.readTextFile(`${dir}/a.example/to-a.txt`), "to-a.txt")
+    assert.equal((await store(null, "67890", "x")).pass, 530, "site B's password is not site A's")
+    assert.equal((await store("other.example", "12345", "x")).host, 504)
+    assert.equal(await exists(`${dir}/b.example/to-a.txt`), false)
+    await waitFor(/user@b\.example logged in to b\.example/)
+    await waitFor(/user@a\.example logged in to a\.example \(no HOST\)/)
+  })
 })

@@ -11,6 +11,7 @@ import { runWorkers } from "../src/workers/coordinator.ts"
 import type { FixtureData } from "./workers_fixture.ts"
 import { Network } from "../src/net/network.ts"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
+import { Authorizer, type AuthorizerShape } from "../src/auth/authorizer.ts"
 import { type JailMode, LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
 import { Hooks, type HooksShape } from "../src/hooks.ts"
 import { FtpLogger, type LogFormat } from "../src/log.ts"
@@ -21,6 +22,8 @@ import { FtpServer } from "../src/server.ts"
 export interface TestServerOptions extends ServerOptions {
   /** Users; default: "user"/"pass" with every permission on the root, and anonymous read-only. */
   readonly users?: (authorizer: DummyAuthorizer, root: string) => DummyAuthorizer
+  /** An authorizer of the test's own, made from the users' DummyAuthorizer (default: that one as it is). */
+  readonly authorizer?: (users: DummyAuthorizer) => AuthorizerShape
   readonly hooks?: HooksShape
   /** Use UnixFilesystem (no jail) instead of LocalFilesystem. */
   readonly unix?: boolean
@@ -69,7 +72,8 @@ const workersFor = (options: TestServerOptions): number | undefined => {
   const wanted = Number(Deno.env.get("FTPD_TEST_WORKERS") ?? 0)
   if (!(wanted > 1)) return undefined
   const plain = options.users === undefined && options.hooks === undefined && options.filesystem === undefined &&
-    options.layer === undefined && !options.inMemory && options.siteCommands === undefined
+    options.layer === undefined && options.authorizer === undefined && !options.inMemory &&
+    options.siteCommands === undefined
   // A test of how one server leases a small passive range means nothing once the range is split.
   const range = options.passivePorts
   const splittable = range === undefined || range[1] - range[0] + 1 >= 4 * wanted
@@ -80,11 +84,13 @@ const workersFor = (options: TestServerOptions): number | undefined => {
 export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
   const root = options.root ?? (await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-test-" })))
   const logs: string[] = []
-  const users = DummyAuthorizer.layer((a) =>
+  const build = (a: DummyAuthorizer) =>
     options.users !== undefined
       ? options.users(a, root)
       : a.addUser("user", "pass", root, { perm: "elradfmwMT" }).addAnonymous(root)
-  )
+  const users = options.authorizer === undefined
+    ? DummyAuthorizer.layer(build)
+    : Layer.succeed(Authorizer, options.authorizer(build(new DummyAuthorizer())))
   const logger = FtpLogger.layer({
     debug: options.debug ?? false,
     format: options.logFormat,
@@ -106,10 +112,21 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     memory === undefined ? Layer.empty : Layer.succeed(Network, memory),
   )
   const scope = Effect.runSync(Scope.make())
-  const { inMemory: _, filesystem: __, users: ___, hooks: ____, verbose: _____, layer, unix, jail, debug, ...rest } =
-    options
-  const { logFormat, ...plainOptions } = rest
-  const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...plainOptions }
+  const {
+    inMemory: _,
+    filesystem: __,
+    users: ___,
+    hooks: ____,
+    verbose: _____,
+    authorizer: ______,
+    layer,
+    unix,
+    jail,
+    debug,
+    logFormat,
+    ...rest
+  } = options
+  const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...rest }
   const workers = workersFor(options)
   const port = workers === undefined
     ? (await Effect.runPromise(

@@ -288,10 +288,13 @@ Deno.test("mlsxTime and parseMlsxTime round-trip UTC times and refuse bad ones",
 Deno.test("FEAT advertises every MLSx fact and stars the enabled ones", () => {
   strictEqual(
     featMlstLine(new Set(DEFAULT_MLSX_FACTS)),
-    "MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;",
+    "MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;unix.owner;unix.group;",
   )
-  strictEqual(featMlstLine(new Set(MLSX_FACTS)).split("*").length, 9)
-  strictEqual(featMlstLine(new Set()), "MLST type;perm;size;modify;unique;unix.mode;unix.uid;unix.gid;")
+  strictEqual(featMlstLine(new Set(MLSX_FACTS)).split("*").length, MLSX_FACTS.length + 1)
+  strictEqual(
+    featMlstLine(new Set()),
+    "MLST type;perm;size;modify;unique;unix.mode;unix.uid;unix.gid;unix.owner;unix.group;",
+  )
 })
 
 Deno.test("parseOptsMlst keeps the known facts named, in any case", () => {

@@ -155,7 +155,7 @@ Deno.test("every hook fires with the session and the user or file it is about", 
     assert.equal(call.hook, hook)
     assert.equal(call.arg, arg, hook)
     const { id, ...session } = user === undefined ? { ...call.session, user } : call.session
-    assert.deepEqual(session, { remoteAddress: "127.0.0.1", remotePort: port, user }, hook)
+    assert.deepEqual(session, { remoteAddress: "127.0.0.1", remotePort: port, user, host: null }, hook)
     // One id for the whole session, as in its JSON log lines and traces.
     assert.equal(id, calls[0].session.id, hook)
     assert.match(id, /^[0-9a-f]{8}$/)

@@ -389,3 +389,37 @@ Deno.test("runWorkers refuses a bad worker count, a passive range smaller than t
     taken.close()
   }
 })
+
+Deno.test("maxHashes counts the checksums of both workers, and a crashed worker's come back", async () => {
+  await withWorkers({ maxHashes: 1 }, async (running) => {
+    await sparseFile(`${running.root}/big`, 64 * 1024 ** 3)
+    await Deno.writeTextFile(`${running.root}/small`, "small")
+    const placed = await onEachWorker(running)
+    const [first, second] = placed.map(({ client }) => client)
+    try {
+      await first.send("XSHA256 big")
+      await eventually(
+        async () => (await first.command("STAT")).lines.some((line) => line.includes("Computing SHA-256 of /big")),
+        5000,
+        "the checksum on the first worker",
+      )
+      const refused = await second.command("XMD5 small")
+      assert.deepEqual([refused.code, refused.text], [450, "Too many checksums are being computed: try again later."])
+      await first.send("ABOR")
+      assert.deepEqual([(await first.readReply()).code, (await first.readReply()).code], [426, 226])
+      assert.equal((await second.command("XMD5 small")).code, 250)
+      // The first worker crashes in the middle of another checksum: the coordinator gives its count back.
+      await first.send("XSHA256 big")
+      await eventually(
+        async () => (await first.command("STAT")).lines.some((line) => line.includes("Computing SHA-256 of /big")),
+        5000,
+        "the second checksum on the first worker",
+      )
+      assert.equal((await second.command("XMD5 small")).code, 450)
+      await Effect.runPromise(running.workers.crash(0))
+      await eventually(async () => (await second.command("XMD5 small")).code === 250, 10_000, "the slot given back")
+    } finally {
+      for (const client of [first, second]) client.close()
+    }
+  })
+})

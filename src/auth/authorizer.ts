@@ -3,9 +3,10 @@
  *
  * Permission letters are pyftpdlib's:
  * - read: `e` change directory (CWD, CDUP), `l` list (LIST, NLST, STAT, MLSD, MLST, SIZE, MDTM),
- *   `r` retrieve (RETR);
+ *   `r` retrieve (RETR, and the checksums HASH, XCRC, XMD5, XSHA1, XSHA256, XSHA512);
  * - write: `a` append (APPE), `d` delete (DELE, RMD), `f` rename (RNFR, RNTO), `m` make directory
- *   (MKD), `w` store (STOR, STOU), `M` change mode (SITE CHMOD), `T` change modification time (MFMT).
+ *   (MKD), `w` store (STOR, STOU, and AVBL's free space), `M` change mode (SITE CHMOD), `T` change
+ *   modification time (MFMT, SITE UTIME).
  *
  * @module
  */
@@ -53,6 +54,12 @@ export interface AuthorizerShape {
   ) => Effect.Effect<Account, AuthenticationFailed>
   /** Whether `user` may do `perm` on the real path `path` (its override rules applied). */
   readonly hasPerm: (user: string, perm: Permission, path: string) => boolean
+  /**
+   * Whether this authorizer serves the virtual host a client names with HOST (RFC 7151): a host it
+   * does not serve gets 504 at once. Absent: every well-formed host is accepted, and `authenticate`
+   * decides at login (`LoginContext.host`).
+   */
+  readonly servesHost?: (host: string) => Effect.Effect<boolean>
 }
 
 /**

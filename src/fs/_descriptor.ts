@@ -325,6 +325,12 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
     chmod: (path, mode) => walking(path, (walk) => void call(path.virtual, c.chmodFd(existing(walk, path).fd, mode))),
     setMtime: (path, mtime) =>
       walking(path, (walk) => void call(path.virtual, c.setMtimeFd(existing(walk, path).fd, mtime))),
+    available: (path) =>
+      walking(path, (walk) => {
+        const entry = existing(walk, path)
+        if (entry.stat.type !== S_IFDIR) throw new FilesystemError({ path: path.virtual, reason: "NotADirectory" })
+        return call(path.virtual, c.availableBytes(entry.fd))
+      }),
   }
 }
 

@@ -14,6 +14,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import { statfs } from "node:fs/promises"
 import { FilesystemError, fromSystemError } from "../errors.ts"
 import { closeQuietly } from "../net/transport.ts"
 import { attemptSync, checkVirtual, kindOf, LIST_BATCH, nameOf, pause } from "./_common.ts"
@@ -196,6 +197,15 @@ const makeFilesystem = (
     rename: (from, to) => attempt(from.virtual, () => guard.rename(from, to, () => Deno.rename(from.real, to.real))),
     chmod: (path, mode) => run(path, () => Deno.chmod(path.real, mode)),
     setMtime: (path, mtime) => run(path, () => Deno.utime(path.real, new Date(), mtime)),
+    // Deno has no statvfs; node:fs's statfs is the same call, on the path checked just before.
+    available: (path) =>
+      run(path, async () => {
+        if (!(await Deno.stat(path.real)).isDirectory) {
+          throw new FilesystemError({ path: path.virtual, reason: "NotADirectory" })
+        }
+        const { bavail, bsize } = await statfs(path.real)
+        return bavail * bsize
+      }),
   }
 }
 

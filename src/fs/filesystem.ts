@@ -115,6 +115,12 @@ export interface FilesystemShape {
   readonly rename: (from: FtpPath, to: FtpPath) => Effect.Effect<void, FilesystemError>
   readonly chmod: (path: FtpPath, mode: number) => Effect.Effect<void, FilesystemError>
   readonly setMtime: (path: FtpPath, mtime: Date) => Effect.Effect<void, FilesystemError>
+  /**
+   * Bytes the server may still store in the directory `path` (AVBL): the free space an
+   * unprivileged process sees on its filesystem. Absent where storage can't tell: AVBL then
+   * replies 550 and FEAT leaves it out.
+   */
+  readonly available?: (path: FtpPath) => Effect.Effect<number, FilesystemError>
 }
 
 /**

@@ -193,7 +193,18 @@ const daysIn = (year: number, month: number): number => {
 }
 
 /** Every MLSx fact this server can report, in the order facts are written. */
-export const MLSX_FACTS = ["type", "size", "modify", "perm", "unique", "unix.mode", "unix.uid", "unix.gid"] as const
+export const MLSX_FACTS = [
+  "type",
+  "size",
+  "modify",
+  "perm",
+  "unique",
+  "unix.mode",
+  "unix.uid",
+  "unix.gid",
+  "unix.owner",
+  "unix.group",
+] as const
 
 /** One MLSx fact name. */
 export type MlsxFact = (typeof MLSX_FACTS)[number]
@@ -211,6 +222,8 @@ const FEAT_ORDER: ReadonlyArray<MlsxFact> = [
   "unix.mode",
   "unix.uid",
   "unix.gid",
+  "unix.owner",
+  "unix.group",
 ]
 
 /**
@@ -221,7 +234,7 @@ const FEAT_ORDER: ReadonlyArray<MlsxFact> = [
  * ```ts
  * import { DEFAULT_MLSX_FACTS, featMlstLine } from "./listing.ts"
  * console.log(featMlstLine(new Set(DEFAULT_MLSX_FACTS)))
- * // "MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;"
+ * // "MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;unix.owner;unix.group;"
  * ```
  */
 export const featMlstLine = (enabled: ReadonlySet<string>, supported: ReadonlySet<string> = ALL_FACTS): string =>
@@ -285,11 +298,17 @@ const MLSX_TYPES: Record<FileInfo["kind"], string> = {
   other: "file",
 }
 
+/** The names of users and groups, for the `unix.owner` and `unix.group` facts; `null` when unknown. */
+export interface AccountNames {
+  readonly user: (uid: number) => string | null
+  readonly group: (gid: number) => string | null
+}
+
 /**
  * One MLSD entry or MLST fact line, without CRLF: the enabled `facts` that are known for `info`,
  * in {@link MLSX_FACTS} order, then a space and `name`. `type` marks the listed directory itself
  * (`cdir`) or its parent (`pdir`). Sizes are omitted for directories, `modify` and `unique` when
- * unknown. `facts` is read once per set and remembered, so it must not be changed afterwards (a
+ * unknown, `unix.owner` and `unix.group` when `names` does not know the id (or is not given). `facts` is read once per set and remembered, so it must not be changed afterwards (a
  * session replaces its set on `OPTS MLST`).
  *
  * @example
@@ -309,13 +328,14 @@ export const formatMlsxLine = (
   perm: string,
   name: string,
   type?: "cdir" | "pdir",
+  names?: AccountNames,
 ): string => {
   const chosen = factMask(facts)
   let line = ""
   for (let i = 0; i < MLSX_FACTS.length; i++) {
     if ((chosen & (1 << i)) === 0) continue
     const fact = MLSX_FACTS[i]
-    const value = factValue(fact, info, perm, type)
+    const value = factValue(fact, info, perm, type, names)
     if (value !== undefined) line += fact + "=" + value + ";"
   }
   return line + " " + printableName(name)
@@ -334,7 +354,13 @@ const factMask = (facts: ReadonlySet<string>): number => {
   return mask
 }
 
-const factValue = (fact: MlsxFact, info: FileInfo, perm: string, type?: "cdir" | "pdir"): string | undefined => {
+const factValue = (
+  fact: MlsxFact,
+  info: FileInfo,
+  perm: string,
+  type: "cdir" | "pdir" | undefined,
+  names: AccountNames | undefined,
+): string | undefined => {
   switch (fact) {
     case "type":
       return type ?? MLSX_TYPES[info.kind]
@@ -352,5 +378,9 @@ const factValue = (fact: MlsxFact, info: FileInfo, perm: string, type?: "cdir" |
       return info.uid === null ? undefined : String(info.uid)
     case "unix.gid":
       return info.gid === null ? undefined : String(info.gid)
+    case "unix.owner":
+      return info.uid === null ? undefined : names?.user(info.uid) ?? undefined
+    case "unix.group":
+      return info.gid === null ? undefined : names?.group(info.gid) ?? undefined
   }
 }

@@ -16,6 +16,7 @@ import type { BansShape } from "../bans.ts"
 import { DataChannel, type DataSockets, type DataTls, type PendingData } from "../data/channel.ts"
 import type { PassivePorts } from "../data/passive_ports.ts"
 import type { Bandwidth, Throttle } from "../data/throttle.ts"
+import { type ChecksumAlgorithm, DEFAULT_CHECKSUM } from "../data/checksum.ts"
 import type { Progress } from "../data/loops.ts"
 import { FilesystemError } from "../errors.ts"
 import type { Capabilities, FilesystemShape, FtpPath } from "../fs/filesystem.ts"
@@ -54,7 +55,7 @@ export interface ServerContext {
   readonly commands: ReadonlyMap<string, CommandSpec>
   /** Every open session, for the server's idle sweep. */
   readonly sessions: Set<Session>
-  /** Connections and logged-in sessions per user, counted for the limits. */
+  /** Connections, logged-in sessions per user and running checksums, counted for the limits. */
   readonly admission: AdmissionShape
   /** The ban list: failed logins and floods are counted here. */
   readonly bans: BansShape
@@ -77,6 +78,10 @@ export interface ActiveTransfer {
   /** Its bandwidth limits, if any (they count the time waited). */
   readonly throttle: Throttle | undefined
   fiber: Fiber.Fiber<void> | undefined
+  /** What STAT says of it, when it is not a data transfer (a checksum); default: the data connection's state. */
+  readonly status?: string
+  /** The 426 text that ABOR sends for it; default: "Transfer aborted via ABOR.". */
+  readonly aborted?: string
 }
 
 /** What the command loop's wait ends with when it was woken rather than given a command line. */
@@ -115,6 +120,8 @@ export class Session implements EventSession {
   private latest: ActiveTransfer | null = null
   epsvAll = false
   mlstFacts: ReadonlySet<string> = new Set(DEFAULT_MLSX_FACTS)
+  /** The algorithm of HASH, chosen with `OPTS HASH`. */
+  hashAlgorithm: ChecksumAlgorithm = DEFAULT_CHECKSUM
   /** PBSZ was given after AUTH TLS (RFC 4217 9: PROT needs it first). */
   pbsz = false
   /** PROT P: data connections are TLS. */
@@ -175,7 +182,7 @@ export class Session implements EventSession {
 
   get hookSession(): HookSession {
     const { remoteAddress, remotePort } = this.conn.endpoints
-    return { id: this.id, remoteAddress, remotePort, user: this.account?.user ?? null }
+    return { id: this.id, remoteAddress, remotePort, user: this.account?.user ?? null, host: this.host }
   }
 
   /** The annotations of this session's log lines: pyftpdlib's prefix, and the fields of structured formats. */

@@ -242,7 +242,12 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
       Effect.exit,
       Effect.asVoid,
     )
-    active.fiber = yield* Effect.forkIn(events.transferSpan(plan.command, plan.path.virtual, body), session.scope)
+    // Started at once, so that its end (`finish`) is in place before anything can interrupt it: an
+    // ABOR pipelined right behind the command would otherwise stop a fiber that never ran, leaving
+    // the transfer shown as running, its file and data connection open.
+    active.fiber = yield* Effect.forkIn(events.transferSpan(plan.command, plan.path.virtual, body), session.scope, {
+      startImmediately: true,
+    })
   })
 
 /** A data connection's TLS version: `node:tls` tells it; Deno's native TLS does not (`unknown`). */

@@ -124,6 +124,11 @@ export interface Libc {
   read(fd: number, buffer: Uint8Array): Promise<number>
   /** Write from `buffer` off the event loop: bytes written. */
   write(fd: number, buffer: Uint8Array): Promise<number>
+  /**
+   * Bytes that an unprivileged process may still store on the filesystem of `fd` (also an
+   * `O_PATH` descriptor): `fstatvfs`'s `f_bavail` blocks of `f_frsize` bytes.
+   */
+  availableBytes(fd: number): number
   /** `shutdown(fd, SHUT_RDWR)`. */
   shutdown(fd: number): number
   /** The local and remote TCP ports of socket `fd`, or `undefined` when it is not a connected socket. */
@@ -150,6 +155,7 @@ const symbols = {
   write: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   readSync: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize" },
   writeSync: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize" },
+  fstatvfs: { parameters: ["i32", "buffer"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
@@ -185,6 +191,14 @@ const parseStat = (view: DataView): Stat => {
 }
 
 const STATX_BASIC_STATS = 0x7ff
+/**
+ * `struct statvfs` on LP64 Linux (glibc and musl, x86_64 and aarch64 alike): `f_bsize` and
+ * `f_frsize` (unsigned long), then `f_blocks`, `f_bfree`, `f_bavail` (64-bit counts), ...; 112
+ * bytes in glibc, a little more in musl.
+ */
+const STATVFS_SIZE = 128
+const STATVFS_FRSIZE = 8
+const STATVFS_BAVAIL = 32
 const SHUT_RDWR = 2
 const AF_INET = 2
 const AF_INET6 = 10
@@ -223,6 +237,8 @@ const load = (): Libc | null => {
     return family === AF_INET || family === AF_INET6 ? (sockaddr[2] << 8) | sockaddr[3] : undefined
   }
   const procFd = (fd: number) => cString(`/proc/self/fd/${fd}`)
+  const statvfsBuffer = new Uint8Array(STATVFS_SIZE)
+  const statvfsView = new DataView(statvfsBuffer.buffer)
   const timespecs = new BigInt64Array(4)
   const timespecBytes = new Uint8Array(timespecs.buffer)
   const dirBuffer = new Uint8Array(32 << 10)
@@ -265,6 +281,11 @@ const load = (): Libc | null => {
     getdents: (fd, buffer) => checked(Number(c.getdents64(fd, buffer, BigInt(buffer.length)))),
     read: (fd, buffer) => io(c.read, c.readSync, fd, buffer),
     write: (fd, buffer) => io(c.write, c.writeSync, fd, buffer),
+    availableBytes: (fd) => {
+      const result = checked(c.fstatvfs(fd, statvfsBuffer))
+      if (result < 0) return result
+      return Number(statvfsView.getBigUint64(STATVFS_BAVAIL, true) * statvfsView.getBigUint64(STATVFS_FRSIZE, true))
+    },
     shutdown: (fd) => checked(c.shutdown(fd, SHUT_RDWR)),
     socketPorts: (fd) => {
       sockaddrLength[0] = sockaddr.length

@@ -92,6 +92,8 @@ export const slicesOf = (
 interface Held {
   readonly ips: Map<string, number>
   readonly users: Map<string, number>
+  /** Checksums running. */
+  checksums: number
 }
 
 const count = (map: Map<string, number>, key: string, by: number) => {
@@ -138,7 +140,7 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
     })
     const buckets = new Map<string, TokenBucket>()
     const workers = new Array<Worker | undefined>(total)
-    const held: Held[] = Array.from({ length: total }, () => ({ ips: new Map(), users: new Map() }))
+    const held: Held[] = Array.from({ length: total }, () => ({ ips: new Map(), users: new Map(), checksums: 0 }))
     const ended = Array.from({ length: total }, () => Deferred.makeUnsafe<void>())
     let stopping = false
     let started = 0
@@ -172,6 +174,14 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
         case "logout":
           count(mine.users, call.user, -1)
           return await run(admission.logout(call.user))
+        case "startChecksum": {
+          const started = await run(admission.startChecksum())
+          if (started) mine.checksums++
+          return started
+        }
+        case "endChecksum":
+          mine.checksums--
+          return await run(admission.endChecksum())
         case "recordFailure": {
           const banned = await run(bans.recordFailure(call.ip))
           if (banned) await broadcastBans()
@@ -198,8 +208,10 @@ export const runWorkers = (config: WorkersConfig): Effect.Effect<RunningWorkers,
       const mine = held[index]
       for (const [ip, n] of mine.ips) for (let i = 0; i < n; i++) await run(admission.leave(ip))
       for (const [user, n] of mine.users) for (let i = 0; i < n; i++) await run(admission.logout(user))
+      for (let i = 0; i < mine.checksums; i++) await run(admission.endChecksum())
       mine.ips.clear()
       mine.users.clear()
+      mine.checksums = 0
     }
 
     /** Start worker `index`; resolves with the ports it listens on, or rejects when it can't start. */

@@ -13,6 +13,8 @@ export type Call =
   | { readonly op: "leave"; readonly ip: string }
   | { readonly op: "login"; readonly user: string }
   | { readonly op: "logout"; readonly user: string }
+  | { readonly op: "startChecksum" }
+  | { readonly op: "endChecksum" }
   | { readonly op: "recordFailure"; readonly ip: string }
   | { readonly op: "ban"; readonly ip: string; readonly seconds: number }
   | { readonly op: "unban"; readonly ip: string }

@@ -132,7 +132,7 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
 
   /**
    * The counts, shared with the other workers: the total in shared memory, the per-address and
-   * per-user counts (when their limits are on) through the coordinator.
+   * per-user counts and the checksums running (when their limits are on) through the coordinator.
    */
   const sharedAdmission = (limits: AdmissionLimits, total: SharedTotal): AdmissionShape => {
     let local = 0
@@ -163,6 +163,10 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
         limits.maxSessionsPerUser === 0
           ? Effect.void
           : Effect.asVoid(Effect.promise(() => call({ op: "logout", user }))),
+      startChecksum: () =>
+        limits.maxHashes === 0 ? Effect.succeed(true) : Effect.promise(() => call<boolean>({ op: "startChecksum" })),
+      endChecksum: () =>
+        limits.maxHashes === 0 ? Effect.void : Effect.asVoid(Effect.promise(() => call({ op: "endChecksum" }))),
       connections: () => local,
     }
   }

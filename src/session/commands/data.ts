@@ -120,11 +120,12 @@ const rest: Handler = (session, arg) =>
 
 const abor: Handler = (session) =>
   Effect.gen(function* () {
-    const fiber = session.transfer?.fiber
+    const transfer = session.transfer
+    const fiber = transfer?.fiber
     if (fiber !== undefined) {
       // RFC 959 4.1.3: 426 for the aborted transfer, then 226 for the ABOR itself.
       yield* Fiber.interrupt(fiber)
-      yield* session.reply(426, "Transfer aborted via ABOR.")
+      yield* session.reply(426, transfer?.aborted ?? "Transfer aborted via ABOR.")
       return yield* session.reply(226, "ABOR command successful.")
     }
     if (session.data !== null) {

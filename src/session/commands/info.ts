@@ -1,6 +1,6 @@
 /**
  * Information and settings: SYST NOOP HELP FEAT OPTS STAT ALLO MODE STRU TYPE, and SITE with
- * its CHMOD and HELP subcommands plus the application's own (`siteCommands`).
+ * its CHMOD, UTIME and HELP subcommands plus the application's own (`siteCommands`).
  *
  * @module
  */
@@ -10,6 +10,8 @@ import { featMlstLine, parseOptsMlst } from "../../protocol/listing.ts"
 import type { SiteCommand } from "../../options.ts"
 import { LOG_IN_FIRST, type Session } from "../session.ts"
 import type { CommandSpec, Handler } from "../table.ts"
+import { featChecksums, optsHash } from "./checksums.ts"
+import { siteUtime } from "./extensions.ts"
 import { statPath } from "./listing.ts"
 
 const syst: Handler = (session) => session.reply(215, "UNIX Type: L8")
@@ -30,12 +32,17 @@ const help: Handler = (session, arg) => {
   return session.reply(214, ["The following commands are recognized:", ...rows, "Help command successful."])
 }
 
+/** Every extension (RFC 2389) the server implements, as this session's settings and the filesystem allow. */
 const feat: Handler = (session) =>
   session.reply(211, [
     "Features supported:",
     ...(session.server.tls === null ? [] : ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"]),
+    ...(session.server.fs.available === undefined ? [] : ["AVBL"]),
+    "CLNT",
     "EPRT",
     "EPSV",
+    ...featChecksums(session),
+    "HOST",
     "MDTM",
     ...(session.server.capabilities.setMtime ? ["MFMT"] : []),
     featMlstLine(session.mlstFacts, session.server.mlsxFacts),
@@ -51,17 +58,23 @@ const opts: Handler = (session, arg) => {
   const value = rest.join(" ")
   switch (option.toUpperCase()) {
     case "UTF8":
-    case "UTF-8":
-      return value === "" || value.toUpperCase() === "ON"
-        ? session.reply(200, "Always in UTF8 mode.")
-        : session.reply(501, "Only UTF8 ON is supported.")
+    case "UTF-8": {
+      // Paths are always UTF-8 (RFC 2640); OFF would ask for another encoding, which this server
+      // does not speak: 504, the reply for a command it knows with a parameter it does not implement.
+      const mode = value.toUpperCase()
+      if (mode === "" || mode === "ON") return session.reply(200, "Always in UTF8 mode.")
+      if (mode === "OFF") return session.reply(504, "UTF8 can't be turned off: paths are always UTF-8.")
+      return session.reply(501, "Invalid OPTS UTF8 argument: use ON.")
+    }
+    case "HASH":
+      return optsHash(session, value)
     case "MLST": {
       session.mlstFacts = parseOptsMlst(value, session.server.mlsxFacts)
       const facts = [...session.mlstFacts].map((f) => `${f};`).join("")
       return session.reply(200, `MLST OPTS ${facts}`)
     }
     default:
-      return session.reply(501, "Invalid OPTS argument: only UTF8 and MLST are supported.")
+      return session.reply(501, "Invalid OPTS argument: only UTF8, MLST and HASH are supported.")
   }
 }
 
@@ -69,7 +82,9 @@ const dataStatus = (session: Session): string => {
   const transfer = session.transfer
   if (transfer !== null) {
     const seconds = ((Date.now() - transfer.started) / 1000).toFixed(1)
-    return `Data connection open: ${transfer.command} ${transfer.path}, ${transfer.progress.bytes} bytes in ${seconds} seconds.`
+    const progress = `${transfer.progress.bytes} bytes in ${seconds} seconds.`
+    if (transfer.status !== undefined) return `${transfer.status}: ${progress}`
+    return `Data connection open: ${transfer.command} ${transfer.path}, ${progress}`
   }
   if (session.data?.kind === "passive") return "Passive data channel waiting for connection."
   if (session.data?.kind === "active") return "Active data connection established."
@@ -151,6 +166,7 @@ const chmod = (session: Session, arg: string) =>
 const BUILT_IN_SITE: ReadonlyArray<readonly [string, string]> = [
   ["CHMOD", "Syntax: SITE CHMOD <SP> mode path (change file mode)."],
   ["HELP", "Syntax: SITE HELP [<SP> cmd] (show SITE command help)."],
+  ["UTIME", "Syntax: SITE UTIME <SP> YYYYMMDDhhmm[ss] path, or path atime mtime ctime UTC (set modification time)."],
 ]
 
 const siteHelp = (session: Session, arg: string) => {
@@ -202,6 +218,7 @@ const site: Handler = (session, arg) => {
   if (custom !== undefined) return runCustomSite(session, custom, rest)
   if (session.account === null) return session.reply(530, LOG_IN_FIRST)
   if (name === "CHMOD") return chmod(session, rest)
+  if (name === "UTIME") return siteUtime(session, rest)
   return session.reply(500, `Command "SITE ${name}" not understood.`)
 }
 

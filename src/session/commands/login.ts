@@ -1,11 +1,12 @@
 /**
- * Login and logout: USER, PASS, QUIT, REIN, ACCT.
+ * Login and logout: HOST (RFC 7151), USER, PASS, QUIT, REIN, ACCT.
  *
  * @module
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { BANNED_TEXT } from "../../bans.ts"
+import { parseHost } from "../../protocol/host.ts"
 import type { Session } from "../session.ts"
 import type { CommandSpec } from "../table.ts"
 
@@ -35,6 +36,30 @@ const banned = (session: Session, name: string): Effect.Effect<void> => {
     session.server.events.emit({ type: "login", session, user: name, result: "banned" }),
     session.reply(421, BANNED_TEXT),
   )
+}
+
+/**
+ * HOST (RFC 7151): the virtual host the client wants, before USER. The authorizer gets it with
+ * every login of the session (`LoginContext.host`), hooks with every event (`HookSession.host`).
+ * Replies (RFC 7151): 220 accepted; 501 not a host name or address literal; 503 after USER
+ * or once logged in; 504 a host the authorizer does not serve (when it says, `servesHost`).
+ */
+const host: CommandSpec = {
+  name: "HOST",
+  needsLogin: false,
+  arg: "required",
+  help: "Syntax: HOST <SP> host-name (choose the virtual host, before USER).",
+  handler: (session, arg) =>
+    Effect.gen(function* () {
+      if (session.account !== null) return yield* session.reply(503, "HOST not allowed after login: use REIN first.")
+      if (session.user !== null) return yield* session.reply(503, "HOST must come before USER.")
+      const name = parseHost(arg)
+      if (name === undefined) return yield* session.reply(501, "Invalid host name.")
+      const serves = session.server.auth.servesHost
+      if (serves !== undefined && !(yield* serves(name))) return yield* session.reply(504, "Unknown host.")
+      session.host = name
+      yield* session.reply(220, `Host ${name} accepted.`)
+    }),
 }
 
 const user: CommandSpec = {
@@ -126,6 +151,8 @@ const rein: CommandSpec = {
     Effect.gen(function* () {
       yield* session.awaitTransfer
       yield* logout(session)
+      // RFC 7151: REIN forgets the virtual host too; the next login may name another.
+      session.host = null
       // RFC 959 5.4: REIN answers 220 (pyftpdlib's 230 is a deviation).
       yield* session.reply(220, "Ready for new user.")
     }),
@@ -140,4 +167,4 @@ const acct: CommandSpec = {
 }
 
 /** The login commands. */
-export const loginCommands: ReadonlyArray<CommandSpec> = [user, pass, quit, rein, acct]
+export const loginCommands: ReadonlyArray<CommandSpec> = [host, user, pass, quit, rein, acct]

@@ -4,7 +4,9 @@
  * @module
  */
 import type { CommandSpec } from "../table.ts"
+import { checksumCommands } from "./checksums.ts"
 import { dataCommands } from "./data.ts"
+import { extensionCommands } from "./extensions.ts"
 import { fileCommands } from "./files.ts"
 import { infoCommands } from "./info.ts"
 import { listingCommands } from "./listing.ts"
@@ -22,5 +24,7 @@ export const builtinCommands: ReadonlyMap<string, CommandSpec> = new Map(
     ...transferCommands,
     ...listingCommands,
     ...tlsCommands,
+    ...checksumCommands,
+    ...extensionCommands,
   ].map((spec) => [spec.name, spec] as const),
 )
