@@ -140,8 +140,8 @@ const makeLogger = (options: FtpLoggerOptions): Logger.Logger<unknown, void> => 
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { FtpLogger } from "@ftpd/server"
+ * import { Effect } from "effect"
  * Effect.runFork(Effect.log("hello").pipe(Effect.provide(FtpLogger.layer({ debug: false }))))
  * ```
  */
@@ -166,6 +166,8 @@ export interface BannerFacts {
   readonly passivePorts: readonly [number, number] | null
   /** The filesystem's own description (`Filesystem.description`). */
   readonly filesystem: string | undefined
+  /** What is served to whom (`Authorizer.description`). */
+  readonly serving?: string | undefined
   /** FTPS, when it is on. */
   readonly tls: {
     /** Where implicit TLS listens (`host:port`), if it does. */
@@ -201,6 +203,7 @@ export const startBanner = (facts: BannerFacts): ReadonlyArray<string> => {
     "concurrency model: async (one Effect fiber per session)",
     `masquerade (NAT) address: ${facts.masqueradeAddress ?? "None"}`,
     `passive ports: ${range}`,
+    `serving ${facts.serving ?? "custom authorizer"}`,
     `filesystem: ${facts.filesystem ?? "custom"}`,
     tls === null
       ? "TLS: off"

@@ -53,6 +53,11 @@ export interface AuthorizerShape {
   ) => Effect.Effect<Account, AuthenticationFailed>
   /** Whether `user` may do `perm` on the real path `path` (its override rules applied). */
   readonly hasPerm: (user: string, perm: Permission, path: string) => boolean
+  /**
+   * What the server's start banner says is served to whom, after `serving `: e.g.
+   * `"/srv/ftp: anonymous read-only (elr)"`. Absent: the banner says `custom authorizer`.
+   */
+  readonly description?: string
 }
 
 /**
@@ -60,8 +65,8 @@ export interface AuthorizerShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Authorizer, DummyAuthorizer } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const program = Effect.gen(function* () {
  *   const auth = yield* Authorizer
  *   return yield* auth.authenticate("user", "12345")
