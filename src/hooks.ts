@@ -37,8 +37,8 @@ export interface HooksShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Hooks } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const hooks = Hooks.layer({
  *   onFileReceived: (_session, file) => Effect.log(`received ${file}`),
  * })

@@ -137,8 +137,8 @@ export interface FilesystemShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Filesystem, LocalFilesystem } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const program = Effect.gen(function* () {
  *   const fs = yield* Filesystem
  *   const path = yield* fs.resolve(Deno.cwd(), "/")

@@ -50,8 +50,8 @@ export const denoNetwork: NetworkShape = {
  *
  * @example
  * ```ts
- * import { Layer } from "effect"
  * import { makeMemoryNetwork, Network } from "@ftpd/server"
+ * import { Layer } from "effect"
  * const inMemory = Layer.succeed(Network, makeMemoryNetwork())
  * ```
  */
