@@ -9,8 +9,8 @@ import { fileHash, installed, LARGE, randomFile, runClient, withTempDir } from "
 import { sparseFile, startServer, type TestServer } from "./helpers.ts"
 
 const CLIENTS = [
-  { binary: "inetutils-ftp", debianPackage: "inetutils-ftp", otherMode: "passive" },
-  { binary: "tnftp", debianPackage: "tnftp", otherMode: "passive" },
+  { binary: "inetutils-ftp", debianPackage: "inetutils-ftp" },
+  { binary: "tnftp", debianPackage: "tnftp" },
 ] as const
 
 const withServer = async (options: Parameters<typeof startServer>[0], f: (server: TestServer) => Promise<void>) => {
@@ -22,14 +22,14 @@ const withServer = async (options: Parameters<typeof startServer>[0], f: (server
   }
 }
 
-for (const { binary, debianPackage, otherMode } of CLIENTS) {
+for (const { binary, debianPackage } of CLIENTS) {
   const ignore = !installed(binary, debianPackage)
 
   Deno.test({
     name: `${binary}: login, ls, get and put (both data modes), mkdir, rename and delete, byte for byte`,
     ignore,
     fn: () =>
-      withServer({}, (server) =>
+      withServer({ debug: true }, (server) =>
         withTempDir(async (local) => {
           const remoteHash = await randomFile(`${server.root}/remote.bin`, LARGE)
           const uploadHash = await randomFile(`${local}/upload.bin`, LARGE)
@@ -39,7 +39,7 @@ for (const { binary, debianPackage, otherMode } of CLIENTS) {
             "binary",
             "ls",
             `get remote.bin ${local}/got-1.bin`,
-            otherMode, // the other data connection mode: inetutils starts active (PORT), tnftp passive (EPSV)
+            "passive", // toggles the data connection mode: inetutils starts active (PORT), tnftp passive (EPSV)
             `get remote.bin ${local}/got-2.bin`,
             `put ${local}/upload.bin uploaded.bin`,
             "mkdir newdir",
@@ -60,6 +60,9 @@ for (const { binary, debianPackage, otherMode } of CLIENTS) {
           await assert.rejects(Deno.stat(`${server.root}/uploaded.bin`), Deno.errors.NotFound)
           await assert.rejects(Deno.stat(`${server.root}/doomed.txt`), Deno.errors.NotFound)
           assert.doesNotMatch(output, /^5\d\d /m, "no command was refused")
+          const commands = server.logs.map((line) => / <- (\w+)/.exec(line)?.[1])
+          assert.ok(commands.includes("PORT") || commands.includes("EPRT"), "an active transfer")
+          assert.ok(commands.includes("PASV") || commands.includes("EPSV"), "a passive transfer")
         })),
   })
 
