@@ -1,8 +1,12 @@
 /**
  * The BSD `ftp` command as Debian ships it twice: inetutils-ftp (GNU) and tnftp (NetBSD's, the
  * `ftp` alternative on many systems). Each is driven through its standard input, as a user types
- * it: login, `ls`, `get`, `put`, `mkdir`, `rename`, `delete`, and Ctrl-C during a large `get`,
- * which sends the Telnet abort sequence (IAC IP, then IAC as urgent data, then DM ABOR).
+ * it: login, `ls`, `get`, `put`, `mkdir`, `rename`, `delete`, and Ctrl-C during a large `get`.
+ *
+ * On SIGINT during a `get` both clients send `IAC IP IAC` with the last IAC as TCP urgent data,
+ * then `DM ABOR`; they then wait (up to 10 s) for the control or the data connection, read the
+ * data connection to its end, and read two replies. A server that does not see ABOR at once keeps
+ * sending the file, so the client hangs until the whole file has gone by.
  */
 import assert from "node:assert/strict"
 import { fileHash, installed, LARGE, randomFile, runClient, withTempDir } from "./clients.ts"
