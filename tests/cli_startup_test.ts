@@ -195,11 +195,14 @@ const privilegedPortCheck = (() => {
     if (start <= 21) return `ports from ${start} up are unprivileged on this system`
     if (Deno.uid() !== 0) return undefined
     const probe = new Deno.Command("setpriv", {
-      args: ["--reuid=65534", "--regid=65534", "--clear-groups", "test", "-r", CLI],
+      args: [
+        ...["--reuid=65534", "--regid=65534", "--clear-groups"],
+        ...["sh", "-c", 'test -r "$1" && test -x "$2"', "probe", CLI, Deno.execPath()],
+      ],
       stdout: "null",
       stderr: "null",
     }).outputSync()
-    return probe.success ? undefined : "user nobody cannot read the checkout"
+    return probe.success ? undefined : "user nobody cannot read the checkout or run this deno"
   } catch (error) {
     return `no setpriv (apt-get install -y util-linux): ${error}`
   }
