@@ -5,8 +5,8 @@
  * {@link Filesystem} (what they see); both are services provided by layers.
  *
  * ```ts
- * import { Effect, Layer } from "effect"
  * import { DummyAuthorizer, FtpServer, LocalFilesystem } from "@ftpd/server"
+ * import { Effect, Layer } from "effect"
  *
  * const users = DummyAuthorizer.layer((a) =>
  *   a.addUser("user", "12345", Deno.cwd(), { perm: "elradfmwMT" }).addAnonymous(Deno.cwd())

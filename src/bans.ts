@@ -130,8 +130,8 @@ const BansTag: Context.Service<Bans, BansShape> = Context.Service<Bans, BansShap
  *
  * @example
  * ```ts
- * import { Effect, Layer } from "effect"
  * import { Bans, DummyAuthorizer, FtpServer, LocalFilesystem } from "@ftpd/server"
+ * import { Effect, Layer } from "effect"
  *
  * const bans = Bans.layer({ banAfterFailures: 5, banWindow: 600, banDuration: 3600 })
  * const users = DummyAuthorizer.layer((a) => a.addUser("user", "12345", Deno.cwd(), { perm: "elr" }))

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-net --allow-read=. --allow-write=.
+#!/usr/bin/env -S deno run --allow-net --allow-read=. --allow-ffi
 import "./_no_async_hooks.ts"
 /**
  * `ftpd`: pyftpdlib's command line (`python3 -m pyftpdlib`) under Deno's permission sandbox.
@@ -48,8 +48,14 @@ const usageError = (message: string): never => {
   return Deno.exit(2)
 }
 
+/** A failure that is not a usage mistake (the port taken, a file that is wrong): one line, no hint. */
+const startupError = (message: string): never => {
+  console.error(`ftpd: error: ${message}`)
+  return Deno.exit(2)
+}
+
 const serve = (config: CliConfig, authorizer: DummyAuthorizer, tracing: OtlpSettings | null) =>
-  config.workers === 1
+  (config.workers === 1
     ? FtpServer.serve(config.options).pipe(Effect.provide(cliServices({ config, tracing }, { authorizer })))
     : Effect.scoped(
       Effect.andThen(
@@ -63,7 +69,11 @@ const serve = (config: CliConfig, authorizer: DummyAuthorizer, tracing: OtlpSett
         }),
         Effect.never,
       ),
-    ).pipe(Effect.provide(cliLogger(config)))
+    ).pipe(Effect.provide(cliLogger(config)))).pipe(
+      // Every failure here is one to start (the server runs until interrupted): the port in use, an
+      // address this machine does not have, a privileged port.
+      Effect.catch((error) => Effect.sync(() => startupError(error.message))),
+    )
 
 const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   const parsed = parseCli(argv)
@@ -97,9 +107,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     tls = config.tls === null ? undefined : await loadTls(config.tls)
   } catch (error) {
     if (!(error instanceof TlsFilesError)) throw error
-    // Not a usage mistake: the files are wrong, so no "Try 'ftpd --help'" hint.
-    console.error(`ftpd: error: ${error.message}`)
-    return Deno.exit(2)
+    return startupError(error.message)
   }
   let authorizer: DummyAuthorizer
   try {

@@ -109,8 +109,8 @@ const merge = (...all: ReadonlyArray<HooksShape>): HooksShape => {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Hooks } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const hooks = Hooks.layer({
  *   onFileReceived: (_session, file) => Effect.log(`received ${file}`),
  * })

@@ -261,8 +261,8 @@ const fileLogger = (options: FtpLoggerOptions & { readonly file: string }) =>
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { FtpLogger } from "@ftpd/server"
+ * import { Effect } from "effect"
  * Effect.runFork(Effect.log("hello").pipe(Effect.provide(FtpLogger.layer({ debug: false }))))
  * ```
  */
@@ -291,6 +291,8 @@ export interface BannerFacts {
   readonly passivePorts: readonly [number, number] | null
   /** The filesystem's own description (`Filesystem.description`). */
   readonly filesystem: string | undefined
+  /** What is served to whom (`Authorizer.description`). */
+  readonly serving?: string | undefined
   /** FTPS, when it is on. */
   readonly tls: {
     /** Where implicit TLS listens (`host:port`), if it does. */
@@ -335,6 +337,7 @@ export const startBanner = (facts: BannerFacts): ReadonlyArray<string> => {
       : `concurrency model: async (one Effect fiber per session) in each of ${worker.count} workers sharing the port`,
     `masquerade (NAT) address: ${facts.masqueradeAddress ?? "None"}`,
     `passive ports: ${range}`,
+    `serving ${facts.serving ?? "custom authorizer"}`,
     `filesystem: ${facts.filesystem ?? "custom"}`,
     tls === null
       ? "TLS: off"

@@ -38,8 +38,8 @@ export interface GracefulShutdownShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { GracefulShutdown, runMain } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const program = Effect.scoped(Effect.gen(function* () {
  *   const shutdown = yield* GracefulShutdown
  *   yield* shutdown.onSignal(Effect.log("finishing what is running"))
@@ -68,8 +68,8 @@ export interface HangupShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Hangup, runMain } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const program = Effect.scoped(Effect.gen(function* () {
  *   const hangup = yield* Hangup
  *   yield* hangup.onHangup(Effect.log("reloading"))
@@ -90,8 +90,8 @@ export const Hangup: Context.Reference<HangupShape> = Context.Reference<HangupSh
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { runMain } from "@ftpd/server"
+ * import { Effect } from "effect"
  * if (import.meta.main) runMain(Effect.log("hello"))
  * ```
  */

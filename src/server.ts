@@ -88,8 +88,8 @@ export interface RunningServerShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { RunningServer } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const report = Effect.gen(function* () {
  *   const server = yield* RunningServer
  *   yield* Effect.log(`${server.connections()} sessions on port ${server.address.port}`)
@@ -103,6 +103,19 @@ export const RunningServer: Context.Service<RunningServer, RunningServerShape> =
 /** The running server's shape. */
 export type RunningServer = RunningServerShape
 
+/** Why a listener could not be opened, in a user's words. */
+const listenFailure = (host: string, port: number, cause: unknown): string => {
+  const address = hostPort(host, port)
+  if (cause instanceof Deno.errors.NotCapable) return `no permission to listen on ${address} (grant --allow-net)`
+  if (cause instanceof Deno.errors.AddrInUse) return `${address} is already in use`
+  if (cause instanceof Deno.errors.PermissionDenied) {
+    return `the system refused to listen on ${address}` +
+      (port > 0 && port < 1024 ? ": ports below 1024 need root or the CAP_NET_BIND_SERVICE capability" : "")
+  }
+  if (cause instanceof Deno.errors.AddrNotAvailable) return `can't listen on ${address}: no interface has that address`
+  return `can't listen on ${address}: ${cause instanceof Error ? cause.message : String(cause)}`
+}
+
 const listen = (network: NetworkShape, options: ResolvedOptions, port: number) =>
   Effect.acquireRelease(
     Effect.tryPromise({
@@ -111,15 +124,7 @@ const listen = (network: NetworkShape, options: ResolvedOptions, port: number) =
         if (network.listenReusable === undefined) throw new Error("this network can't share a port (reusePort)")
         return await network.listenReusable(options.host, port)
       },
-      catch: (cause) =>
-        new FtpServerError({
-          message: cause instanceof Deno.errors.NotCapable
-            ? `no permission to listen on ${hostPort(options.host, port)} (grant --allow-net)`
-            : cause instanceof Deno.errors.AddrInUse
-            ? `${hostPort(options.host, port)} is already in use`
-            : `can't listen on ${hostPort(options.host, port)}: ${String(cause)}`,
-          cause,
-        }),
+      catch: (cause) => new FtpServerError({ message: listenFailure(options.host, port, cause), cause }),
     }),
     (listener) => Effect.sync(() => closeQuietly(listener)),
   )
@@ -231,6 +236,7 @@ const make = (
       worker,
       masqueradeAddress: resolved.masqueradeAddress,
       passivePorts: resolved.passivePorts,
+      serving: context.auth.description,
       filesystem: context.fs.description,
       tls: resolved.tls === null ? null : {
         implicitAt: implicitListener === undefined ? null : hostPort(address.hostname, implicitListener.addr.port),
@@ -392,8 +398,8 @@ const make = (
  *
  * @example
  * ```ts
- * import { Effect, Layer } from "effect"
  * import { DummyAuthorizer, FtpServer, LocalFilesystem } from "@ftpd/server"
+ * import { Effect, Layer } from "effect"
  *
  * const users = DummyAuthorizer.layer((a) => a.addUser("user", "12345", Deno.cwd(), { perm: "elradfmwMT" }))
  * const server = FtpServer.layer({ host: "127.0.0.1", port: 2121 })

@@ -146,3 +146,39 @@ Deno.test("toLayer serves users added after the layer was made", () =>
     )
     assert.deepEqual(result, ["late", true])
   }))
+
+Deno.test("description says, by home, who may log in and whether read-only or read-write, with the letters", () =>
+  withHome((home) => {
+    assert.equal(new DummyAuthorizer().description, "no users")
+    const auth = new DummyAuthorizer().addAnonymous(home).addUser("bob", "pw", home, { perm: "elradfmwMT" })
+    assert.equal(auth.description, `${home}: anonymous read-only (elr), user bob read-write (elradfmwMT)`)
+    auth.addUser("carol", "pw", `${home}/sub`, { perm: "elrw" }).overridePerm("bob", `${home}/sub`, "elr", true)
+    assert.equal(
+      auth.description,
+      `${home}: anonymous read-only (elr), user bob read-write (elradfmwMT, other letters in 1 directory); ` +
+        `${home}/sub: user carol read-write (elrw)`,
+    )
+  }))
+
+Deno.test("description names five users and counts the rest, so that the banner stays one line", () =>
+  withHome((home) => {
+    const auth = new DummyAuthorizer()
+    for (let i = 1; i <= 8; i++) auth.addUser(`u${i}`, "pw", home)
+    const description = auth.description
+    assert.ok(description.includes("user u5 read-only (elr)") && !description.includes("u6"), description)
+    assert.ok(description.endsWith("; and 3 more users"), description)
+  }))
+
+Deno.test("the Authorizer layer of a DummyAuthorizer carries its description, kept current", () =>
+  withHome(async (home) => {
+    const auth = new DummyAuthorizer().addAnonymous(home)
+    const service = await Effect.runPromise(Effect.provide(
+      Effect.gen(function* () {
+        return yield* Authorizer
+      }),
+      auth.toLayer(),
+    ))
+    assert.equal(service.description, `${home}: anonymous read-only (elr)`)
+    auth.addUser("bob", "pw", home)
+    assert.equal(service.description, `${home}: anonymous read-only (elr), user bob read-only (elr)`)
+  }))

@@ -4,7 +4,15 @@
  * its data connections included, runs with no socket at all.
  */
 import assert from "node:assert/strict"
-import { RawClient, readAll, type Reply, startServer, type TestServer, type TestServerOptions } from "./helpers.ts"
+import {
+  makeCertificate,
+  RawClient,
+  readAll,
+  type Reply,
+  startServer,
+  type TestServer,
+  type TestServerOptions,
+} from "./helpers.ts"
 
 /** A server and a client (logged in as "user" unless `login` is false), both closed after `f`. */
 const withClient = async (
@@ -205,6 +213,32 @@ Deno.test("HELP <command> replies 214 with its syntax, any case", () =>
     })
     assert.match((await raw.command("HELP MLSD")).text, /^Syntax: MLSD/)
   }))
+
+const TLS_COMMANDS = ["AUTH", "PBSZ", "PROT", "CCC"]
+const helpListing = async (raw: RawClient): Promise<Set<string>> =>
+  new Set((await raw.command("HELP")).lines.slice(1, -1).flatMap((line) => line.trim().split(/\s+/)))
+
+Deno.test("without TLS, HELP lists no FTPS command and HELP AUTH replies 501; AUTH itself still gets 502", () =>
+  withClient(async (raw) => {
+    const listed = await helpListing(raw)
+    for (const name of TLS_COMMANDS) assert.ok(!listed.has(name), `HELP lists ${name} without TLS`)
+    assert.ok(listed.has("FEAT") && listed.has("USER"))
+    for (const name of TLS_COMMANDS) assert.equal((await raw.command(`HELP ${name}`)).code, 501, name)
+    assert.equal((await raw.command("AUTH TLS")).code, 502)
+  }, { login: false }))
+
+Deno.test("with TLS configured, HELP lists AUTH, PBSZ, PROT and CCC, with their syntax", async () => {
+  const cert = await makeCertificate()
+  try {
+    await withClient(async (raw) => {
+      const listed = await helpListing(raw)
+      for (const name of TLS_COMMANDS) assert.ok(listed.has(name), `HELP does not list ${name} with TLS`)
+      assert.match((await raw.command("HELP auth")).text, /^Syntax: AUTH/)
+    }, { login: false, tls: { cert: cert.cert, key: cert.key } })
+  } finally {
+    await cert.remove()
+  }
+})
 
 Deno.test("HELP of an unknown command replies 501", () =>
   withClient(async (raw) => {

@@ -230,6 +230,37 @@ for (const mode of ["descriptor", "path"] as const satisfies ReadonlyArray<JailM
       assert.equal(await failure(store(await resolve(home, "/dir"), { mode: "truncate" }, "x")), "IsADirectory")
     }))
 
+  test("openWrite truncate keeps an existing file until its first byte, and empties it on a successful close without one", () =>
+    withTree(async (home) => {
+      const path = await resolve(home, "/a.txt")
+      const aborted = new FilesystemError({ path: "/a.txt", reason: "PermissionDenied" })
+      // Opened, nothing written (an empty write is no byte), then failed: the old file stays whole.
+      const failed = Effect.scoped(Effect.flatMap(
+        local.openWrite(path, { mode: "truncate" }),
+        (h) => Effect.andThen(Effect.promise(() => h.write(new Uint8Array(0))), Effect.fail(aborted)),
+      ))
+      assert.equal(await failure(failed), "PermissionDenied")
+      assert.equal(await Deno.readTextFile(path.real), "hello world")
+      // Opened and still open: the old file stays whole until the first byte.
+      await run(Effect.scoped(Effect.flatMap(
+        local.openWrite(path, { mode: "truncate" }),
+        () => Effect.promise(async () => assert.equal(await Deno.readTextFile(path.real), "hello world")),
+      )))
+      // ...but that successful close with no byte written was an empty upload: the file is empty.
+      assert.equal(await Deno.readTextFile(path.real), "")
+      await Deno.writeTextFile(path.real, "hello world")
+      // A shorter content leaves nothing of the old one behind, and a failure after the first byte keeps what was written.
+      await run(store(path, { mode: "truncate" }, "new"))
+      assert.equal(await Deno.readTextFile(path.real), "new")
+      await Deno.writeTextFile(path.real, "hello world")
+      const cut = Effect.scoped(Effect.flatMap(
+        local.openWrite(path, { mode: "truncate" }),
+        (h) => Effect.andThen(Effect.promise(() => h.write(new TextEncoder().encode("par"))), Effect.fail(aborted)),
+      ))
+      assert.equal(await failure(cut), "PermissionDenied")
+      assert.equal(await Deno.readTextFile(path.real), "par")
+    }))
+
   test("openWrite writes large chunks completely", () =>
     withTree(async (home) => {
       const path = await resolve(home, "/big.bin")

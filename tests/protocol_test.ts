@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, strictEqual, throws } from "node:assert/strict"
 import { CommandFramer, type Framed } from "../src/protocol/framer.ts"
-import { parseCommand } from "../src/protocol/command.ts"
+import { commandAfterSynch, parseCommand } from "../src/protocol/command.ts"
 import { formatReply, quotePath } from "../src/protocol/reply.ts"
 import { formatEpsv, formatPasv, parseEprt, parsePort } from "../src/protocol/address.ts"
 import { isIPv4, plainAddress } from "../src/net/address.ts"
@@ -85,6 +85,55 @@ Deno.test("framer drops Telnet negotiation and commands, even split across chunk
   assertEquals(drain(framer), [line("a\uFFFDb")])
 })
 
+// What reaches the server of "IAC IP IAC DM <command>" when the kernel took the urgent byte out
+// of the stream (no SO_OOBINLINE), for each position of the urgent byte, and when none was urgent.
+const SYNCH_LEFTOVERS: ReadonlyArray<readonly [string, number[]]> = [
+  ["none urgent", [255, 244, 255, 242]],
+  ["first IAC urgent", [244, 255, 242]],
+  ["IP urgent (IAC IAC is a 0xFF data byte)", [255, 255, 242]],
+  ["second IAC urgent (BSD ftp, tnftp)", [255, 244, 242]],
+  ["DM urgent (lftp)", [255, 244, 255]],
+  ["a bare DM", [242]],
+  ["a bare IP and DM", [244, 242]],
+]
+
+Deno.test("framer drops what is left of a Telnet Synch before ABOR, STAT and QUIT, wherever the urgent byte was", () => {
+  for (const [variant, leftover] of SYNCH_LEFTOVERS) {
+    for (const command of ["ABOR", "STAT", "QUIT"]) {
+      const framer = new CommandFramer()
+      framer.push(bytes(leftover, `${command}\r\n`))
+      assertEquals(drain(framer), [line(command)], `${variant} ${command}`)
+      strictEqual(framer.buffered, 0)
+    }
+  }
+})
+
+Deno.test("framer drops Synch leftovers split across chunks at any byte", () => {
+  for (const [variant, leftover] of SYNCH_LEFTOVERS) {
+    const sequence = bytes(leftover, "ABOR\r\n")
+    for (let split = 1; split < sequence.length; split++) {
+      const framer = new CommandFramer()
+      framer.push(sequence.subarray(0, split))
+      const early = drain(framer)
+      framer.push(sequence.subarray(split))
+      assertEquals([...early, ...drain(framer)], [line("ABOR")], `${variant}, split at ${split}`)
+    }
+    const framer = new CommandFramer()
+    for (const byte of sequence) framer.push(Uint8Array.of(byte))
+    assertEquals(drain(framer), [line("ABOR")], `${variant}, one byte per chunk`)
+  }
+})
+
+Deno.test("framer keeps bytes 0xF0-0xFF inside a line: only a line's first bytes can be Synch leftovers", () => {
+  const framer = new CommandFramer()
+  // U+1F600 is F0 9F 98 80 in UTF-8: a path may hold it, even first.
+  framer.push(bytes("RETR \u{1F600}.txt\r\nRETR a", [255, 255], "\r\nNOOP\r\n"))
+  assertEquals(drain(framer), [line("RETR \u{1F600}.txt"), line("RETR a\uFFFD"), line("NOOP")])
+  // A line of nothing but leftovers is an empty line, and a CR at the start is data, not a leftover.
+  framer.push(bytes([255, 244, 242], "\r\n\r", [242], "X\r\n"))
+  assertEquals(drain(framer), [line(""), line("\r\uFFFDX")])
+})
+
 Deno.test("framer accepts a line of exactly maxLength bytes and refuses one byte more", () => {
   const framer = new CommandFramer()
   framer.push(bytes("x".repeat(2048) + "\r\n"))
@@ -134,6 +183,18 @@ Deno.test("parseCommand upper-cases the verb and keeps the argument's leading sp
   assertEquals(parseCommand(""), { name: "", arg: "" })
   assertEquals(parseCommand("stor a b\r\n"), { name: "STOR", arg: "a b" })
   assertEquals(parseCommand("\u00dfite x"), { name: "\u00dfITE", arg: "x" })
+})
+
+Deno.test("commandAfterSynch reads an unknown verb ending with ABOR, STAT or QUIT as that command", () => {
+  strictEqual(commandAfterSynch("\uFFFDABOR"), "ABOR")
+  strictEqual(commandAfterSynch("\u0000\u0000STAT"), "STAT")
+  strictEqual(commandAfterSynch("XQUIT"), "QUIT")
+  strictEqual(commandAfterSynch("ABOR"), "ABOR")
+  // Anything else stays as it came, to be refused as unknown.
+  strictEqual(commandAfterSynch("\uFFFDNOOP"), "\uFFFDNOOP")
+  strictEqual(commandAfterSynch("ABORX"), "ABORX")
+  strictEqual(commandAfterSynch("BOR"), "BOR")
+  strictEqual(commandAfterSynch(""), "")
 })
 
 // --- reply ---

@@ -6,6 +6,7 @@ import { Effect } from "effect"
 import assert from "node:assert/strict"
 import net from "node:net"
 import type { HookSession, HooksShape } from "../src/hooks.ts"
+import { startBanner } from "../src/log.ts"
 import {
   closeQuietly,
   eventually,
@@ -435,6 +436,30 @@ Deno.test("the server logs the start banner, logins and transfers in pyftpdlib's
     assert.match(logs, new RegExp(String.raw`${prefix}RETR /x completed=1 bytes=10 seconds=\d+\.\d+$`, "m"))
     assert.match(logs, new RegExp(String.raw`${prefix}STOR /y completed=1 bytes=3 seconds=\d+\.\d+$`, "m"))
   })
+})
+
+Deno.test("the start banner says which folder is served to whom, with which letters", async () => {
+  const server = await startServer()
+  try {
+    assert.ok(
+      server.logs.some((line) =>
+        line.endsWith(`] serving ${server.root}: user user read-write (elradfmwMT), anonymous read-only (elr)`)
+      ),
+      server.logs.join("\n"),
+    )
+  } finally {
+    await server.close()
+  }
+  const lines = startBanner({
+    address: "[::]:21",
+    pid: 1,
+    masqueradeAddress: null,
+    passivePorts: null,
+    filesystem: undefined,
+    serving: undefined,
+    tls: null,
+  })
+  assert.ok(lines.includes("serving custom authorizer"), "an authorizer that does not describe itself")
 })
 
 Deno.test("with debug on, every command and reply is logged and the password is masked", async () => {

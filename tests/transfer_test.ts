@@ -644,6 +644,44 @@ Deno.test("with dataTimeout 1, a RETR whose passive connection never comes repli
   })
 })
 
+for (const jail of ["descriptor", "path"] as const) {
+  Deno.test(`${jail} jail: a STOR whose passive connection never comes (425) leaves the existing file byte-identical`, async () => {
+    await withLoggedIn({ dataTimeout: 1, jail }, async (server, client) => {
+      const old = randomBytes(100_000)
+      await Deno.writeFile(`${server.root}/keep.bin`, old)
+      await client.epsvPort()
+      await client.send("STOR keep.bin")
+      assert.equal((await client.readReply()).code, 150)
+      assert.equal((await client.readReply(8000)).code, 425)
+      assert.equal(await sha256(await Deno.readFile(`${server.root}/keep.bin`)), await sha256(old))
+      // The session goes on, and a later STOR does replace the file.
+      const content = randomBytes(1000)
+      assert.equal((await transfer(client, "STOR keep.bin", content)).final.code, 226)
+      assert.equal(await sha256(await Deno.readFile(`${server.root}/keep.bin`)), await sha256(content))
+    })
+  })
+
+  Deno.test(`${jail} jail: ABOR of a STOR before its data connection leaves the existing file byte-identical`, async () => {
+    await withLoggedIn({ jail }, async (server, client) => {
+      const old = randomBytes(100_000)
+      await Deno.writeFile(`${server.root}/keep.bin`, old)
+      await client.epsvPort()
+      await client.send("STOR keep.bin")
+      assert.equal((await client.readReply()).code, 150)
+      assert.deepEqual([(await client.command("ABOR")).code, (await client.readReply()).code], [426, 226])
+      assert.equal(await sha256(await Deno.readFile(`${server.root}/keep.bin`)), await sha256(old))
+    })
+  })
+
+  Deno.test(`${jail} jail: an empty STOR empties the existing file`, async () => {
+    await withLoggedIn({ jail }, async (server, client) => {
+      await Deno.writeFile(`${server.root}/keep.bin`, randomBytes(100_000))
+      assert.equal((await transfer(client, "STOR keep.bin", new Uint8Array(0))).final.code, 226)
+      assert.equal((await Deno.stat(`${server.root}/keep.bin`)).size, 0)
+    })
+  })
+}
+
 Deno.test("50 parallel basic-ftp clients each upload and download their own 1 MB file intact", async () => {
   const server = await startServer()
   const clients = Array.from({ length: 50 }, () => new Client(30_000))

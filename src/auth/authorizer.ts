@@ -60,6 +60,11 @@ export interface AuthorizerShape {
    * decides at login (`LoginContext.host`).
    */
   readonly servesHost?: (host: string) => Effect.Effect<boolean>
+  /**
+   * What the server's start banner says is served to whom, after `serving `: e.g.
+   * `"/srv/ftp: anonymous read-only (elr)"`. Absent: the banner says `custom authorizer`.
+   */
+  readonly description?: string
 }
 
 /**
@@ -67,8 +72,8 @@ export interface AuthorizerShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Authorizer, DummyAuthorizer } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const program = Effect.gen(function* () {
  *   const auth = yield* Authorizer
  *   return yield* auth.authenticate("user", "12345")

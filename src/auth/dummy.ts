@@ -1,5 +1,6 @@
 /**
  * `DummyAuthorizer`: virtual users kept in memory, pyftpdlib's `DummyAuthorizer` in Effect form.
+ * (Over 400 lines: one public class, most of it the JSDoc and example of each method.)
  *
  * @module
  */
@@ -34,6 +35,8 @@ interface UserEntry {
 }
 
 const ANONYMOUS = "anonymous"
+/** Users named in {@link DummyAuthorizer.description}; a banner line stays a line. */
+const DESCRIBED_USERS = 5
 const FAILED = "Authentication failed."
 
 /**
@@ -294,6 +297,33 @@ export class DummyAuthorizer {
   }
 
   /**
+   * Who may log in, where and with which letters, by home directory, as the start banner says it
+   * (the first 5 users named, the rest counted).
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * const auth = new DummyAuthorizer().addAnonymous("/tmp").addUser("bob", "pw", "/tmp", { perm: "elradfmwMT" })
+   * console.log(auth.description) // "/tmp: anonymous read-only (elr), user bob read-write (elradfmwMT)"
+   * ```
+   */
+  get description(): string {
+    if (this.#users.size === 0) return "no users"
+    const byHome = new Map<string, string[]>()
+    for (const [name, entry] of [...this.#users].slice(0, DESCRIBED_USERS)) {
+      const who = name === ANONYMOUS ? name : `user ${name}`
+      const access = [...WRITE_PERMISSIONS].some((p) => entry.perm.includes(p)) ? "read-write" : "read-only"
+      const n = entry.overrides.size
+      const overrides = n === 0 ? "" : `, other letters in ${n} ${n === 1 ? "directory" : "directories"}`
+      const users = byHome.get(entry.home) ?? byHome.set(entry.home, []).get(entry.home)!
+      users.push(`${who} ${access} (${entry.perm}${overrides})`)
+    }
+    const more = this.#users.size - DESCRIBED_USERS
+    return [...byHome].map(([home, users]) => `${home}: ${users.join(", ")}`).join("; ") +
+      (more > 0 ? `; and ${more} more ${more === 1 ? "user" : "users"}` : "")
+  }
+
+  /**
    * A layer providing this instance as the {@link Authorizer}; later `addUser`/`removeUser` calls
    * take effect for new logins. Warnings are logged when the layer is built.
    *
@@ -306,9 +336,13 @@ export class DummyAuthorizer {
    * ```
    */
   toLayer(): Layer.Layer<Authorizer> {
+    const describe = () => this.description
     const shape: AuthorizerShape = {
       authenticate: (user, password) => this.authenticate(user, password),
       hasPerm: (user, perm, path) => this.hasPerm(user, perm, path),
+      get description() {
+        return describe()
+      },
     }
     return Layer.effect(
       Authorizer,

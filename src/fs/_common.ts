@@ -4,10 +4,12 @@
  * @module
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Scope from "effect/Scope"
 import { FilesystemError } from "../errors.ts"
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "../sys/libc.ts"
 import { basename } from "../protocol/path.ts"
-import type { FileInfo } from "./filesystem.ts"
+import type { FileInfo, FtpPath } from "./filesystem.ts"
 
 /** Entries per listing batch. */
 export const LIST_BATCH = 256
@@ -97,5 +99,37 @@ export const attemptSync = <A>(f: () => A): Effect.Effect<A, FilesystemError> =>
     } catch (error) {
       if (error instanceof FilesystemError) return Effect.fail(error)
       throw error
+    }
+  })
+
+/**
+ * The `truncate` mode of `openWrite` (see `WriteOptions`): the file is emptied just before the
+ * first byte is written, or, when an upload completes with no byte at all, when its scope closes
+ * with success; an upload that fails before its first byte (no data connection: 425) leaves the
+ * file as it was. Returns `write` wrapped to truncate first.
+ */
+export const truncateOnFirstWrite = (
+  path: FtpPath,
+  truncate: () => Promise<void>,
+  write: (chunk: Uint8Array) => Promise<void>,
+): Effect.Effect<(chunk: Uint8Array) => Promise<void>, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    let pending = true
+    yield* Effect.addFinalizer((exit) =>
+      pending && Exit.isSuccess(exit)
+        ? Effect.tryPromise(truncate).pipe(
+          // The upload was complete and is reported so; a file that could not be emptied is the server's to see.
+          Effect.catch((error) =>
+            Effect.logWarning(`Could not empty ${path.real} for an empty upload: ${error.cause}`)
+          ),
+        )
+        : Effect.void
+    )
+    return async (chunk) => {
+      if (pending && chunk.length > 0) {
+        await truncate()
+        pending = false
+      }
+      await write(chunk)
     }
   })

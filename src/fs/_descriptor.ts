@@ -28,7 +28,7 @@ import {
   type Stat,
 } from "../sys/libc.ts"
 import type { DirectoryListing, FileInfo, FilesystemShape, FtpPath, ReadHandle, WriteHandle } from "./filesystem.ts"
-import { attemptSync, checkVirtual, kindOfType, LIST_BATCH, nameOf, pause } from "./_common.ts"
+import { attemptSync, checkVirtual, kindOfType, LIST_BATCH, nameOf, pause, truncateOnFirstWrite } from "./_common.ts"
 import { changed, componentsOf, type Entry, failed, Walk } from "./_walk.ts"
 
 const toFileInfo = (name: string, stat: Stat): FileInfo => ({
@@ -232,8 +232,9 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
     )
 
   const openWrite: FilesystemShape["openWrite"] = (path, options) =>
-    Effect.map(
-      scopedDescriptor(walking(path, (walk) => {
+    Effect.gen(function* () {
+      let replacing = false
+      const file = yield* scopedDescriptor(walking(path, (walk) => {
         const entry = walk.entry(parentOf(walk, path))
         const { O } = c
         const append = options.mode === "append" ? O.APPEND : 0
@@ -251,7 +252,7 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
         }
         const fd = openEntry(path, entry, O.WRONLY | append)
         try {
-          if (options.mode === "truncate") call(path.virtual, c.ftruncate(fd, 0))
+          replacing = options.mode === "truncate"
           if (options.mode === "resume" && offset > 0) {
             const stat = c.statx(fd, "", AT_EMPTY_PATH)
             if (typeof stat === "number") throw failed(path.virtual, stat)
@@ -263,22 +264,26 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
           c.close(fd)
           throw error
         }
-      })),
-      (file): WriteHandle => {
-        let stored = 0
-        return {
-          write: async (chunk) => {
-            for (let written = 0; written < chunk.length;) {
-              const n = await file.run((fd) => c.write(fd, chunk.subarray(written)))
-              if (n < 0) throw failed(path.virtual, n)
-              written += n
-              stored += n
-            }
-          },
-          written: () => stored,
+      }))
+      let stored = 0
+      const write = async (chunk: Uint8Array) => {
+        for (let written = 0; written < chunk.length;) {
+          const n = await file.run((fd) => c.write(fd, chunk.subarray(written)))
+          if (n < 0) throw failed(path.virtual, n)
+          written += n
+          stored += n
         }
-      },
-    )
+      }
+      const truncate = () =>
+        file.run((fd) => {
+          const result = c.ftruncate(fd, 0)
+          return result < 0 ? Promise.reject(failed(path.virtual, result)) : Promise.resolve()
+        })
+      return {
+        write: replacing ? yield* truncateOnFirstWrite(path, truncate, write) : write,
+        written: () => stored,
+      } satisfies WriteHandle
+    })
 
   return {
     description: "local disk, descriptor jail (openat walks, no symlink followed blindly)",

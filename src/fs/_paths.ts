@@ -17,7 +17,7 @@ import type * as Scope from "effect/Scope"
 import { statfs } from "node:fs/promises"
 import { FilesystemError, fromSystemError } from "../errors.ts"
 import { closeQuietly } from "../net/transport.ts"
-import { attemptSync, checkVirtual, kindOf, LIST_BATCH, nameOf, pause } from "./_common.ts"
+import { attemptSync, checkVirtual, kindOf, LIST_BATCH, nameOf, pause, truncateOnFirstWrite } from "./_common.ts"
 import { RenameLock } from "./_rename_lock.ts"
 import type {
   DirectoryListing,
@@ -261,7 +261,8 @@ const writeFlags = (mode: WriteOptions["mode"], offset: number, exclusive: boole
   const create = exclusive ? { createNew: true } : { create: true }
   switch (mode) {
     case "truncate":
-      return { write: true, truncate: !exclusive, ...create }
+      // Not `truncate: true`: the file is emptied at the upload's first byte (`truncateOnFirstWrite`).
+      return { write: true, ...create }
     case "append":
       return { append: true, ...create }
     case "resume":
@@ -331,18 +332,22 @@ const openWrite = (
       })
     }
     let stored = 0
-    return {
-      write: async (chunk: Uint8Array) => {
-        try {
-          for (let written = 0; written < chunk.length;) {
-            const n = await file.write(chunk.subarray(written))
-            written += n
-            stored += n
-          }
-        } catch (e) {
-          throw fromSystemError(path.virtual, e)
+    const write = async (chunk: Uint8Array) => {
+      try {
+        for (let written = 0; written < chunk.length;) {
+          const n = await file.write(chunk.subarray(written))
+          written += n
+          stored += n
         }
-      },
+      } catch (e) {
+        throw fromSystemError(path.virtual, e)
+      }
+    }
+    const truncate = () => file.truncate(0).catch((e) => Promise.reject(fromSystemError(path.virtual, e)))
+    // A file made by this open (STOU) is new and empty: nothing of it to keep until the first byte.
+    const replacing = options.mode === "truncate" && options.exclusive !== true
+    return {
+      write: replacing ? yield* truncateOnFirstWrite(path, truncate, write) : write,
       written: () => stored,
     }
   })

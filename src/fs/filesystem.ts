@@ -36,7 +36,17 @@ export interface WriteHandle {
 
 /** How `openWrite` opens its file. */
 export interface WriteOptions {
-  /** `truncate` (STOR), `append` (APPE), `resume` (STOR after REST: keep content, write at `offset`). */
+  /**
+   * `truncate` (STOR: replace the content), `append` (APPE), `resume` (STOR after REST: keep the
+   * content, write at `offset`).
+   *
+   * `truncate` must leave an existing file unchanged until the first byte is written: the file is
+   * emptied by the handle's first `write()` with bytes in it, or, for an upload that completes
+   * with no byte at all (an empty file), when the scope closes with success (the release of an
+   * `Effect.acquireRelease` gets the `Exit`). A transfer that fails before its first byte (the
+   * client never opened the data connection: 425) closes the scope with a failure, and the old
+   * file stays as it was.
+   */
   readonly mode: "truncate" | "append" | "resume"
   readonly offset?: number
   /** Fail with `AlreadyExists` instead of replacing (STOU). */
@@ -107,7 +117,11 @@ export interface FilesystemShape {
   readonly list: (path: FtpPath) => Effect.Effect<DirectoryListing, FilesystemError, Scope.Scope>
   /** Open a regular file for reading from `offset`; closed when the scope closes. */
   readonly openRead: (path: FtpPath, offset: number) => Effect.Effect<ReadHandle, FilesystemError, Scope.Scope>
-  /** Open a file for writing; closed when the scope closes. */
+  /**
+   * Open a file for writing, creating it if missing; closed when the scope closes, which the
+   * transfer closes with its outcome. `truncate` empties an existing file only at the first byte
+   * written or at a successful close (see {@link WriteOptions.mode}).
+   */
   readonly openWrite: (path: FtpPath, options: WriteOptions) => Effect.Effect<WriteHandle, FilesystemError, Scope.Scope>
   readonly mkdir: (path: FtpPath) => Effect.Effect<void, FilesystemError>
   readonly rmdir: (path: FtpPath) => Effect.Effect<void, FilesystemError>
@@ -129,8 +143,8 @@ export interface FilesystemShape {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Filesystem, LocalFilesystem } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const program = Effect.gen(function* () {
  *   const fs = yield* Filesystem
  *   const path = yield* fs.resolve(Deno.cwd(), "/")

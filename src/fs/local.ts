@@ -43,8 +43,8 @@ export const availableJail = (): JailMode => (libc() === null ? "path" : "descri
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { makeLocalFilesystem } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const fs = makeLocalFilesystem({ jail: "path" })
  * const path = await Effect.runPromise(fs.resolve(Deno.cwd(), "/"))
  * console.log(path.real)
@@ -70,8 +70,8 @@ export const makeLocalFilesystem = (options: LocalFilesystemOptions = {}): Files
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { UnixFilesystem } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const fs = UnixFilesystem.make()
  * console.log(await Effect.runPromise(fs.resolve("/srv/ftp", "/a.txt"))) // { virtual: "/a.txt", real: "/srv/ftp/a.txt" }
  * ```
@@ -83,8 +83,8 @@ export const makeUnixFilesystem = (): FilesystemShape => makeUnjailed()
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Filesystem, LocalFilesystem } from "@ftpd/server"
+ * import { Effect } from "effect"
  * const kind = Effect.gen(function* () {
  *   const fs = yield* Filesystem
  *   return (yield* fs.stat(yield* fs.resolve(Deno.cwd(), "/"))).kind

@@ -70,8 +70,8 @@ const unstableNet = (): boolean => "listenDatagram" in Deno
  *
  * @example
  * ```ts
- * import { Layer } from "effect"
  * import { makeMemoryNetwork, Network } from "@ftpd/server"
+ * import { Layer } from "effect"
  * const inMemory = Layer.succeed(Network, makeMemoryNetwork())
  * ```
  */

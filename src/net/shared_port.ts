@@ -118,11 +118,17 @@ export const listenSharedPort = async (hostname: string, port: number): Promise<
     else accepted.push(conn)
   })
   await new Promise<void>((resolve, reject) => {
-    server.once(
-      "error",
-      (error: Error & { code?: string }) =>
-        reject(error.code === "EADDRINUSE" ? new Deno.errors.AddrInUse(error.message) : error),
-    )
+    // As Deno.listen would throw them, so that callers word them the same way.
+    server.once("error", (error: Error & { code?: string }) =>
+      reject(
+        error.code === "EADDRINUSE"
+          ? new Deno.errors.AddrInUse(error.message)
+          : error.code === "EACCES"
+          ? new Deno.errors.PermissionDenied(error.message)
+          : error.code === "EADDRNOTAVAIL"
+          ? new Deno.errors.AddrNotAvailable(error.message)
+          : error,
+      ))
     server.listen({ host: hostname, port, reusePort: true } as net.ListenOptions, () => resolve())
   })
   const address = server.address() as net.AddressInfo

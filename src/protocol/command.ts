@@ -30,3 +30,22 @@ export const parseCommand = (line: string): ParsedCommand => {
   const arg = space === -1 ? "" : trimmed.slice(space + 1)
   return { name: verb.replace(/[a-z]+/g, (s) => s.toUpperCase()), arg }
 }
+
+const AFTER_SYNCH = /(?:ABOR|STAT|QUIT)$/
+
+/**
+ * The command an unknown verb stands for when it ends with ABOR, STAT or QUIT (as pyftpdlib
+ * reads it): clients send these behind a Telnet Synch (RFC 959 4.1.3), and what the network or
+ * a careless client leaves of the Synch in front of them must not stop them. Else `name`.
+ *
+ * @example
+ * ```ts
+ * import { commandAfterSynch } from "./command.ts"
+ * console.log(commandAfterSynch("\u0000ABOR")) // "ABOR"
+ * console.log(commandAfterSynch("XYZ")) // "XYZ"
+ * ```
+ */
+export const commandAfterSynch = (name: string): string => {
+  const match = AFTER_SYNCH.exec(name)
+  return match === null ? name : match[0]
+}

@@ -13,6 +13,8 @@ const CR = 13
 const IAC = 255
 const WILL = 251
 const DONT = 254
+/** The lowest Telnet command byte (SE, RFC 854); no FTP command starts with one. */
+const TELNET_COMMANDS = 240
 
 // Telnet decoding state, kept between bytes and between chunks; its value is also the number of
 // bytes of an unfinished Telnet command held.
@@ -35,8 +37,10 @@ const decoder = new TextDecoder("utf-8", { fatal: false })
  * Frames command lines out of received bytes.
  *
  * Lines end with CRLF or a bare LF (the CR is dropped). `IAC IAC` is a 0xFF data byte; `IAC
- * WILL|WONT|DO|DONT <option>` and `IAC <command>` are dropped, even when split across chunks.
- * Text is decoded as UTF-8 with replacement characters (RFC 2640).
+ * WILL|WONT|DO|DONT <option>` and `IAC <command>` are dropped, even when split across chunks, and
+ * so are bytes 0xF0-0xFF at the start of a line (Telnet bytes left over when a Synch's urgent
+ * byte was taken out of the stream). Text is decoded as UTF-8 with replacement characters
+ * (RFC 2640).
  *
  * @example
  * ```ts
@@ -104,7 +108,7 @@ export class CommandFramer {
           // A byte below 240 is no Telnet command: the Data Mark of a Synch was sent as urgent data
           // and the kernel took it out of the stream (Deno cannot set SO_OOBINLINE). Drop the IAC
           // alone so that "IAC IP IAC <DM> ABOR" still reads as ABOR (RFC 959 4.1.3).
-          if (b !== IAC && b >= 240) {
+          if (b !== IAC && b >= TELNET_COMMANDS) {
             // RFC 854: WILL/WONT/DO/DONT carry one option byte; every other command stands alone.
             this.#telnet = b >= WILL && b <= DONT ? AFTER_OPTION : DATA
             continue
@@ -118,6 +122,12 @@ export class CommandFramer {
           if (b === LF) this.#discarding = false
           continue
         }
+        // What is left of a Synch whose urgent byte the kernel took out of the stream: BSD ftp
+        // sends "IAC IP IAC" with the last IAC urgent, which leaves "DM ABOR"; an urgent IP leaves
+        // "IAC IAC DM ABOR" (a 0xFF data byte, then DM). A command verb never starts with such a
+        // byte, so they are dropped at the start of a line (RFC 959 4.1.3: ABOR, STAT and QUIT
+        // must be recognised however the client sends the Synch).
+        if (this.#length === 0 && !this.#pendingCR && b >= TELNET_COMMANDS) continue
         if (b === LF) {
           result = { kind: "line", text: decoder.decode(line.subarray(0, this.#length)) }
           this.#length = 0

@@ -39,6 +39,10 @@ const LONE_CR_WAIT_MS = 100
  * the runtime (tokio) takes such a short read as "socket drained" and waits for a readiness event
  * that never comes, since the rest (`ABOR`) is already queued. A read that fills its buffer keeps
  * the socket readable, so each read starts with one byte, and Telnet bytes are taken one by one.
+ * A Synch always starts a line, so wherever its urgent byte is (BSD ftp puts it on the second IAC,
+ * lftp on the DM) the mark falls among bytes read one at a time. Not covered: a client that sends
+ * another command and the Synch in one packet; the read of that command stops at the mark, and the
+ * rest waits for the client's next packet.
  */
 const TELNET_BYTES = 0xf0
 

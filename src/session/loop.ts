@@ -30,7 +30,7 @@ import { endpointsOf } from "../net/address.ts"
 import type { ProxyHeader } from "../net/proxy.ts"
 import { TlsConn } from "../net/tls.ts"
 import type { Transport } from "../net/transport.ts"
-import { parseCommand } from "../protocol/command.ts"
+import { commandAfterSynch, parseCommand } from "../protocol/command.ts"
 import type { Framed } from "../protocol/framer.ts"
 import { ControlConnection } from "./control.ts"
 import type { CommandSpec } from "./table.ts"
@@ -228,7 +228,9 @@ const serve = (session: Session): Effect.Effect<void, never, Scope.Scope> =>
         yield* session.reply(500, "Command too long.")
         continue
       }
-      const { name, arg } = parseCommand(framed.text)
+      const parsed = parseCommand(framed.text)
+      const { arg } = parsed
+      const name = server.commands.has(parsed.name) ? parsed.name : commandAfterSynch(parsed.name)
       if (session.debugLog) yield* session.debug(`<- ${masked(name, framed.text)}`)
       if (session.draining && !DURING_TRANSFER.has(name)) {
         yield* session.awaitLatestTransfer

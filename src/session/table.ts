@@ -43,6 +43,8 @@ export interface CommandSpec {
   readonly arg: "required" | "optional" | "none"
   /** Text of `HELP <name>`. */
   readonly help: string
+  /** An FTPS command: `HELP` shows it only when TLS is configured (without TLS it is still answered, with a refusal). */
+  readonly tls?: boolean
   /** What must hold before the path is looked at: RNTO after RNFR, no REST before APPE, ... */
   readonly guard?: Guard
   /** The permission letter the command needs on its path (550 without it). */

@@ -61,7 +61,9 @@ export const needData = (session: Session): Effect.Effect<boolean> => {
 export const opened = <A, E>(open: Effect.Effect<A, E, Scope.Scope>): Effect.Effect<readonly [Scope.Closeable, A], E> =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
-    const value = yield* Scope.provide(scope)(open).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+    const value = yield* Scope.provide(scope)(open).pipe(
+      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
+    )
     return [scope, value] as const
   })
 

@@ -21,12 +21,15 @@ const noop: Handler = (session) => session.reply(200, "NOOP command successful."
 const allo: Handler = (session) => session.reply(202, "No storage allocation necessary.")
 
 const help: Handler = (session, arg) => {
-  const { commands } = session.server
+  const { commands, tls } = session.server
+  // As FEAT does, HELP offers the FTPS commands only when TLS is configured.
+  const shown = (spec: CommandSpec | undefined): spec is CommandSpec =>
+    spec !== undefined && (!spec.tls || tls !== null)
   if (arg !== "") {
     const spec = commands.get(arg.trim().toUpperCase())
-    return spec === undefined ? session.reply(501, "Unrecognized command.") : session.reply(214, spec.help)
+    return shown(spec) ? session.reply(214, spec.help) : session.reply(501, "Unrecognized command.")
   }
-  const names = [...commands.keys()].sort()
+  const names = [...commands.values()].filter(shown).map((spec) => spec.name).sort()
   const rows: string[] = []
   for (let i = 0; i < names.length; i += 8) rows.push(names.slice(i, i + 8).map((n) => n.padEnd(6)).join(" "))
   return session.reply(214, ["The following commands are recognized:", ...rows, "Help command successful."])

@@ -88,6 +88,7 @@ export const tlsCommands: ReadonlyArray<CommandSpec> = [
   {
     name: "AUTH",
     needsLogin: false,
+    tls: true,
     arg: "required",
     help: "Syntax: AUTH <SP> TLS (set up secure control channel).",
     handler: auth,
@@ -95,6 +96,7 @@ export const tlsCommands: ReadonlyArray<CommandSpec> = [
   {
     name: "PBSZ",
     needsLogin: false,
+    tls: true,
     arg: "required",
     help: "Syntax: PBSZ <SP> 0 (negotiate TLS buffer).",
     handler: pbsz,
@@ -102,9 +104,17 @@ export const tlsCommands: ReadonlyArray<CommandSpec> = [
   {
     name: "PROT",
     needsLogin: false,
+    tls: true,
     arg: "required",
     help: "Syntax: PROT <SP> [C|P] (set up un/secure data channel).",
     handler: prot,
   },
-  { name: "CCC", needsLogin: false, arg: "none", help: "Syntax: CCC (clear command channel; refused).", handler: ccc },
+  {
+    name: "CCC",
+    needsLogin: false,
+    tls: true,
+    arg: "none",
+    help: "Syntax: CCC (clear command channel; refused).",
+    handler: ccc,
+  },
 ]
