@@ -42,7 +42,7 @@ export {
   READ_PERMISSIONS,
   WRITE_PERMISSIONS,
 } from "./src/auth/authorizer.ts"
-export { DummyAuthorizer, type UserOptions } from "./src/auth/dummy.ts"
+export { DummyAuthorizer, type DummyAuthorizerOptions, type UserOptions } from "./src/auth/dummy.ts"
 export {
   ALL_CAPABILITIES,
   type Capabilities,
@@ -65,6 +65,7 @@ export {
   makeUnixFilesystem,
   UnixFilesystem,
 } from "./src/fs/local.ts"
+export { makeMemoryFilesystem, MemoryFilesystem, type MemoryFilesystemOptions } from "./src/fs/memory.ts"
 export {
   AuthenticationFailed,
   AuthorizerError,

@@ -28,8 +28,13 @@ export interface TestServerOptions extends ServerOptions {
   readonly jail?: JailMode
   /** A filesystem of the test's own, instead of a LocalFilesystem. */
   readonly filesystem?: FilesystemShape
-  /** An existing root directory; default: a fresh temporary directory, removed by `close`. */
+  /**
+   * An existing root directory; default: a fresh temporary directory, removed by `close`. With a
+   * `filesystem` that is not the local disk, its home for the users (`memory:/`).
+   */
   readonly root?: string
+  /** Homes are not local directories (see `DummyAuthorizerOptions.localHomes`); default true. */
+  readonly localHomes?: boolean
   /** Print server log lines (default: kept in `logs` only). */
   readonly verbose?: boolean
   readonly debug?: boolean
@@ -76,10 +81,12 @@ const workersFor = (options: TestServerOptions): number | undefined => {
 export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
   const root = options.root ?? (await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-test-" })))
   const logs: string[] = []
-  const users = DummyAuthorizer.layer((a) =>
-    options.users !== undefined
-      ? options.users(a, root)
-      : a.addUser("user", "pass", root, { perm: "elradfmwMT" }).addAnonymous(root)
+  const users = DummyAuthorizer.layer(
+    (a) =>
+      options.users !== undefined
+        ? options.users(a, root)
+        : a.addUser("user", "pass", root, { perm: "elradfmwMT" }).addAnonymous(root),
+    { localHomes: options.localHomes ?? true },
   )
   const logger = FtpLogger.layer({
     debug: options.debug ?? false,
@@ -101,7 +108,18 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     memory === undefined ? Layer.empty : Layer.succeed(Network, memory),
   )
   const scope = Effect.runSync(Scope.make())
-  const { inMemory: _, filesystem: __, users: ___, hooks: ____, verbose: _____, unix, jail, debug, ...rest } = options
+  const {
+    inMemory: _,
+    filesystem: __,
+    users: ___,
+    hooks: ____,
+    verbose: _____,
+    localHomes: ______,
+    unix,
+    jail,
+    debug,
+    ...rest
+  } = options
   const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...rest }
   const workers = workersFor(options)
   const port = workers === undefined

@@ -225,6 +225,7 @@ export const receiveFile = (
         queue(convert.flush())
       }
       await flush()
+      await file.complete?.()
     } catch (error) {
       // What arrived before a failure or an abort is kept, as it would be without the gathering.
       await flush().catch(() => undefined)
