@@ -147,14 +147,17 @@ export const objects = async (server: S3rver): Promise<Record<string, number>> =
   return Object.fromEntries(listed.map((o) => [o.Path, o.Size]))
 }
 
-/** Multipart uploads s3rver holds that were neither completed nor aborted (its `uploads` folders). */
-export const pendingUploads = async (server: S3rver): Promise<string[]> => {
-  const found: string[] = []
+/** Multipart uploads s3rver holds that were neither completed nor aborted (its `uploads` folders): their keys. */
+export const pendingUploads = async (server: S3rver): Promise<{ readonly id: string; readonly key: string }[]> => {
+  const found: { id: string; key: string }[] = []
   const walk = async (dir: string) => {
     for await (const entry of Deno.readDir(dir)) {
       if (!entry.isDirectory) continue
       if (entry.name.endsWith("uploads")) {
-        for await (const upload of Deno.readDir(`${dir}/${entry.name}`)) found.push(upload.name)
+        for await (const upload of Deno.readDir(`${dir}/${entry.name}`)) {
+          const key = await Deno.readTextFile(`${dir}/${entry.name}/${upload.name}/key`).catch(() => "")
+          found.push({ id: upload.name, key })
+        }
       } else {
         await walk(`${dir}/${entry.name}`)
       }
