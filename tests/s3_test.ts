@@ -106,7 +106,7 @@ Deno.test({
     const s3 = await startS3rver()
     try {
       await t.step(
-        "STOR then RETR are byte-exact for 0 B, 1 B and 5 MiB + 1 (one PUT and multipart), checked by rclone",
+        "STOR then RETR are byte-exact for 0 B, 1 B, 5 MiB + 1, 12 MiB + 1 and 100 MiB (one PUT and multipart), checked by rclone",
         () =>
           session(s3, async (raw, prefix) => {
             const files: Record<string, Uint8Array> = {
@@ -114,6 +114,7 @@ Deno.test({
               "one.bin": randomBytes(1),
               "five.bin": randomBytes(5 * MiB + 1),
               "twelve.bin": randomBytes(12 * MiB + 1),
+              "hundred.bin": randomBytes(100 * MiB),
             }
             for (const [name, data] of Object.entries(files)) {
               assert.deepEqual(codes(await store(raw, name, data)), [150, 226], name)
@@ -123,6 +124,7 @@ Deno.test({
               "one.bin": 1,
               "five.bin": 5 * MiB + 1,
               "twelve.bin": 12 * MiB + 1,
+              "hundred.bin": 100 * MiB,
             })
             for (const [name, data] of Object.entries(files)) {
               assert.equal(await sha256(await fetched(s3, `${prefix}/${name}`)), await sha256(data), `rclone: ${name}`)

@@ -48,10 +48,11 @@ const installed = async () => {
   if (!output.success) throw new Error(`deno install failed: ${new TextDecoder().decode(output.stderr)}`)
 }
 
-const spawn = async (directory: string, bucket: string, port: number) => {
+const spawn = async (directory: string, bucket: string, port: number, lax: boolean) => {
   await installed()
   const process = new Deno.Command("node", {
     args: ["--openssl-legacy-provider", child, directory, bucket, String(port)],
+    env: lax ? { S3RVER_LAX: "1" } : {},
     stdout: "piped",
     stderr: "inherit",
   }).spawn()
@@ -68,10 +69,13 @@ const spawn = async (directory: string, bucket: string, port: number) => {
   return { process, port: (JSON.parse(text.slice(0, text.indexOf("\n"))) as { port: number }).port }
 }
 
-/** Start s3rver with one bucket, on a free port, its data in a fresh temporary folder. */
-export const startS3rver = async (bucket = "ftpd"): Promise<S3rver> => {
+/**
+ * Start s3rver with one bucket, on a free port, its data in a fresh temporary folder. `lax`: it
+ * accepts requests whose signature does not match (for a proxy in front of it).
+ */
+export const startS3rver = async (bucket = "ftpd", lax = false): Promise<S3rver> => {
   const directory = await Deno.makeTempDir({ prefix: "ftpd-s3rver-" })
-  let running: Awaited<ReturnType<typeof spawn>> | undefined = await spawn(directory, bucket, 0)
+  let running: Awaited<ReturnType<typeof spawn>> | undefined = await spawn(directory, bucket, 0, lax)
   const port = running.port
   const endpoint = `http://127.0.0.1:${port}`
   const stop = async () => {
@@ -96,7 +100,7 @@ export const startS3rver = async (bucket = "ftpd"): Promise<S3rver> => {
       }),
     stop,
     start: async () => {
-      running ??= await spawn(directory, bucket, port)
+      running ??= await spawn(directory, bucket, port, lax)
     },
     close: async () => {
       await stop()
