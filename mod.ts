@@ -66,6 +66,14 @@ export {
   UnixFilesystem,
 } from "./src/fs/local.ts"
 export { makeMemoryFilesystem, MemoryFilesystem, type MemoryFilesystemOptions } from "./src/fs/memory.ts"
+export { makeMountFilesystem, type Mount, MountFilesystem, type MountOptions } from "./src/fs/mounts.ts"
+export {
+  makeS3Filesystem,
+  type S3Credentials,
+  type S3Endpoint,
+  S3Filesystem,
+  type S3FilesystemOptions,
+} from "./src/fs/s3.ts"
 export {
   AuthenticationFailed,
   AuthorizerError,
