@@ -1,17 +1,18 @@
 /**
  * The services the command line serves with: an authorizer for its one user (or anonymous), the
- * jailed local filesystem, and the pyftpdlib-format logger. One place, so that a server and each
- * of its workers build the same ones.
+ * storage of `-d` and `--mount` (the jailed local filesystem by default), and the pyftpdlib-format
+ * logger. One place, so that a server and each of its workers build the same ones.
  *
  * @module
  */
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { CliConfig } from "./_cli_parse.ts"
 import { ALL_PERMISSIONS, type Authorizer, READ_PERMISSIONS } from "./auth/authorizer.ts"
 import { DummyAuthorizer } from "./auth/dummy.ts"
 import type { AuthorizerError, FilesystemError } from "./errors.ts"
-import type { Filesystem } from "./fs/filesystem.ts"
-import { LocalFilesystem } from "./fs/local.ts"
+import { Filesystem } from "./fs/filesystem.ts"
+import { makeStorage, s3Credentials } from "./_cli_storage.ts"
 import { FtpLogger } from "./log.ts"
 
 /**
@@ -20,17 +21,36 @@ import { FtpLogger } from "./log.ts"
  */
 export const cliAuthorizer = (config: CliConfig): DummyAuthorizer => {
   const perm = config.write ? ALL_PERMISSIONS : READ_PERMISSIONS
+  // `memory:/` and `s3://...` homes are names in that storage, not directories on this disk.
+  const users = new DummyAuthorizer({ localHomes: config.storage.kind === "local" })
   return config.user === null
-    ? new DummyAuthorizer().addAnonymous(config.directory, { perm })
-    : new DummyAuthorizer().addUser(config.user.name, config.user.password, config.directory, { perm })
+    ? users.addAnonymous(config.directory, { perm })
+    : users.addUser(config.user.name, config.user.password, config.directory, { perm })
 }
 
-/** The authorizer, filesystem and logger of `config`, as one layer. */
+/**
+ * The authorizer, filesystem and logger of `config`, as one layer. The S3 credentials, if its
+ * storage needs them, come from the environment (see `s3Credentials`).
+ */
 export const cliServices = (
   config: CliConfig,
   authorizer: DummyAuthorizer = cliAuthorizer(config),
 ): Layer.Layer<Authorizer | Filesystem, AuthorizerError | FilesystemError> =>
-  Layer.mergeAll(authorizer.toLayer(), LocalFilesystem.layerWith({ jail: config.jail })).pipe(
+  Layer.mergeAll(
+    authorizer.toLayer(),
+    Layer.effect(
+      Filesystem,
+      Effect.try({
+        try: () =>
+          makeStorage(config.storage, config.mounts, {
+            jail: config.jail,
+            s3: config.s3,
+            credentials: s3Credentials(),
+          }),
+        catch: (error) => error as FilesystemError,
+      }),
+    ),
+  ).pipe(
     // Outermost, so that the authorizer's warnings, logged while its layer is built, use it too.
     Layer.provideMerge(FtpLogger.layer({ debug: config.debug })),
   )

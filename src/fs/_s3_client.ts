@@ -33,7 +33,7 @@ export interface S3Endpoint {
 }
 
 /** The URL of the service for `region`: AWS's unless an endpoint is given. */
-export const endpointUrl = (endpoint: S3Endpoint): URL =>
+export const endpointUrl = (endpoint: Pick<S3Endpoint, "endpoint" | "region">): URL =>
   new URL(endpoint.endpoint ?? `https://s3.${endpoint.region ?? "us-east-1"}.amazonaws.com`)
 
 /** One entry of a ListObjectsV2 page. */
