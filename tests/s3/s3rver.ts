@@ -25,7 +25,9 @@ export interface S3rver {
   close(): Promise<void>
 }
 
-const child = new URL("./s3rver_node.mjs", import.meta.url).pathname
+/** The script that runs s3rver under Node.js: `node --openssl-legacy-provider SCRIPT DIRECTORY BUCKET PORT`. */
+export const S3RVER_SCRIPT: string = new URL("./s3rver_node.mjs", import.meta.url).pathname
+const child = S3RVER_SCRIPT
 const repository = new URL("../../", import.meta.url).pathname
 
 /** Whether Node.js is installed; when not, the S3 tests are skipped, saying so (once). */
@@ -40,7 +42,7 @@ export const hasNode = async (): Promise<boolean> => {
 }
 
 /** s3rver in `node_modules`, where Deno puts the packages of deno.json (installing them if it has not yet). */
-const installed = async () => {
+export const installed = async (): Promise<void> => {
   const exists = await Deno.stat(`${repository}node_modules/s3rver/package.json`).then(() => true, () => false)
   if (exists) return
   const output = await new Deno.Command(Deno.execPath(), { args: ["install"], cwd: repository, stdout: "null" })
@@ -120,22 +122,27 @@ export const hasRclone = async (): Promise<boolean> => {
   return rcloneChecked
 }
 
+/**
+ * The environment that makes rclone's remote `s3rver:` the server at `endpoint`, and nothing else
+ * of this environment (a CA bundle variable, AWS_CA_BUNDLE, makes it fail).
+ */
+export const rcloneEnv = (endpoint: string): Record<string, string> => ({
+  PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+  RCLONE_CONFIG_S3RVER_TYPE: "s3",
+  RCLONE_CONFIG_S3RVER_PROVIDER: "Other",
+  RCLONE_CONFIG_S3RVER_ENDPOINT: endpoint,
+  RCLONE_CONFIG_S3RVER_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+  RCLONE_CONFIG_S3RVER_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+  RCLONE_CONFIG_S3RVER_FORCE_PATH_STYLE: "true",
+  RCLONE_CONFIG_FILE: "/dev/null",
+})
+
 /** Run rclone against `server` as the remote `s3rver:`; its stdout. */
 export const rclone = async (server: S3rver, ...args: string[]): Promise<Uint8Array> => {
   const output = await new Deno.Command("rclone", {
     args,
-    // Only rclone's own settings: a CA bundle variable of the environment (AWS_CA_BUNDLE) makes it fail.
     clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      RCLONE_CONFIG_S3RVER_TYPE: "s3",
-      RCLONE_CONFIG_S3RVER_PROVIDER: "Other",
-      RCLONE_CONFIG_S3RVER_ENDPOINT: server.endpoint,
-      RCLONE_CONFIG_S3RVER_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
-      RCLONE_CONFIG_S3RVER_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
-      RCLONE_CONFIG_S3RVER_FORCE_PATH_STYLE: "true",
-      RCLONE_CONFIG_FILE: "/dev/null",
-    },
+    env: rcloneEnv(server.endpoint),
     stdout: "piped",
     stderr: "piped",
   }).output()
