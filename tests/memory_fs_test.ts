@@ -177,3 +177,30 @@ Deno.test("memory: a directory of 1000 entries lists whole, in batches", () =>
     assert.equal(names.length, 1000)
     assert.equal(new Set(names).size, 1000)
   }))
+
+Deno.test("memory: with atomicUploads, STOR writes the target itself (its uploads appear only whole), no temporary file", async () => {
+  const memory = makeMemoryFilesystem()
+  const opened: string[] = []
+  const server = await startServer({
+    filesystem: {
+      ...memory,
+      openWrite: (path, options) => {
+        opened.push(path.virtual)
+        return memory.openWrite(path, options)
+      },
+    },
+    root: "memory:/",
+    localHomes: false,
+    inMemory: true,
+    atomicUploads: true,
+  })
+  const raw = await loggedIn(server)
+  try {
+    assert.deepEqual(codes(await store(raw, "STOR a.txt", encoder.encode("whole"))), [150, 226])
+    assert.deepEqual(opened, ["/a.txt"])
+    assert.deepEqual(await receive(raw, "RETR a.txt"), { codes: [150, 226], data: "whole" })
+  } finally {
+    raw.close()
+    await server.close()
+  }
+})

@@ -142,8 +142,8 @@ export class S3Bucket {
 
   /**
    * Send a request, retrying with exponential backoff (with jitter) while the service is busy or
-   * unreachable. The response is returned for any other status; `fail` turns an error status into
-   * a {@link FilesystemError} for `path`.
+   * unreachable; the response is returned for any other status. `path` is the client's path: the
+   * errors, which clients see, name it rather than the key (which would show where homes are kept).
    */
   async send(method: string, key: string, path: string, options: RequestOptions = {}): Promise<Response> {
     let last = ""
@@ -171,7 +171,7 @@ export class S3Bucket {
     throw new FilesystemError({
       path,
       reason: "Unavailable",
-      detail: `Storage unavailable (S3 ${method} ${key}: ${last}, ${this.#retries + 1} tries): try again later.`,
+      detail: `Storage unavailable (S3 ${method} ${path}: ${last}, ${this.#retries + 1} tries): try again later.`,
     })
   }
 
@@ -185,7 +185,7 @@ export class S3Bucket {
   ) {
     const response = await this.send(method, key, path, options)
     if (response.ok || accept.includes(response.status)) return response
-    throw await failure(response, path, `${method} ${key}`)
+    throw await failure(response, path, `${method} ${path}`)
   }
 
   /** HEAD: the object's size and time, or `undefined` when there is none. */
@@ -231,7 +231,7 @@ export class S3Bucket {
       throw new FilesystemError({
         path,
         reason: reasonOf(500, code) === "Unavailable" ? "Unavailable" : reasonOf(200, code),
-        detail: `S3 ${method} ${key}: ${code ?? "error"}${describe(text(error, "Message"))}`,
+        detail: `S3 ${method} ${path}: ${code ?? "error"}${describe(text(error, "Message"))}`,
       })
     }
     return parsed

@@ -72,6 +72,12 @@ export interface Capabilities {
   readonly setMtime: boolean
   /** The `unix.mode`, `unix.uid` and `unix.gid` MLSx facts (Unix permission bits and owners). */
   readonly unixFacts: boolean
+  /**
+   * An upload's bytes reach the file as they arrive, so others may see a partial file: the
+   * `atomicUploads` option then writes to a temporary file and renames it. Storage whose uploads
+   * appear only whole (see `WriteHandle.complete`) says `false`, and gets no temporary file.
+   */
+  readonly partialUploads: boolean
 }
 
 /** What a filesystem that declares nothing can do: everything. */
@@ -81,6 +87,7 @@ export const ALL_CAPABILITIES: Capabilities = {
   chmod: true,
   setMtime: true,
   unixFacts: true,
+  partialUploads: true,
 }
 
 /**

@@ -249,7 +249,7 @@ export const makeMemoryFilesystem = (options: MemoryFilesystemOptions = {}): Fil
 
   return {
     description: `memory${maxBytes === Infinity ? "" : ` (at most ${maxBytes} bytes)`}`,
-    capabilities: { append: true, resume: true, chmod: true, setMtime: true, unixFacts: true },
+    capabilities: { append: true, resume: true, chmod: true, setMtime: true, unixFacts: true, partialUploads: false },
     resolve,
     stat,
     lstat: stat,

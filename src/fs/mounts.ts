@@ -186,6 +186,7 @@ export const makeMountFilesystem = (options: MountOptions): FilesystemShape => {
       chmod: all.chmod || one.chmod,
       setMtime: all.setMtime || one.setMtime,
       unixFacts: all.unixFacts || one.unixFacts,
+      partialUploads: all.partialUploads || one.partialUploads,
     }),
   )
 

@@ -227,7 +227,7 @@ export const makeS3Filesystem = (options: S3FilesystemOptions): FilesystemShape 
           if (offset !== object.size) throw fail(path, "InvalidOffset")
           return { size: object.size, readable: byteStream(path.virtual, null), cancel: () => Promise.resolve() }
         }
-        if (!response.ok) throw await failure(response, path.virtual, `GET ${key}`)
+        if (!response.ok) throw await failure(response, path.virtual, `GET ${path.virtual}`)
         const range = response.headers.get("content-range")
         const length = Number(response.headers.get("content-length") ?? 0)
         const size = range === null ? length : Number(range.slice(range.lastIndexOf("/") + 1))
@@ -265,7 +265,14 @@ export const makeS3Filesystem = (options: S3FilesystemOptions): FilesystemShape 
 
   return {
     description: `S3 ${root} at ${bucket.host}`,
-    capabilities: { append: false, resume: false, chmod: false, setMtime: false, unixFacts: false },
+    capabilities: {
+      append: false,
+      resume: false,
+      chmod: false,
+      setMtime: false,
+      unixFacts: false,
+      partialUploads: false,
+    },
     resolve,
     stat,
     lstat: stat,
