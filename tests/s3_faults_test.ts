@@ -119,7 +119,7 @@ Deno.test({
   name: "503 SlowDown is retried with backoff; one that lasts fails the command with 451 and the session goes on",
   ignore: !(await hasNode()),
   fn: async () => {
-    const s3 = await startS3rver("ftpd", true)
+    const s3 = await startS3rver()
     const proxy = faultyProxy(s3.endpoint)
     const server = await startServer({
       filesystem: s3.filesystem({ endpoint: proxy.endpoint, retries: 3 }),

@@ -373,14 +373,28 @@ Deno.test({
         "wrong credentials are 550 (permission), a missing bucket 550, and the session goes on",
         async () => {
           const wrong = await serve(
-            s3.filesystem({ credentials: { accessKeyId: "S3RVER", secretAccessKey: "nope" } }),
+            s3.filesystem({ credentials: { accessKeyId: "nobody", secretAccessKey: "nope" } }),
             `s3://${s3.bucket}`,
           )
           const missing = await serve(s3.filesystem({ bucket: "nosuchbucket" }), "s3://nosuchbucket")
           try {
-            for (const server of [wrong, missing]) {
+            const cases = [
+              {
+                server: wrong,
+                get: /^S3 GET \/a\.txt: HTTP 403 InvalidAccessKeyId/,
+              },
+              { server: missing, get: /^No such file or directory\.$/ },
+            ]
+            for (const { server, get } of cases) {
               const raw = await loggedIn(server)
-              assert.equal((await raw.command("SIZE a.txt")).code, 550)
+              const size = await raw.command("SIZE a.txt")
+              // (s3rver answers a HEAD of a missing key 404 before it checks the signature)
+              assert.equal(size.code, 550)
+              const conn = await raw.passiveData()
+              const retr = await raw.command("RETR a.txt")
+              closeQuietly(conn)
+              assert.equal(retr.code, 550)
+              assert.match(retr.text, get, retr.text)
               assert.equal((await raw.command("NOOP")).code, 200)
               raw.close()
             }
