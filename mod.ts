@@ -2,7 +2,10 @@
  * ftpd: an FTP server library for Deno, built on Effect.
  *
  * A server needs an {@link Authorizer} (who may log in, with which permissions) and a
- * {@link Filesystem} (what they see); both are services provided by layers.
+ * {@link Filesystem} (what they see); both are services provided by layers. The filesystems:
+ * {@link LocalFilesystem} (the local disk, jailed), {@link UnixFilesystem} (not jailed),
+ * {@link MemoryFilesystem}, {@link S3Filesystem} (S3-compatible object storage) and
+ * {@link MountFilesystem} (several of them by path).
  *
  * ```ts
  * import { Effect, Layer } from "effect"
