@@ -45,7 +45,10 @@ export const cliServices = (
           makeStorage(config.storage, config.mounts, {
             jail: config.jail,
             s3: config.s3,
-            credentials: s3Credentials(),
+            // Read only for s3:// storage: the environment is not granted otherwise.
+            credentials: [config.storage, ...config.mounts.map((m) => m.storage)].some((spec) => spec.kind === "s3")
+              ? s3Credentials()
+              : undefined,
           }),
         catch: (error) => error as FilesystemError,
       }),
