@@ -12,7 +12,7 @@ const MiB = 1 << 20
 const encoder = new TextEncoder()
 
 Deno.test({
-  name: "an S3 service that stops mid-RETR and mid-STOR: 451 (or 426), the session goes on, and works once it is back",
+  name: "an S3 service that stops mid-RETR and mid-STOR: 451, the session goes on, and works once it is back",
   ignore: !(await hasNode()),
   fn: async () => {
     const s3 = await startS3rver()
@@ -43,7 +43,10 @@ Deno.test({
       }
       closeQuietly(down)
       const retr = await raw.readReply()
-      assert.ok([451, 426].includes(retr.code), `${retr.code} ${retr.text}`)
+      assert.deepEqual(
+        [retr.code, retr.text],
+        [451, "Transfer aborted: Storage unavailable: the connection to S3 broke while reading."],
+      )
       assert.ok(received < data.length, "the transfer was cut")
       assert.equal((await raw.command("NOOP")).code, 200)
 

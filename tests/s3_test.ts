@@ -160,7 +160,15 @@ Deno.test({
             assert.equal((await raw.command("MKD docs")).code, 257)
             assert.equal((await raw.command("MKD docs")).code, 550)
             assert.equal((await raw.command("MKD no/such")).code, 550)
-            await rclone(s3, "lsjson", `s3rver:${s3.bucket}/${prefix}/docs/`)
+            // Nothing is in it yet: only the marker object makes it a directory.
+            assert.equal((await raw.command("CWD docs")).code, 250)
+            assert.equal((await raw.command("CWD /")).code, 250)
+            assert.deepEqual(
+              JSON.parse(decoder.decode(await rclone(s3, "lsjson", `s3rver:${s3.bucket}/${prefix}`))).map((
+                e: { Path: string; IsDir: boolean },
+              ) => [e.Path, e.IsDir]),
+              [["docs", true]],
+            )
             for (const name of ["a.txt", "b.txt", "c.txt", "d.txt"]) {
               await store(raw, `docs/${name}`, encoder.encode(name))
             }
