@@ -2,7 +2,10 @@
  * ftpd: an FTP server library for Deno, built on Effect.
  *
  * A server needs an {@link Authorizer} (who may log in, with which permissions) and a
- * {@link Filesystem} (what they see); both are services provided by layers.
+ * {@link Filesystem} (what they see); both are services provided by layers. The filesystems:
+ * {@link LocalFilesystem} (the local disk, jailed), {@link UnixFilesystem} (not jailed),
+ * {@link MemoryFilesystem}, {@link S3Filesystem} (S3-compatible object storage) and
+ * {@link MountFilesystem} (several of them by path).
  *
  * ```ts
  * import { DummyAuthorizer, FtpServer, LocalFilesystem } from "@ftpd/server"
@@ -42,7 +45,7 @@ export {
   READ_PERMISSIONS,
   WRITE_PERMISSIONS,
 } from "./src/auth/authorizer.ts"
-export { DummyAuthorizer, type UserOptions } from "./src/auth/dummy.ts"
+export { DummyAuthorizer, type DummyAuthorizerOptions, type UserOptions } from "./src/auth/dummy.ts"
 export {
   ALL_CAPABILITIES,
   type Capabilities,
@@ -65,6 +68,15 @@ export {
   makeUnixFilesystem,
   UnixFilesystem,
 } from "./src/fs/local.ts"
+export { makeMemoryFilesystem, MemoryFilesystem, type MemoryFilesystemOptions } from "./src/fs/memory.ts"
+export { makeMountFilesystem, type Mount, MountFilesystem, type MountOptions } from "./src/fs/mounts.ts"
+export {
+  makeS3Filesystem,
+  type S3Credentials,
+  type S3Endpoint,
+  S3Filesystem,
+  type S3FilesystemOptions,
+} from "./src/fs/s3.ts"
 export {
   AuthenticationFailed,
   AuthorizerError,

@@ -7,6 +7,7 @@
 import * as Data from "effect/Data"
 import { DEFAULTS } from "./_cli_flags.ts"
 import type { CliConfig, TlsFiles } from "./_cli_parse.ts"
+import { S3_ENV, s3Host } from "./_cli_storage.ts"
 import { bracketed, isIPv4 } from "./net/address.ts"
 import { makeSecureContext, type TlsSettings } from "./net/tls.ts"
 import { LogFile } from "./observability/log_file.ts"
@@ -45,7 +46,6 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
   const host = bracketed(address)
   const port = config.options.port ?? DEFAULTS.port
   const passive = config.options.passivePorts
-  const dir = config.directory
   const missing: string[] = []
   const need = (ok: boolean, what: string, flag: string) => {
     if (!ok) missing.push(`ftpd: missing permission: ${what} (add ${flag})`)
@@ -76,7 +76,15 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
       `--allow-net=${host}:${implicitPort}`,
     )
   }
-  need(await granted({ name: "read", path: dir }), `read access to ${dir}`, `--allow-read=${dir}`)
+  const storages = [{ storage: config.storage, readOnly: false }, ...config.mounts]
+  for (const { storage, readOnly } of storages) {
+    if (storage.kind !== "local") continue
+    const dir = storage.path
+    need(await granted({ name: "read", path: dir }), `read access to ${dir}`, `--allow-read=${dir}`)
+    if (config.write && !readOnly) {
+      need(await granted({ name: "write", path: dir }), `write access to ${dir}`, `--allow-write=${dir}`)
+    }
+  }
   // Each worker loads ftpd's modules anew, which Deno checks as reads when they are local files.
   const modules = new URL(".", import.meta.url)
   if (config.workers !== 1 && modules.protocol === "file:") {
@@ -90,7 +98,14 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
   if (config.jail === "descriptor") {
     need(await granted({ name: "ffi" }), "FFI for the descriptor jail", "--allow-ffi")
   }
-  if (config.write) need(await granted({ name: "write", path: dir }), `write access to ${dir}`, `--allow-write=${dir}`)
+  const buckets = storages.flatMap(({ storage }) => storage.kind === "s3" ? [storage.bucket] : [])
+  for (const host of new Set(buckets.map((bucket) => s3Host(config.s3, bucket)))) {
+    need(await granted({ name: "net", host }), `net access to the S3 service at ${host}`, `--allow-net=${host}`)
+  }
+  if (buckets.length > 0) {
+    const env = await Promise.all(S3_ENV.map((variable) => granted({ name: "env", variable })))
+    need(env.every(Boolean), `env access to the S3 credentials ${S3_ENV.join(", ")}`, `--allow-env=${S3_ENV.join(",")}`)
+  }
   if (config.tls !== null) {
     for (const file of new Set([config.tls.certFile, config.tls.keyFile])) {
       need(await granted({ name: "read", path: file }), `read access to ${file}`, `--allow-read=${file}`)

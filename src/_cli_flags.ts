@@ -13,6 +13,8 @@ export interface Flag {
   readonly short?: string
   /** Present when the flag takes a value. */
   readonly metavar?: string
+  /** The flag may be given more than once (its values are kept in order). */
+  readonly multiple?: true
   readonly help: string
 }
 
@@ -38,7 +40,30 @@ export const FLAGS: ReadonlyArray<Flag> = [
     short: "w",
     help: `grant write access (permissions "${ALL_PERMISSIONS}"; default: read-only, "${READ_PERMISSIONS}")`,
   },
-  { long: "directory", short: "d", metavar: "PATH", help: "the directory to share (default: current directory)" },
+  {
+    long: "directory",
+    short: "d",
+    metavar: "PATH",
+    help: "what to share: a directory, memory: (an empty tree in memory, gone when the server stops) or " +
+      "s3://BUCKET[/PREFIX] (objects in an S3-compatible bucket) (default: current directory)",
+  },
+  {
+    long: "mount",
+    metavar: "AT=STORAGE[:ro]",
+    multiple: true,
+    help: "also serve STORAGE (a directory, memory: or s3://BUCKET[/PREFIX]) at the path AT of every user's tree, " +
+      "read-only with :ro; repeatable (e.g. --mount /pub=/srv/pub:ro --mount /inbox=s3://bucket/inbox)",
+  },
+  {
+    long: "s3-endpoint",
+    metavar: "URL",
+    help: "the S3-compatible service of s3:// storage (default: AWS, https://s3.REGION.amazonaws.com)",
+  },
+  { long: "s3-region", metavar: "REGION", help: "the region S3 requests are signed for (default: us-east-1)" },
+  {
+    long: "s3-path-style",
+    help: "address buckets as ENDPOINT/BUCKET rather than BUCKET.ENDPOINT (most self-hosted services need it)",
+  },
   { long: "nat-address", short: "n", metavar: "ADDRESS", help: "the NAT address to announce in PASV replies" },
   {
     long: "range",
@@ -321,5 +346,9 @@ Deno permissions, checked before the server starts:
   --allow-write=FILE      the --log-file and the --xferlog
   --allow-run=PROGRAM     run the --on-upload program
   --allow-env=OTEL_*      read the OpenTelemetry variables: OTEL_EXPORTER_OTLP_ENDPOINT turns on traces
+  --allow-net=HOST        reach the S3 service of s3:// storage (HOST is BUCKET.ENDPOINT-HOST without --s3-path-style)
+  --allow-env=AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_SESSION_TOKEN
+                          read the S3 credentials (s3:// storage)
+  --allow-read=DIR, --allow-write=DIR   each local directory of --mount (write only with -w and without :ro)
 
 Example: deno run --allow-net --allow-read=. --allow-write=. --allow-ffi src/cli.ts -w -p 2121`

@@ -7,6 +7,14 @@
 import { resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { DEFAULTS, FLAGS, TLS_ONLY, USAGE } from "./_cli_flags.ts"
+import {
+  type MountSpec,
+  parseMount,
+  parseStorage,
+  type S3Settings,
+  storageName,
+  type StorageSpec,
+} from "./_cli_storage.ts"
 import type { JailMode } from "./fs/local.ts"
 import { bracketed, isIPv4 } from "./net/address.ts"
 import { Cidr } from "./net/proxy.ts"
@@ -18,8 +26,17 @@ import { type ServerOptions, VERSION } from "./options.ts"
 export interface CliConfig {
   /** Server options; only what the flags set, the rest keeps the library's defaults. */
   readonly options: ServerOptions
-  /** Absolute path of the shared directory (`-d`, default the current directory). */
+  /**
+   * What `-d` shares, as the users' home: the absolute path of a directory (default the current
+   * one), `memory:/`, or `s3://BUCKET[/PREFIX]`.
+   */
   readonly directory: string
+  /** `-d` parsed: a local directory, memory, or a bucket. */
+  readonly storage: StorageSpec
+  /** `--mount`s, in the order given. */
+  readonly mounts: ReadonlyArray<MountSpec>
+  /** How `s3://` storage is reached (`--s3-endpoint`, `--s3-region`, `--s3-path-style`). */
+  readonly s3: S3Settings
   /** The single user of `-u`/`-P`, or `null` for anonymous access. */
   readonly user: { readonly name: string; readonly password: string } | null
   /** `-w`: the user gets every permission (`elradfmwMT`) instead of read-only (`elr`). */
@@ -199,14 +216,18 @@ export const parseCli = (argv: ReadonlyArray<string>): CliParse => {
   }
 }
 
-type Values = Record<string, string | boolean | undefined>
+type Values = Record<string, string | boolean | string[] | undefined>
 
 const parseFlags = (argv: ReadonlyArray<string>): Values => {
   try {
     return parseArgs({
       args: joinNegativeValues(argv),
       options: Object.fromEntries(
-        FLAGS.map((f) => [f.long, { type: f.metavar ? "string" : "boolean", ...(f.short ? { short: f.short } : {}) }]),
+        FLAGS.map((f) => [f.long, {
+          type: f.metavar ? "string" : "boolean",
+          ...(f.short ? { short: f.short } : {}),
+          ...(f.multiple ? { multiple: true } : {}),
+        }]),
       ),
       strict: true,
       allowPositionals: false,
@@ -248,6 +269,43 @@ const toConfig = (values: Values): CliConfig => {
     if (values[long] !== undefined && values["ban-after-failures"] === undefined) {
       fail(`argument --${long}: requires --ban-after-failures`)
     }
+  }
+  const storage = value("directory", (text) => {
+    const parsed = parseStorage(text)
+    return typeof parsed === "string" ? fail(`argument -d/--directory: ${parsed}`) : parsed
+  }) ?? { kind: "local" as const, path: resolve(".") }
+  const mountTexts = values.mount
+  const mounts = (Array.isArray(mountTexts) ? mountTexts : []).map((text) => {
+    const parsed = parseMount(text)
+    return typeof parsed === "string" ? fail(`argument --mount: ${parsed}`) : parsed
+  })
+  for (const [i, mount] of mounts.entries()) {
+    if (mounts.findIndex((m) => m.at === mount.at) !== i) fail(`argument --mount: two mounts at ${mount.at}`)
+  }
+  const endpoint = value("s3-endpoint", (text) => {
+    if (!/^https?:\/\/[^/?#]+\/?$/.test(text) || !URL.canParse(text)) {
+      fail(`argument --s3-endpoint: expected an http:// or https:// URL of the service, got '${text}'`)
+    }
+    return text
+  })
+  const region = value("s3-region", (text) => {
+    if (!/^[a-z0-9-]+$/.test(text)) fail(`argument --s3-region: expected a region name (e.g. eu-west-1), got '${text}'`)
+    return text
+  })
+  const usesS3 = [storage, ...mounts.map((m) => m.storage)].some((spec) => spec.kind === "s3")
+  if (!usesS3) {
+    const given = ["s3-endpoint", "s3-region", "s3-path-style"].find((long) => values[long] !== undefined)
+    if (given !== undefined) {
+      fail(`argument --${given}: requires s3:// storage (-d s3://BUCKET or --mount AT=s3://BUCKET)`)
+    }
+  }
+  if (storage.kind !== "local" && values.jail !== undefined && !mounts.some((m) => m.storage.kind === "local")) {
+    fail("argument --jail: requires a local directory (-d or --mount)")
+  }
+  const workers = value("workers", workerCount) ?? 1
+  if (workers !== 1 && [storage, ...mounts.map((m) => m.storage)].some((spec) => spec.kind === "memory")) {
+    // Each worker would hold a tree of its own, and a client would see whichever its connection reached.
+    fail("argument --workers: memory: storage lives in one process and can't be shared by workers")
   }
   const certFile = value("certfile", String)
   const keyFile = value("keyfile", String)
@@ -305,12 +363,15 @@ const toConfig = (values: Values): CliConfig => {
       tlsDataRequired: on("tls-data-required"),
       requireSessionReuse: on("require-session-reuse"),
     }),
-    directory: resolve(value("directory", String) ?? "."),
+    directory: storageName(storage),
+    storage,
+    mounts,
+    s3: { ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}), pathStyle: flag("s3-path-style") },
     user: username === undefined ? null : { name: username, password: password! },
     write: flag("write"),
     debug: flag("debug"),
     jail: value("jail", jailMode) ?? "auto",
-    workers: value("workers", workerCount) ?? 1,
+    workers,
     tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
   }
 }

@@ -1,17 +1,18 @@
 /**
  * The services the command line serves with: an authorizer for its one user (or anonymous), the
- * jailed local filesystem, metrics and traces when asked for, and the logger. One place, so that a
- * server and each of its workers build the same ones.
+ * storage of `-d` and `--mount` (the jailed local filesystem by default), metrics and traces when
+ * asked for, and the logger. One place, so that a server and each of its workers build the same ones.
  *
  * @module
  */
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { CliConfig } from "./_cli_parse.ts"
 import { ALL_PERMISSIONS, type Authorizer, READ_PERMISSIONS } from "./auth/authorizer.ts"
 import { DummyAuthorizer } from "./auth/dummy.ts"
 import type { AuthorizerError, FilesystemError } from "./errors.ts"
-import type { Filesystem } from "./fs/filesystem.ts"
-import { LocalFilesystem } from "./fs/local.ts"
+import { Filesystem } from "./fs/filesystem.ts"
+import { makeStorage, s3Credentials } from "./_cli_storage.ts"
 import { FtpLogger } from "./log.ts"
 import { FtpMetrics } from "./observability/metrics.ts"
 import { type OtlpSettings, otlpTracing } from "./observability/tracing.ts"
@@ -29,9 +30,11 @@ export interface CliServicesData {
  */
 export const cliAuthorizer = (config: CliConfig): DummyAuthorizer => {
   const perm = config.write ? ALL_PERMISSIONS : READ_PERMISSIONS
+  // `memory:/` and `s3://...` homes are names in that storage, not directories on this disk.
+  const users = new DummyAuthorizer({ localHomes: config.storage.kind === "local" })
   return config.user === null
-    ? new DummyAuthorizer().addAnonymous(config.directory, { perm })
-    : new DummyAuthorizer().addUser(config.user.name, config.user.password, config.directory, { perm })
+    ? users.addAnonymous(config.directory, { perm })
+    : users.addUser(config.user.name, config.user.password, config.directory, { perm })
 }
 
 /** The logger of `config`: its format and file, and `-D`. */
@@ -39,7 +42,8 @@ export const cliLogger = (config: CliConfig) =>
   FtpLogger.layer({ debug: config.debug, format: config.logFormat, file: config.logFile })
 
 /**
- * The authorizer, filesystem, logger and monitoring of `config`, as one layer. `serveMetrics`:
+ * The authorizer, filesystem, logger and monitoring of `config`, as one layer. The S3 credentials,
+ * if its storage needs them, come from the environment (see `s3Credentials`). `serveMetrics`:
  * whether `--metrics` is served here too, or only recorded (a worker's: the main thread serves the
  * sum of all workers').
  */
@@ -52,7 +56,21 @@ export const cliServices = (
 ): Layer.Layer<Authorizer | Filesystem, AuthorizerError | FilesystemError | Error> =>
   Layer.mergeAll(
     authorizer.toLayer(),
-    LocalFilesystem.layerWith({ jail: config.jail }),
+    Layer.effect(
+      Filesystem,
+      Effect.tryPromise({
+        try: () =>
+          makeStorage(config.storage, config.mounts, {
+            jail: config.jail,
+            s3: config.s3,
+            // Read only for s3:// storage: the environment is not granted otherwise.
+            credentials: [config.storage, ...config.mounts.map((m) => m.storage)].some((spec) => spec.kind === "s3")
+              ? s3Credentials()
+              : undefined,
+          }),
+        catch: (error) => error as FilesystemError,
+      }),
+    ),
     config.metrics === undefined ? Layer.empty : FtpMetrics.layer,
     config.metrics === undefined || !serveMetrics ? Layer.empty : FtpMetrics.layerPrometheus(config.metrics),
     tracing === null ? Layer.empty : otlpTracing(tracing),

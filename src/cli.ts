@@ -17,11 +17,22 @@ import "./_no_async_hooks.ts"
  * deno run --allow-net --allow-read=. src/cli.ts --tls --certfile cert.pem --keyfile key.pem --tls-control-required
  * ```
  *
+ * `-d memory:` serves an empty tree in memory, `-d s3://BUCKET[/PREFIX]` a bucket (with
+ * `--s3-endpoint`, `--s3-region`, `--s3-path-style`, and the credentials of `AWS_ACCESS_KEY_ID`,
+ * `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`), and `--mount AT=STORAGE[:ro]` adds more at
+ * other paths:
+ *
+ * ```sh
+ * deno run --allow-net --allow-read=/srv/pub --allow-env=AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_SESSION_TOKEN \
+ *   src/cli.ts -d s3://uploads/ftp --mount /pub=/srv/pub:ro
+ * ```
+ *
  * @module
  */
 import * as Effect from "effect/Effect"
 import { checkLogFiles, loadTls, missingPermissions, TlsFilesError, tracingFromEnvironment } from "./_cli_checks.ts"
 import { type CliConfig, parseCli } from "./_cli_parse.ts"
+import { checkS3, type MountSpec, s3Credentials, storageName } from "./_cli_storage.ts"
 import type { DummyAuthorizer } from "./auth/dummy.ts"
 import { AuthorizerError } from "./errors.ts"
 import { availableJail } from "./fs/local.ts"
@@ -102,6 +113,32 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   if (config.jail === "descriptor" && availableJail() !== "descriptor") {
     return usageError(`argument --jail: the descriptor jail needs Linux on x86_64 or aarch64 with glibc or musl`)
   }
+  const mounts: MountSpec[] = []
+  for (const mount of config.mounts) {
+    if (mount.storage.kind !== "local") {
+      mounts.push(mount)
+      continue
+    }
+    // Stored canonical, as homes are: the jail compares real paths.
+    const path = await Deno.realPath(mount.storage.path).catch(() => undefined)
+    if (path === undefined || !(await Deno.stat(path)).isDirectory) {
+      return usageError(`argument --mount: no such directory: '${mount.storage.path}'`)
+    }
+    mounts.push({ ...mount, storage: { kind: "local", path } })
+  }
+  const s3 = [config.storage, ...mounts.map((m) => m.storage)].filter((spec) => spec.kind === "s3")
+  const credentials = s3.length > 0 ? s3Credentials() : undefined
+  if (s3.length > 0 && credentials === undefined) {
+    console.error("ftpd: error: s3:// storage needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
+    return Deno.exit(2)
+  }
+  for (const spec of s3) {
+    const problem = await checkS3(spec, { jail: config.jail, s3: config.s3, credentials })
+    if (problem !== undefined) {
+      console.error(`ftpd: error: ${storageName(spec)}: ${problem}`)
+      return Deno.exit(2)
+    }
+  }
   let tls: TlsSettings | undefined
   try {
     tls = config.tls === null ? undefined : await loadTls(config.tls)
@@ -117,7 +154,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)
     throw error
   }
-  runMain(serve({ ...config, options: { ...config.options, tls } }, authorizer, tracing.settings))
+  runMain(serve({ ...config, mounts, options: { ...config.options, tls } }, authorizer, tracing.settings))
 }
 
 if (import.meta.main) await main(Deno.args)

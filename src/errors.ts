@@ -22,6 +22,7 @@ export type FilesystemErrorReason =
   | "NoSpace"
   | "QuotaExceeded"
   | "InvalidOffset"
+  | "Unavailable"
   | "Other"
 
 /**
@@ -59,6 +60,7 @@ const defaultFilesystemText: Record<FilesystemErrorReason, string> = {
   NoSpace: "Insufficient storage space.",
   QuotaExceeded: "Storage allocation exceeded.",
   InvalidOffset: "Invalid REST parameter.",
+  Unavailable: "Storage temporarily unavailable: try again later.",
   Other: "Filesystem error.",
 }
 
@@ -182,8 +184,9 @@ export interface Reply {
  * The one reply for each error. `during` says when it happened: in a command (before any data
  * connection is used), or in a transfer, after its 150 (RFC 959 4.2: 451 local error, 426
  * transfer aborted). Filesystem errors: 550 for most, 553 for a refused name, 452 for no space
- * (552 for a quota), 554 for a REST offset past the end of the file (RFC 1123 4.1.3.4); in a
- * transfer, 451 but for space.
+ * (552 for a quota), 554 for a REST offset past the end of the file (RFC 1123 4.1.3.4), 451 for
+ * storage that is unavailable for now (a remote store that keeps failing); in a transfer, 451 but
+ * for space.
  *
  * @example
  * ```ts
@@ -220,6 +223,8 @@ const filesystemReply = (error: FilesystemError, during: "command" | "transfer")
       return { code: during === "transfer" ? 451 : 553, text: message(error, during) }
     case "InvalidOffset":
       return { code: during === "transfer" ? 451 : 554, text: message(error, during) }
+    case "Unavailable":
+      return { code: 451, text: message(error, during) }
     default:
       return { code: during === "transfer" ? 451 : 550, text: message(error, during) }
   }

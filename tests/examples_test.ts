@@ -307,3 +307,26 @@ Deno.test("virtual_hosts: HOST picks the site, each with its own password and ho
     await waitFor(/user@a\.example logged in to a\.example \(no HOST\)/)
   })
 })
+
+Deno.test("custom_filesystem: /scratch is kept in memory, executables are refused with 553, the rest goes to disk", async () => {
+  await withExample("custom_filesystem", [], async ({ port, output }, dir) => {
+    assert.match(
+      output(),
+      /filesystem: local disk, .*; \/scratch mounted from memory:\/ \(memory \(at most 67108864 bytes\)\)/,
+    )
+    const client = await connect(port)
+    try {
+      await upload(client, new TextEncoder().encode("on disk"), "notes.txt")
+      assert.equal(await Deno.readTextFile(`${dir}/notes.txt`), "on disk")
+      await upload(client, new TextEncoder().encode("in memory"), "/scratch/notes.txt")
+      assert.equal(new TextDecoder().decode(await download(client, "/scratch/notes.txt")), "in memory")
+      assert.equal(await exists(`${dir}/scratch`), false, "nothing of /scratch on disk")
+      assert.deepEqual((await client.list("/")).map((entry) => entry.name).sort(), ["notes.txt", "scratch"])
+      await assert.rejects(upload(client, new Uint8Array(10), "setup.exe"), /553/)
+      await assert.rejects(upload(client, new Uint8Array(10), "/scratch/run.BAT"), /553/)
+      assert.equal(await exists(`${dir}/setup.exe`), false)
+    } finally {
+      client.close()
+    }
+  })
+})

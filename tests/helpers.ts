@@ -31,8 +31,13 @@ export interface TestServerOptions extends ServerOptions {
   readonly jail?: JailMode
   /** A filesystem of the test's own, instead of a LocalFilesystem. */
   readonly filesystem?: FilesystemShape
-  /** An existing root directory; default: a fresh temporary directory, removed by `close`. */
+  /**
+   * An existing root directory; default: a fresh temporary directory, removed by `close`. With a
+   * `filesystem` that is not the local disk, its home for the users (`memory:/`).
+   */
   readonly root?: string
+  /** Homes are not local directories (see `DummyAuthorizerOptions.localHomes`); default true. */
+  readonly localHomes?: boolean
   /** Print server log lines (default: kept in `logs` only). */
   readonly verbose?: boolean
   readonly debug?: boolean
@@ -88,9 +93,10 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     options.users !== undefined
       ? options.users(a, root)
       : a.addUser("user", "pass", root, { perm: "elradfmwMT" }).addAnonymous(root)
+  const localHomes = options.localHomes ?? true
   const users = options.authorizer === undefined
-    ? DummyAuthorizer.layer(build)
-    : Layer.succeed(Authorizer, options.authorizer(build(new DummyAuthorizer())))
+    ? DummyAuthorizer.layer(build, { localHomes })
+    : Layer.succeed(Authorizer, options.authorizer(build(new DummyAuthorizer({ localHomes }))))
   const logger = FtpLogger.layer({
     debug: options.debug ?? false,
     format: options.logFormat,
@@ -119,6 +125,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     hooks: ____,
     verbose: _____,
     authorizer: ______,
+    localHomes: _______,
     layer,
     unix,
     jail,

@@ -34,6 +34,18 @@ interface UserEntry {
   readonly overrides: Map<string, Override>
 }
 
+/** Options of a {@link DummyAuthorizer}. */
+export interface DummyAuthorizerOptions {
+  /**
+   * Whether homes and override directories are directories on the local disk (the default): each
+   * must exist, and is stored canonical. Set it to `false` for storage that is not the local disk
+   * (`memory:/alice`, `s3://bucket/alice`): they are then names in that storage, taken as given,
+   * and a non-recursive override also covers the subdirectories directly in its directory (the
+   * disk is not asked which entries are directories).
+   */
+  readonly localHomes?: boolean
+}
+
 const ANONYMOUS = "anonymous"
 /** Users named in {@link DummyAuthorizer.description}; a banner line stays a line. */
 const DESCRIBED_USERS = 5
@@ -68,10 +80,13 @@ export class DummyAuthorizer {
    * )
    * ```
    */
-  static layer(build: (authorizer: DummyAuthorizer) => DummyAuthorizer): Layer.Layer<Authorizer, AuthorizerError> {
+  static layer(
+    build: (authorizer: DummyAuthorizer) => DummyAuthorizer,
+    options: DummyAuthorizerOptions = {},
+  ): Layer.Layer<Authorizer, AuthorizerError> {
     return Layer.unwrap(
       Effect.try({
-        try: () => build(new DummyAuthorizer()).toLayer(),
+        try: () => build(new DummyAuthorizer(options)).toLayer(),
         catch: (e) => e instanceof AuthorizerError ? e : new AuthorizerError({ message: String(e) }),
       }),
     )
@@ -89,6 +104,27 @@ export class DummyAuthorizer {
   readonly warnings: string[] = []
 
   readonly #users = new Map<string, UserEntry>()
+  readonly #localHomes: boolean
+
+  /**
+   * An authorizer with no users yet.
+   *
+   * @example
+   * ```ts
+   * import { DummyAuthorizer } from "@ftpd/server"
+   * const users = new DummyAuthorizer({ localHomes: false }).addUser("bob", "pw", "memory:/bob")
+   * ```
+   */
+  constructor(options: DummyAuthorizerOptions = {}) {
+    this.#localHomes = options.localHomes ?? true
+  }
+
+  /** A home or override directory as stored: canonical on the local disk, else as given. */
+  #directory(path: string): string {
+    if (this.#localHomes) return existingDirectory(path)
+    if (path === "") throw new AuthorizerError({ message: "a home must not be empty" })
+    return path.length > 1 && !path.endsWith(":/") ? path.replace(/\/+$/, "") : path
+  }
 
   /**
    * Add a virtual user. `home` must be an existing directory; it is stored canonical (symlinks
@@ -103,7 +139,7 @@ export class DummyAuthorizer {
    */
   addUser(name: string, password: string, home: string, options: UserOptions = {}): this {
     if (this.#users.has(name)) throw new AuthorizerError({ message: `user '${name}' already exists` })
-    const realHome = existingDirectory(home)
+    const realHome = this.#directory(home)
     const perm = options.perm ?? "elr"
     this.#checkPermissions(name, perm)
     this.#users.set(name, {
@@ -162,7 +198,7 @@ export class DummyAuthorizer {
   overridePerm(user: string, directory: string, perm: string, recursive = false): this {
     const entry = this.#entry(user)
     this.#checkPermissions(user, perm)
-    const dir = existingDirectory(directory)
+    const dir = this.#directory(directory)
     if (dir === entry.home) throw new AuthorizerError({ message: "can't override home directory permissions" })
     if (!isSubpath(dir, entry.home)) throw new AuthorizerError({ message: "Path escapes user home directory" })
     entry.overrides.set(dir, { perm, recursive })
@@ -216,7 +252,10 @@ export class DummyAuthorizer {
       for (const dir of dirs) {
         if (!isSubpath(target, dir)) continue
         const override = entry.overrides.get(dir)!
-        if (override.recursive || target === dir || (parentOf(target) === dir && !isDirectory(target))) {
+        if (
+          override.recursive || target === dir ||
+          (parentOf(target) === dir && !(this.#localHomes && isDirectory(target)))
+        ) {
           return override.perm.includes(perm)
         }
       }
@@ -380,7 +419,7 @@ const existingDirectory = (path: string): string => {
 
 /** Whether `path` is `dir` or inside it, comparing whole components. */
 const isSubpath = (path: string, dir: string): boolean =>
-  dir === "/" ? path.startsWith("/") : path === dir || path.startsWith(dir + "/")
+  dir.endsWith("/") ? path.startsWith(dir) : path === dir || path.startsWith(dir + "/")
 
 const parentOf = (path: string): string => {
   const i = path.lastIndexOf("/")

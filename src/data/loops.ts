@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { TransferStalled } from "../errors.ts"
+import { DataConnectionLost, TransferStalled } from "../errors.ts"
 import type { ReadHandle, WriteHandle } from "../fs/filesystem.ts"
 import { closeQuietly, type Transport, writeAll } from "../net/transport.ts"
 import { FromNetworkAscii, ToNetworkAscii } from "../protocol/ascii.ts"
@@ -44,7 +44,8 @@ const watched = async <A>(
   stallMs: number,
   moved: () => number | Promise<number>,
   stop: () => void,
-  body: () => Promise<A>,
+  /** `halted()` tells whether the connection was closed by an abort or a stall (not by the client). */
+  body: (halted: () => boolean) => Promise<A>,
 ): Promise<A> => {
   let stalled = false
   let last = -1
@@ -71,7 +72,7 @@ const watched = async <A>(
     }, period)
     : undefined
   try {
-    return await body()
+    return await body(() => stalled || signal.aborted)
   } catch (error) {
     if (stalled) throw new TransferStalled({ seconds: stallMs / 1000 })
     throw error
@@ -178,7 +179,7 @@ export const receiveFile = (
   // Throttled: read at most one step at a time and pay for it before reading on, so the client is
   // held back by TCP flow control rather than by a buffer here.
   const limit = throttle === undefined ? RECEIVE_BUFFER : Math.min(RECEIVE_BUFFER, throttle.chunk)
-  return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
+  return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async (halted) => {
     // Start small (many uploads are small files) and double each time the buffer fills. Reads are
     // gathered rather than written one by one: a TLS connection returns one 16 KiB record per read,
     // and a file write per record cost more than twice the CPU of the whole upload. What has
@@ -225,6 +226,9 @@ export const receiveFile = (
         queue(convert.flush())
       }
       await flush()
+      // A connection closed by ABOR or a stall may read as a clean end: that upload is not complete.
+      if (halted()) throw new DataConnectionLost({})
+      await file.complete?.()
     } catch (error) {
       // What arrived before a failure or an abort is kept, as it would be without the gathering.
       await flush().catch(() => undefined)

@@ -27,11 +27,21 @@ export interface ReadHandle {
   readonly readable: ReadableStream<Uint8Array>
 }
 
-/** An open file being written. `write` resolves once every byte of `chunk` is written. */
+/**
+ * An open file being written. `write` resolves once every byte of `chunk` is taken (the chunk's
+ * memory may be reused as soon as it resolves).
+ *
+ * Storage that keeps an upload aside until it is whole (object storage, memory) stores it in
+ * `complete`, which the server calls once the client has sent every byte; a failure there fails the
+ * transfer. When the scope closes without `complete` having succeeded (a failed, aborted or cut
+ * transfer), such storage discards the upload: an upload that does not finish changes nothing.
+ */
 export interface WriteHandle {
   readonly write: (chunk: Uint8Array) => Promise<void>
   /** Bytes that reached the file so far: a write that failed may have stored part of its chunk. */
   readonly written: () => number
+  /** Store what was written, now that the client sent it all (see above); absent: every write is stored as it goes. */
+  readonly complete?: () => Promise<void>
 }
 
 /** How `openWrite` opens its file. */
@@ -56,7 +66,6 @@ export interface WriteOptions {
 /** A directory read lazily, in batches, so that a huge directory is never held in memory. */
 export type DirectoryListing = AsyncIterable<ReadonlyArray<FileInfo>>
 
-/** The operations a session performs; implementations are {@link LocalFilesystem} and {@link UnixFilesystem}. */
 /**
  * What a filesystem can do beyond storing and reading whole files. Session code asks these, never
  * a backend's name: a command a filesystem can't serve gets a clear refusal, and FEAT and the MLSx
@@ -73,6 +82,12 @@ export interface Capabilities {
   readonly setMtime: boolean
   /** The `unix.mode`, `unix.uid` and `unix.gid` MLSx facts (Unix permission bits and owners). */
   readonly unixFacts: boolean
+  /**
+   * An upload's bytes reach the file as they arrive, so others may see a partial file: the
+   * `atomicUploads` option then writes to a temporary file and renames it. Storage whose uploads
+   * appear only whole (see `WriteHandle.complete`) says `false`, and gets no temporary file.
+   */
+  readonly partialUploads: boolean
 }
 
 /** What a filesystem that declares nothing can do: everything. */
@@ -82,6 +97,7 @@ export const ALL_CAPABILITIES: Capabilities = {
   chmod: true,
   setMtime: true,
   unixFacts: true,
+  partialUploads: true,
 }
 
 /**
@@ -96,6 +112,10 @@ export const ALL_CAPABILITIES: Capabilities = {
 export const capabilitiesOf = (fs: FilesystemShape): Capabilities =>
   fs.capabilities === undefined ? ALL_CAPABILITIES : { ...ALL_CAPABILITIES, ...fs.capabilities }
 
+/**
+ * The operations a session performs; implementations are {@link LocalFilesystem},
+ * {@link UnixFilesystem}, {@link MemoryFilesystem}, {@link S3Filesystem} and {@link MountFilesystem}.
+ */
 export interface FilesystemShape {
   /** What the server's start banner says of this filesystem, e.g. `"local disk, descriptor jail"`. */
   readonly description?: string

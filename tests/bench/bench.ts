@@ -36,8 +36,11 @@ import {
   removeFixture,
   type RowSpec,
   TimeGuardError,
-  workloads,
+  workloads as diskWorkloads,
 } from "./workloads.ts"
+import { storageWorkloads } from "./storage.ts"
+
+const workloads = [...diskWorkloads, ...storageWorkloads]
 
 /** What `--workers` runs unless `--only` says otherwise: many clients, logins, and memory. */
 const WORKER_WORKLOADS = ["retr-concurrent", "burst", "logins", "idle-sessions"]
@@ -323,7 +326,9 @@ const main = async (): Promise<number> => {
           break outer
         }
         const needs = workload.needs ?? {}
-        const skip = needs.tls && fixture.tls === null
+        const skip = workload.storage !== undefined && spec.name !== "ftpd"
+          ? "skipped: only ftpd serves this storage"
+          : needs.tls && fixture.tls === null
           ? `skipped: no certificate (${fixture.tlsError})`
           : needs.tls && spec.tlsArgv === undefined
           ? `skipped: ${spec.tlsMissing}`
@@ -343,7 +348,8 @@ const main = async (): Promise<number> => {
         for (let round = 0; round < rounds; round++) {
           let server = null
           try {
-            server = await startServer(spec, fixture.root, logPath, needs.tls ? fixture.tls : null)
+            const extra = workload.storage === undefined ? {} : await workload.storage(fixture)
+            server = await startServer(spec, fixture.root, logPath, needs.tls ? fixture.tls : null, 30_000, extra)
             const result = await workload.run(server, fixture, roundConfig)
             ;(peak[spec.name] ??= []).push(server.sample().hwmKiB / KiB)
             for (const row of workloadRows) {

@@ -176,15 +176,20 @@ export const startServer = async (
   logPath: string,
   tls: TlsFiles | null = null,
   timeoutMs = 30_000,
+  /** Flags after the spec's own (later flags win: `-d memory:`), and environment variables. */
+  extra: { readonly args?: ReadonlyArray<string>; readonly env?: Record<string, string> } = {},
 ): Promise<RunningServer> => {
   const { port, passive } = pickPorts(1000)
   if (tls !== null && spec.tlsArgv === undefined) throw new Error(`${spec.name}: ${spec.tlsMissing ?? "no TLS"}`)
-  const argv = tls === null ? spec.argv(port, root, passive) : spec.tlsArgv!(port, root, passive, tls)
+  const argv = [
+    ...(tls === null ? spec.argv(port, root, passive) : spec.tlsArgv!(port, root, passive, tls)),
+    ...(extra.args ?? []),
+  ]
   // `exec` replaces the shell, so the child's pid is the server's pid; output goes straight to a file
   // and costs the benchmark process nothing.
   const child = spawnTracked("sh", {
     args: ["-c", 'exec "$@" >>"$BENCH_LOG" 2>&1', "sh", ...argv],
-    env: { BENCH_LOG: logPath, NO_COLOR: "1" },
+    env: { BENCH_LOG: logPath, NO_COLOR: "1", ...extra.env },
     stdin: "null",
     stdout: "null",
     stderr: "null",

@@ -82,6 +82,11 @@ export interface Workload {
    * something of ftpd's own, with no pyftpdlib counterpart (`ftpdOnly`).
    */
   readonly needs?: { readonly tls?: boolean; readonly socat?: boolean; readonly ftpdOnly?: boolean }
+  /**
+   * Only ftpd serves this workload's storage: its server gets these flags (and environment) after
+   * the usual ones; pyftpdlib gets a note instead of a column.
+   */
+  readonly storage?: (fixture: Fixture) => Promise<{ readonly args: string[]; readonly env?: Record<string, string> }>
   readonly rows: (config: BenchConfig) => RowSpec[]
   readonly run: (server: RunningServer, fixture: Fixture, config: BenchConfig) => Promise<WorkloadResult>
 }
@@ -91,7 +96,7 @@ export class TimeGuardError extends Error {
   override readonly name = "TimeGuardError"
 }
 
-const guard = (config: BenchConfig) => {
+export const guard = (config: BenchConfig) => {
   if (performance.now() > config.deadline) throw new TimeGuardError("total time guard reached")
 }
 
@@ -190,16 +195,16 @@ export const removeFixture = (fixture: Fixture): void => {
   }
 }
 
-const url = (server: RunningServer, path: string) => `ftp://${USER}:${PASSWORD}@${HOST}:${server.port}/${path}`
+export const url = (server: RunningServer, path: string) => `ftp://${USER}:${PASSWORD}@${HOST}:${server.port}/${path}`
 
-interface CurlResult {
+export interface CurlResult {
   readonly bytes: number
   /** Seconds from sending RETR/STOR to the final reply: curl's time_total - time_pretransfer. */
   readonly transferSeconds: number
 }
 
 /** Run curl with `args` and a `-w` that reports bytes and timings; fail on a non-zero exit or short transfer. */
-const curl = async (args: string[], maxSeconds: number, expectBytes: number): Promise<CurlResult> => {
+export const curl = async (args: string[], maxSeconds: number, expectBytes: number): Promise<CurlResult> => {
   const child = spawnTracked("curl", {
     args: [
       ...["-sS", "--max-time", String(Math.ceil(maxSeconds))],
@@ -222,7 +227,7 @@ const curl = async (args: string[], maxSeconds: number, expectBytes: number): Pr
 }
 
 /** Seconds a curl transfer of `bytes` may take: 20 MiB/s at worst, plus slack. */
-const curlLimit = (bytes: number) => 30 + bytes / (20 * MiB)
+export const curlLimit = (bytes: number) => 30 + bytes / (20 * MiB)
 
 /** curl's flags for explicit FTPS with PROT P (AUTH TLS, PBSZ 0, PROT P), the self-signed certificate accepted. */
 const CURL_TLS = ["--ssl-reqd", "-k"]

@@ -75,7 +75,9 @@ const receive = (
   preliminary: string,
 ) =>
   Effect.gen(function* () {
-    const atomic = session.options.atomicUploads && options.mode === "truncate"
+    // Storage whose uploads appear only whole needs no temporary file to make them atomic.
+    const atomic = session.options.atomicUploads && options.mode === "truncate" &&
+      session.server.capabilities.partialUploads
     const temporary = atomic ? yield* temporaryFor(session, path, options.exclusive === true) : undefined
     const [scope, file] = yield* opened(
       temporary === undefined
