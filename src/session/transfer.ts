@@ -190,7 +190,7 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
     const dataTimeout = options.dataTimeout > 0 ? options.dataTimeout : Infinity
     const throttle = session.server.bandwidth.throttle(
       session,
-      session.account?.user ?? null,
+      session.account,
       plan.direction === "receive" ? "read" : "write",
     )
     const body = Effect.gen(function* () {

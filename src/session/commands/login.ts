@@ -68,14 +68,22 @@ const pass: CommandSpec = {
       )
       if (result._tag === "Success") {
         const account = result.success
-        if (!(yield* session.claimUserSlot(account.user))) {
+        if (account.identity !== undefined && session.server.fs.userIdentity !== true) {
+          // Serving a system user with the server's own rights would give them root's: refuse instead.
+          session.user = null
+          yield* session.warn(
+            `USER '${account.user}' refused: the filesystem can't act with a system user's identity (use the descriptor jail).`,
+          )
+          return yield* session.reply(530, "Login not possible: the server is misconfigured.")
+        }
+        if (!(yield* session.claimUserSlot(account))) {
           session.user = null
           yield* session.log(`USER '${account.user}' refused: too many sessions for this user.`)
           return yield* session.reply(530, "Too many sessions for this user.")
         }
         session.account = account
         session.loginAttempts = 0
-        session.cwd = "/"
+        session.cwd = account.startDirectory ?? "/"
         yield* session.reply(230, account.msgLogin)
         yield* session.log(`USER '${account.user}' logged in.`)
         return yield* session.hook((h) => h.onLogin, account.user)
@@ -89,8 +97,8 @@ const pass: CommandSpec = {
       if (session.options.authFailedTimeout > 0) {
         yield* Effect.sleep(Duration.seconds(session.options.authFailedTimeout))
       }
-      const text = result.failure.message
-      yield* session.log(`USER '${name}' failed login.`)
+      const { message: text, reason } = result.failure
+      yield* session.log(`USER '${name}' failed login${reason === undefined ? "" : `: ${reason}`}.`)
       if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session)
       if (session.loginAttempts >= session.options.maxLoginAttempts) {
         session.closing = true
