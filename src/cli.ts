@@ -20,10 +20,14 @@ import "./_no_async_hooks.ts"
  * @module
  */
 import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
 import { loadTls, missingPermissions, TlsFilesError } from "./_cli_checks.ts"
 import { type CliConfig, parseCli } from "./_cli_parse.ts"
-import { ALL_PERMISSIONS, READ_PERMISSIONS } from "./auth/authorizer.ts"
+import { usersMain } from "./_users_cli.ts"
+import { ALL_PERMISSIONS, type Authorizer, READ_PERMISSIONS } from "./auth/authorizer.ts"
 import { DummyAuthorizer } from "./auth/dummy.ts"
+import { UnixAuthorizer } from "./auth/unix.ts"
+import { UserFileAuthorizer } from "./auth/user_file.ts"
 import { AuthorizerError } from "./errors.ts"
 import { availableJail, LocalFilesystem } from "./fs/local.ts"
 import { FtpLogger } from "./log.ts"
@@ -32,7 +36,8 @@ import { runMain } from "./runtime.ts"
 import { FtpServer } from "./server.ts"
 
 export { loadTls, missingPermissions, TlsFilesError } from "./_cli_checks.ts"
-export { type CliConfig, type CliParse, parseCli, type TlsFiles } from "./_cli_parse.ts"
+export { type CliConfig, type CliParse, parseCli, type TlsFiles, type UnixUsers } from "./_cli_parse.ts"
+export { parseUsers, type UsersCommand } from "./_users_cli.ts"
 
 const usageError = (message: string): never => {
   console.error(`ftpd: error: ${message}`)
@@ -40,14 +45,48 @@ const usageError = (message: string): never => {
   return Deno.exit(2)
 }
 
-const serve = (config: CliConfig, authorizer: DummyAuthorizer) =>
+/** Exit 2 with the message of an authorizer that can't start (a bad user file, an unknown system user). */
+const refused = (error: AuthorizerError) =>
+  Effect.sync(() => {
+    console.error(`ftpd: error: ${error.message}`)
+    return Deno.exit(2)
+  })
+
+const serve = (config: CliConfig, authorizer: Layer.Layer<Authorizer, AuthorizerError>) =>
   FtpServer.serve(config.options).pipe(
-    Effect.provide([authorizer.toLayer(), LocalFilesystem.layerWith({ jail: config.jail })]),
+    Effect.provide([authorizer, LocalFilesystem.layerWith({ jail: config.jail })]),
+    Effect.catchTag("AuthorizerError", refused),
     // Outermost, so that the authorizer's warnings, logged while its layer is built, use it too.
     Effect.provide(FtpLogger.layer({ debug: config.debug })),
   )
 
+/** The authorizer the command line asks for; a usage error for a bad `-d`. */
+const authorizerOf = (config: CliConfig): Layer.Layer<Authorizer, AuthorizerError> => {
+  if (config.users !== null) return UserFileAuthorizer.layer({ path: config.users, watch: true })
+  if (config.unix !== null) {
+    const { allowedUsers, rejectedUsers, anonymousUser, requireValidShell, jail } = config.unix
+    return UnixAuthorizer.layer({
+      allowedUsers,
+      rejectedUsers,
+      requireValidShell,
+      jail,
+      ...(anonymousUser === null ? {} : { anonymousUser }),
+    })
+  }
+  const perm = config.write ? ALL_PERMISSIONS : READ_PERMISSIONS
+  try {
+    return (config.user === null
+      ? new DummyAuthorizer().addAnonymous(config.directory, { perm })
+      : new DummyAuthorizer().addUser(config.user.name, config.user.password, config.directory, { perm })).toLayer()
+  } catch (error) {
+    // The directory is the only thing here a user can get wrong: "no such directory: '/srv/ftp'".
+    if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)
+    throw error
+  }
+}
+
 const main = async (argv: ReadonlyArray<string>): Promise<void> => {
+  if (argv[0] === "users") return await usersMain(argv.slice(1))
   const parsed = parseCli(argv)
   if (parsed.kind === "error") return usageError(parsed.message)
   if (parsed.kind !== "run") return console.log(parsed.text)
@@ -69,18 +108,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     console.error(`ftpd: error: ${error.message}`)
     return Deno.exit(2)
   }
-  const perm = config.write ? ALL_PERMISSIONS : READ_PERMISSIONS
-  let authorizer: DummyAuthorizer
-  try {
-    authorizer = config.user === null
-      ? new DummyAuthorizer().addAnonymous(config.directory, { perm })
-      : new DummyAuthorizer().addUser(config.user.name, config.user.password, config.directory, { perm })
-  } catch (error) {
-    // The directory is the only thing here a user can get wrong: "no such directory: '/srv/ftp'".
-    if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)
-    throw error
-  }
-  runMain(serve({ ...config, options: { ...config.options, tls } }, authorizer))
+  runMain(serve({ ...config, options: { ...config.options, tls } }, authorizerOf(config)))
 }
 
 if (import.meta.main) await main(Deno.args)

@@ -38,6 +38,8 @@ Deno.test("no flags: anonymous read-only share of the current directory on [::]:
     debug: false,
     jail: "auto",
     tls: null,
+    users: null,
+    unix: null,
   })
 })
 
@@ -119,6 +121,8 @@ Deno.test("every flag in its long form sets its option", () => {
     debug: true,
     jail: "path",
     tls: null,
+    users: null,
+    unix: null,
   })
 })
 
