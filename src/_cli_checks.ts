@@ -91,7 +91,7 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
     need(await granted({ name: "ffi" }), "FFI for the descriptor jail", "--allow-ffi")
   }
   if (config.write) need(await granted({ name: "write", path: dir }), `write access to ${dir}`, `--allow-write=${dir}`)
-  if (config.users !== null) missing.push(...await userFileNeeds(config.users))
+  if (config.users !== null) missing.push(...await userFileNeeds(config.users.file))
   if (config.tls !== null) {
     for (const file of new Set([config.tls.certFile, config.tls.keyFile])) {
       need(await granted({ name: "read", path: file }), `read access to ${file}`, `--allow-read=${file}`)

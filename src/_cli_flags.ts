@@ -58,8 +58,9 @@ export const FLAGS: ReadonlyArray<Flag> = [
     long: "users",
     metavar: "FILE",
     help: "users from a file of hashed passwords, each with a home and permissions (managed with " +
-      "'ftpd users'; reloaded on SIGHUP and when the file changes; not with -u, -d or -w)",
+      "'ftpd users'; reloaded on SIGHUP; not with -u, -d or -w)",
   },
+  { long: "users-watch", help: "with --users: also reload the file whenever it changes" },
   {
     long: "unix-users",
     help: "the system's users log in with their system passwords, each in their home, every file access " +

@@ -27,8 +27,8 @@ export interface CliConfig {
   readonly jail: "auto" | JailMode
   /** `--tls`: the certificate and key files (absolute paths), read by {@link loadTls}; `null` without TLS. */
   readonly tls: TlsFiles | null
-  /** `--users FILE`: the user file (an absolute path), or `null`. */
-  readonly users: string | null
+  /** `--users FILE` (an absolute path) and `--users-watch`, or `null`. */
+  readonly users: { readonly file: string; readonly watch: boolean } | null
   /** `--unix-users` and its options, or `null`. */
   readonly unix: UnixUsers | null
 }
@@ -246,6 +246,7 @@ const toConfig = (values: Values): CliConfig => {
   const on = (long: string): true | undefined => flag(long) || undefined
   const users = value("users", String)
   if (users === "") fail("argument --users: must not be empty")
+  if (users === undefined && flag("users-watch")) fail("argument --users-watch: requires --users")
   const unixUsers = flag("unix-users")
   if (!unixUsers) {
     const given = UNIX_ONLY.find((long) => values[long] !== undefined)
@@ -312,7 +313,7 @@ const toConfig = (values: Values): CliConfig => {
     debug: flag("debug"),
     jail: unixUsers ? "descriptor" : jail,
     tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
-    users: users === undefined ? null : resolve(users),
+    users: users === undefined ? null : { file: resolve(users), watch: flag("users-watch") },
     unix: unixUsers
       ? {
         allowedUsers: allowedUsers ?? [],

@@ -162,8 +162,9 @@ const encoder = new TextEncoder()
 
 /** One line typed without echo (raw mode): Enter ends it, Backspace erases, Ctrl-C or Ctrl-D gives up. */
 const promptHidden = async (prompt: string): Promise<string | null> => {
-  await Deno.stderr.write(encoder.encode(prompt))
+  // Raw (no echo) before the prompt shows: what is typed as soon as it appears is not echoed either.
   Deno.stdin.setRaw(true)
+  await Deno.stderr.write(encoder.encode(prompt))
   const bytes: number[] = []
   const buffer = new Uint8Array(1)
   try {

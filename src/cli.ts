@@ -62,7 +62,7 @@ const serve = (config: CliConfig, authorizer: Layer.Layer<Authorizer, Authorizer
 
 /** The authorizer the command line asks for; a usage error for a bad `-d`. */
 const authorizerOf = (config: CliConfig): Layer.Layer<Authorizer, AuthorizerError> => {
-  if (config.users !== null) return UserFileAuthorizer.layer({ path: config.users, watch: true })
+  if (config.users !== null) return UserFileAuthorizer.layer({ path: config.users.file, watch: config.users.watch })
   if (config.unix !== null) {
     const { allowedUsers, rejectedUsers, anonymousUser, requireValidShell, jail } = config.unix
     return UnixAuthorizer.layer({

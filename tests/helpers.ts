@@ -6,7 +6,8 @@ import "../src/_no_async_hooks.ts"
 import { Effect, Exit, Layer, Scope } from "effect"
 import net from "node:net"
 import { Filesystem, type FilesystemShape } from "../src/fs/filesystem.ts"
-import { makeMemoryNetwork } from "../src/net/memory.ts"
+import { makeMemoryNetwork, type MemoryNetwork } from "../src/net/memory.ts"
+import type { Authorizer } from "../src/auth/authorizer.ts"
 import { Network } from "../src/net/network.ts"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
 import { type JailMode, LocalFilesystem, UnixFilesystem } from "../src/fs/local.ts"
@@ -19,6 +20,8 @@ import { FtpServer } from "../src/server.ts"
 export interface TestServerOptions extends ServerOptions {
   /** Users; default: "user"/"pass" with every permission on the root, and anonymous read-only. */
   readonly users?: (authorizer: DummyAuthorizer, root: string) => DummyAuthorizer
+  /** An authorizer of the test's own instead of `users` (built in the server's scope, so it lives as long). */
+  readonly authorizer?: Layer.Layer<Authorizer, unknown>
   readonly hooks?: HooksShape
   /** Use UnixFilesystem (no jail) instead of LocalFilesystem. */
   readonly unix?: boolean
@@ -71,7 +74,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
   })
   const memory = options.inMemory ? makeMemoryNetwork() : undefined
   const layers = Layer.mergeAll(
-    users,
+    options.authorizer === undefined ? users : Layer.empty,
     options.filesystem !== undefined
       ? Layer.succeed(Filesystem, options.filesystem)
       : options.unix
@@ -82,11 +85,26 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     memory === undefined ? Layer.empty : Layer.succeed(Network, memory),
   )
   const scope = Effect.runSync(Scope.make())
-  const { inMemory: _, filesystem: __, ...rest } = options
+  const { inMemory: _, filesystem: __, authorizer: ___, ...rest } = options
   const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...rest }
+  const own = options.authorizer === undefined
+    ? undefined
+    : await Effect.runPromise(Layer.buildWithScope(options.authorizer.pipe(Layer.provide(logger)), scope)).catch(
+      async (error) => {
+        await Effect.runPromise(Scope.close(scope, Exit.void))
+        throw error
+      },
+    )
   const server = await Effect.runPromise(
-    FtpServer.make(serverOptions).pipe(Scope.provide(scope), Effect.provide(layers)),
-  )
+    FtpServer.make(serverOptions).pipe(
+      Scope.provide(scope),
+      Effect.provide(layers),
+      own === undefined ? (effect) => effect : Effect.provide(own),
+    ),
+  ).catch(async (error) => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw error
+  })
   let closed = false
   return {
     port: server.address.port,
@@ -169,6 +187,14 @@ export class RawClient {
   /** Connect over TCP and read the greeting. */
   static async connect(port: number, hostname = "127.0.0.1"): Promise<RawClient> {
     return await new RawClient(await Deno.connect({ hostname, port })).greeted()
+  }
+
+  /** Connect to an in-memory `server` as a client at `localAddress` and read the greeting. */
+  static async connectToFrom(server: TestServer, localAddress: string): Promise<RawClient> {
+    const memory = server.network as unknown as MemoryNetwork
+    if (typeof memory.connectFrom !== "function") throw new Error("connectToFrom needs an in-memory server")
+    return await new RawClient(await memory.connectFrom(localAddress, "127.0.0.1", server.port), server.network)
+      .greeted()
   }
 
   /** Connect to `server` the way it is reached (TCP, or its in-memory network) and read the greeting. */

@@ -116,10 +116,9 @@ export const fieldLine = (text: string, path: ReadonlyArray<string>): number | u
     const header = /^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$/.exec(line)
     if (header !== null) {
       table = splitKeys(header[1]) ?? []
-      if (startsWith(path, table) && table.length > 0) {
-        if (table.length === path.length) return i + 1
-        best = i + 1
-      }
+      // The field's own table, or the first table inside it.
+      if (startsWith(table, path)) return i + 1
+      if (startsWith(path, table) && table.length > 0) best = i + 1
       continue
     }
     const assignment = /^\s*([^=#]+?)\s*=/.exec(line)
