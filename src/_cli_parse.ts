@@ -267,6 +267,7 @@ const toConfig = (values: Values): CliConfig => {
   if (allowedUsers !== undefined && rejectedUsers !== undefined) {
     fail("argument --unix-rejected-users: not allowed with --unix-allowed-users")
   }
+  if (values["unix-anonymous-user"] === "") fail("argument --unix-anonymous-user: must not be empty")
   const jail = value("jail", jailMode) ?? "auto"
   if (unixUsers && jail === "path") fail("argument --jail: --unix-users needs the descriptor jail")
   return {

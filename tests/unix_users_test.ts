@@ -309,6 +309,13 @@ Deno.test({
         }).output()
         assert.equal(refused.code, 2)
         assert.match(decoder.decode(refused.stderr), /missing permission: FFI for --unix-users .*\(add --allow-ffi\)/)
+        const unknown = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", cli, "--unix-users", "--unix-allowed-users", `${A},nosuch${tag}`, "-p", "0"],
+          stdout: "piped",
+          stderr: "piped",
+        }).output()
+        assert.equal(unknown.code, 2)
+        assert.equal(decoder.decode(unknown.stderr).trim(), `ftpd: error: no such user nosuch${tag}`)
         const child = new Deno.Command(Deno.execPath(), {
           args: ["run", "-A", cli, "--unix-users", "--unix-allowed-users", `${A},${B}`, "-i", "127.0.0.1", "-p", "0"],
           stdout: "piped",

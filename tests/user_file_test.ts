@@ -510,3 +510,34 @@ Deno.test("the user file's authorizer stops its password workers when its scope 
     // A worker left running would keep this test's process alive and fail Deno's leak check.
   })
 })
+
+Deno.test("the README's example user file loads as written (with its homes made and a real hash)", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url))
+  const example = /### The user file[\s\S]*?```toml\n([\s\S]*?)```/.exec(readme)![1]
+  const hash = await hashPassword("pw")
+  await withFile(
+    (home) =>
+      example.replaceAll("/srv/ftp/alice", home).replaceAll("/srv/ftp/pub", home).replace(
+        /"\$argon2id\$v=19\$m=19456,t=2,p=1\$\.\.\."/,
+        JSON.stringify(hash),
+      ).replace("2027-01-01", "2999-01-01"),
+    async ({ file }) => {
+      await Effect.runPromise(
+        Effect.scoped(Effect.gen(function* () {
+          const auth = yield* UserFileAuthorizer.make({ path: file, workers: 1 })
+          assert.deepEqual(auth.users(), ["alice", "anonymous"])
+          const account = yield* auth.authenticate("alice", "pw", { remoteAddress: "192.0.2.9", host: null })
+          assert.equal(account.msgLogin, "Welcome, Alice.")
+          assert.deepEqual(account.limits, { maxSessions: 2, readLimit: 1 << 20, writeLimit: 512 << 10 })
+        })).pipe(Effect.provide(FtpLogger.layer({ write: () => {} }))),
+      )
+    },
+  )
+})
+
+Deno.test("the password workers import the versions deno.json pins", async () => {
+  const { LIBRARY_SPECIFIERS } = await import("../src/auth/_password_work.ts")
+  const imports = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).imports
+  assert.equal(LIBRARY_SPECIFIERS.wasm, imports["hash-wasm"])
+  assert.equal(LIBRARY_SPECIFIERS.unixcrypt, imports["unixcrypt"])
+})

@@ -239,6 +239,8 @@ Deno.test("--users with -u, -d or -w, and --unix-* flags without --unix-users, e
     ],
     [["--unix-users", "--unix-allowed-users", "a,,b"], /--unix-allowed-users: expected user names/],
     [["--unix-users", "--jail", "path"], /--unix-users needs the descriptor jail/],
+    [["--unix-users", "--unix-anonymous-user", ""], /--unix-anonymous-user: must not be empty/],
+    [["--users-watch"], /--users-watch: requires --users/],
   ]
   for (const [args, pattern] of cases) assertUsageError(await ftpd(args), pattern)
 })

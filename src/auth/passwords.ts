@@ -147,18 +147,25 @@ export interface PasswordVerifier {
   readonly workers: number
 }
 
+/**
+ * The worker: requests one at a time, in order. Run concurrently they would gain nothing (one
+ * thread) and each hold its own argon2 memory (19 MiB) at once.
+ */
 const workerSource = (): string => `
 const libraries = {
   wasm: await import(${JSON.stringify(LIBRARY_SPECIFIERS.wasm)}),
   unixcrypt: await import(${JSON.stringify(LIBRARY_SPECIFIERS.unixcrypt)}),
 }
 const passwordWork = ${passwordWork.toString()}
-self.onmessage = async ({ data }) => {
-  try {
-    self.postMessage({ id: data.id, result: await passwordWork(data.request, libraries) })
-  } catch (error) {
-    self.postMessage({ id: data.id, error: String(error?.message ?? error) })
-  }
+let queue = Promise.resolve()
+self.onmessage = ({ data }) => {
+  queue = queue.then(async () => {
+    try {
+      self.postMessage({ id: data.id, result: await passwordWork(data.request, libraries) })
+    } catch (error) {
+      self.postMessage({ id: data.id, error: String(error?.message ?? error) })
+    }
+  })
 }
 `
 

@@ -287,6 +287,8 @@ const main = async (): Promise<number> => {
           ? `skipped: no certificate (${fixture.tlsError})`
           : needs.tls && spec.tlsArgv === undefined
           ? `skipped: ${spec.tlsMissing}`
+          : needs.usersFile && spec.usersArgv === undefined
+          ? "skipped: it has no user file of hashed passwords (compare the -u/-P logins row)"
           : needs.socat && socatVersion === null
           ? "skipped: socat is not installed (`apt-get install -y socat` adds the OpenSSL reference rows)"
           : null
@@ -301,7 +303,14 @@ const main = async (): Promise<number> => {
         for (let round = 0; round < rounds; round++) {
           let server = null
           try {
-            server = await startServer(spec, fixture.root, logPath, needs.tls ? fixture.tls : null)
+            server = await startServer(
+              spec,
+              fixture.root,
+              logPath,
+              needs.tls ? fixture.tls : null,
+              undefined,
+              needs.usersFile ? fixture.usersFile : null,
+            )
             const result = await workload.run(server, fixture, roundConfig)
             ;(peak[spec.name] ??= []).push(server.sample().hwmKiB / KiB)
             for (const row of workloadRows) {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hashPassword } from "../../src/auth/passwords.ts"
 import { FtpClient } from "./ftp_client.ts"
 import { CLK_TCK, HOST, PASSWORD, pickPorts, type RunningServer, spawnTracked, type TlsFiles, USER } from "./servers.ts"
 
@@ -40,7 +41,12 @@ export interface Fixture {
   /** The self-signed certificate for the FTPS rows, or null (and why) when openssl could not make one. */
   readonly tls: TlsFiles | null
   readonly tlsError?: string
+  /** A user file (`--users`) of {@link USER_FILE_USERS} argon2id users, the bench's account among them. */
+  readonly usersFile: string
 }
+
+/** Users in the fixture's user file. */
+export const USER_FILE_USERS = 10_000
 
 /** A measurement row: what it is, its unit, which direction is better, and the issue's target for ftpd. */
 export interface RowSpec {
@@ -64,8 +70,11 @@ export interface Workload {
   readonly name: string
   /** Run each repetition on a newly started server (for memory, which a process does not give back). */
   readonly restartEachRep?: boolean
-  /** The server is started with FTPS on (`tls`); the workload needs socat (`socat`). */
-  readonly needs?: { readonly tls?: boolean; readonly socat?: boolean }
+  /**
+   * The server is started with FTPS on (`tls`), or with its users from the fixture's user file
+   * (`usersFile`); the workload needs socat (`socat`).
+   */
+  readonly needs?: { readonly tls?: boolean; readonly socat?: boolean; readonly usersFile?: boolean }
   readonly rows: (config: BenchConfig) => RowSpec[]
   readonly run: (server: RunningServer, fixture: Fixture, config: BenchConfig) => Promise<WorkloadResult>
 }
@@ -143,9 +152,10 @@ export const createFixture = async (config: BenchConfig): Promise<Fixture> => {
     onTmpfs = false
   }
   const tls = makeCertificate(dir)
+  const usersFile = `${dir}/users.toml`
   const fixture: Fixture = "error" in tls
-    ? { root: `${dir}/root`, onTmpfs, tls: null, tlsError: tls.error }
-    : { root: `${dir}/root`, onTmpfs, tls }
+    ? { root: `${dir}/root`, onTmpfs, tls: null, tlsError: tls.error, usersFile }
+    : { root: `${dir}/root`, onTmpfs, tls, usersFile }
   const { root } = fixture
   try {
     await Deno.mkdir(`${root}/many`, { recursive: true })
@@ -158,11 +168,27 @@ export const createFixture = async (config: BenchConfig): Promise<Fixture> => {
     for (let i = 0; i < config.listFiles; i++) {
       Deno.writeFileSync(`${root}/many/file-${String(i).padStart(5, "0")}.dat`, empty)
     }
+    await writeUsersFile(usersFile, root)
   } catch (error) {
     removeFixture(fixture)
     throw error
   }
   return fixture
+}
+
+/**
+ * The user file of the `user-file logins` row: the bench's account and 9,999 others, every hash
+ * argon2id with `ftpd users`' parameters. The others share one hash (of a random password): making
+ * 10,000 would take minutes and measure nothing more, since a login checks one hash.
+ */
+const writeUsersFile = async (path: string, home: string) => {
+  const mine = await hashPassword(PASSWORD)
+  const others = await hashPassword(crypto.randomUUID())
+  const table = (name: string, hash: string) =>
+    `[users.${name}]\npassword = "${hash}"\nhome = "${home}"\nperm = "elr"\n`
+  const tables = [table(USER, mine)]
+  for (let i = 1; i < USER_FILE_USERS; i++) tables.push(table(`user${String(i).padStart(5, "0")}`, others))
+  await Deno.writeTextFile(path, tables.join("\n"), { mode: 0o600 })
 }
 
 /** Remove the fixture's directory (the parent of its root). */
@@ -470,59 +496,68 @@ const loginOnce = async (server: RunningServer, timeoutMs: number) => {
   }
 }
 
-const logins: Workload = {
-  name: "logins",
-  rows: (c) => [
-    {
-      key: "login_rate",
-      label: `connect+login+QUIT, ${c.loginWorkers} workers, ${c.loginSeconds} s`,
-      unit: "logins/s",
-      better: "higher",
-    },
-    {
-      key: "login_cpu",
-      label: "connect+login+QUIT, server CPU",
-      unit: "CPU-ms/login",
-      better: "lower",
-      target: { kind: "ratio", op: "<=", value: 1.0 },
-    },
-    { key: "login_failures", label: "connect+login+QUIT: failures", unit: "count", better: "lower" },
-  ],
-  run: async (server, _fixture, config) => {
-    const timeoutMs = 10_000
-    const maxPerWorker = 1_000_000
-    const errors = collectErrors()
-    const samples: Record<string, number[]> = { login_rate: [], login_cpu: [], login_failures: [] }
-    for (let i = 0; i < 20; i++) await loginOnce(server, timeoutMs)
-    for (let rep = 0; rep < config.reps; rep++) {
-      guard(config)
-      let done = 0
-      let failed = 0
-      const before = server.sample()
-      const t0 = performance.now()
-      const stopAt = t0 + config.loginSeconds * 1000
-      await Promise.all(
-        Array.from({ length: config.loginWorkers }, async () => {
-          for (let i = 0; i < maxPerWorker && performance.now() < stopAt; i++) {
-            try {
-              await loginOnce(server, timeoutMs)
-              done++
-            } catch (error) {
-              failed++
-              errors.add(error)
+/** connect+login+QUIT in a loop from several workers: logins per second and server CPU per login. */
+const makeLogins = (usersFile: boolean): Workload => {
+  const what = usersFile ? `user file of ${USER_FILE_USERS} argon2id users` : "-u/-P"
+  const key = usersFile ? "file_login" : "login"
+  return {
+    name: usersFile ? "user-file-logins" : "logins",
+    ...(usersFile ? { needs: { usersFile: true } } : {}),
+    rows: (c) => [
+      {
+        key: `${key}_rate`,
+        label: `connect+login+QUIT (${what}), ${c.loginWorkers} workers, ${c.loginSeconds} s`,
+        unit: "logins/s",
+        better: "higher",
+      },
+      {
+        key: `${key}_cpu`,
+        label: `connect+login+QUIT (${what}), server CPU`,
+        unit: "CPU-ms/login",
+        better: "lower",
+        ...(usersFile ? {} : { target: { kind: "ratio" as const, op: "<=" as const, value: 1.0 } }),
+      },
+      { key: `${key}_failures`, label: `connect+login+QUIT (${what}): failures`, unit: "count", better: "lower" },
+    ],
+    run: async (server, _fixture, config) => {
+      const timeoutMs = 10_000
+      const maxPerWorker = 1_000_000
+      const errors = collectErrors()
+      const samples: Record<string, number[]> = { [`${key}_rate`]: [], [`${key}_cpu`]: [], [`${key}_failures`]: [] }
+      for (let i = 0; i < 20; i++) await loginOnce(server, timeoutMs)
+      for (let rep = 0; rep < config.reps; rep++) {
+        guard(config)
+        let done = 0
+        let failed = 0
+        const before = server.sample()
+        const t0 = performance.now()
+        const stopAt = t0 + config.loginSeconds * 1000
+        await Promise.all(
+          Array.from({ length: config.loginWorkers }, async () => {
+            for (let i = 0; i < maxPerWorker && performance.now() < stopAt; i++) {
+              try {
+                await loginOnce(server, timeoutMs)
+                done++
+              } catch (error) {
+                failed++
+                errors.add(error)
+              }
             }
-          }
-        }),
-      )
-      const seconds = (performance.now() - t0) / 1000
-      const after = server.sample()
-      samples.login_rate.push(done / seconds)
-      samples.login_cpu.push(done > 0 ? ((after.cpuSeconds - before.cpuSeconds) * 1000) / done : NaN)
-      samples.login_failures.push(failed)
-    }
-    return { samples, notes: errors.notes("failed login") }
-  },
+          }),
+        )
+        const seconds = (performance.now() - t0) / 1000
+        const after = server.sample()
+        samples[`${key}_rate`].push(done / seconds)
+        samples[`${key}_cpu`].push(done > 0 ? ((after.cpuSeconds - before.cpuSeconds) * 1000) / done : NaN)
+        samples[`${key}_failures`].push(failed)
+      }
+      return { samples, notes: errors.notes("failed login") }
+    },
+  }
 }
+
+const logins = makeLogins(false)
+const userFileLogins = makeLogins(true)
 
 const listings: Workload = {
   name: "listings",
@@ -896,6 +931,7 @@ export const workloads: readonly Workload[] = [
   retrMany,
   burst,
   logins,
+  userFileLogins,
   listings,
   idle,
 ]
