@@ -62,16 +62,21 @@ const FORMS: ReadonlyArray<
   },
 ]
 
-/** Whether yescrypt can be checked here: the C library's crypt through FFI. */
+let yescrypt: boolean | undefined
+
+/** Whether yescrypt can be checked here: the C library's crypt through FFI (found out once). */
 const yescryptAvailable = (): boolean => {
-  if (Deno.permissions.querySync?.({ name: "ffi" }).state !== "granted") return false
+  if (yescrypt !== undefined) return yescrypt
+  yescrypt = false
+  if (Deno.permissions.querySync?.({ name: "ffi" }).state !== "granted") return yescrypt
   try {
     Deno.dlopen("libcrypt.so.1", { crypt_rn: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "pointer" } })
       .close()
-    return true
+    yescrypt = true
   } catch {
-    return false
+    // No libxcrypt here: yescrypt hashes are refused when the file is read.
   }
+  return yescrypt
 }
 
 /**

@@ -53,7 +53,12 @@ const encodedGroups = new WeakMap<Identity, Uint8Array>()
 const load = (): Identities => {
   if (libc() === null) return { missing: "--allow-ffi (the C library, on Linux x86_64 or aarch64)" }
   const setgroups = SYS_SETGROUPS[Deno.build.arch]
-  const c = Deno.dlopen("libc.so.6", symbols).symbols
+  let c: Deno.DynamicLibrary<typeof symbols>["symbols"]
+  try {
+    c = Deno.dlopen("libc.so.6", symbols).symbols
+  } catch {
+    return { missing: "the GNU C library (libc.so.6)" }
+  }
   if (c.geteuid() !== 0) return { missing: "root (to act as each user, the server must run as root)" }
   const own = { uid: c.geteuid(), gid: c.getegid() }
   const count = c.getgroups(0, new Uint8Array(0))
