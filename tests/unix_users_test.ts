@@ -235,7 +235,8 @@ Deno.test({
               assert.equal((await ca.command(`SITE CHMOD 640 ${a.home}/private.txt`)).code, 200)
               assert.equal((await cb.command(`MKD ${b.home}/made`)).code, 257)
               assert.equal((await Deno.stat(`${b.home}/made`)).uid, b.uid)
-              // What root alone may read stays root's: a listing of /root, a file in it.
+              // What root alone may read stays root's: entering /root, a listing of it, a file in it.
+              assert.equal((await cb.command("CWD /root")).code, 550)
               assert.equal((await cb.command("STAT /root")).code, 550)
               assert.equal(await retr(cb, "/root/.bashrc"), 550)
             } finally {

@@ -191,6 +191,14 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
 
   const stat = (path: FtpPath) => walking(path, (walk) => toFileInfo(nameOf(path.virtual), existing(walk, path).stat))
 
+  /** `stat`, and for a directory a lookup of `.` in it: the kernel's search check, as `chdir` makes it. */
+  const enter = (path: FtpPath) =>
+    walking(path, (walk) => {
+      const entry = existing(walk, path)
+      if (entry.stat.type === S_IFDIR) walk.own(call(path.virtual, c.openat(entry.fd, ".", c.O.PATH)))
+      return toFileInfo(nameOf(path.virtual), entry.stat)
+    })
+
   const lstat = (path: FtpPath) =>
     walking(path, (walk) => {
       const name = parentOf(walk, path)
@@ -276,6 +284,7 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
     userIdentity: "asIdentity" in acting,
     resolve,
     stat,
+    enter,
     lstat,
     list,
     openRead,

@@ -106,6 +106,11 @@ export interface FilesystemShape {
   readonly resolve: (home: string, virtual: string, identity?: Identity) => Effect.Effect<FtpPath, FilesystemError>
   /** Information about a path; symlinks are followed. */
   readonly stat: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
+  /**
+   * `stat` of a directory about to become the current one (CWD), failing when the user may not
+   * enter it (a system user without search permission on it). Absent: `stat` is used.
+   */
+  readonly enter?: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
   /** Information about a path; symlinks are not followed. */
   readonly lstat: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
   /**
