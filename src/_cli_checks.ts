@@ -85,7 +85,7 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
     need(ffi, "FFI for --unix-users (the system's password check, each user's file rights)", "--allow-ffi")
     const unavailable = ffi ? UnixAuthorizer.missing() : undefined
     if (unavailable !== undefined) {
-      missing.push(`ftpd: error: --unix-users needs ${unavailable}, to read the shadow file and act as each user`)
+      missing.push(`ftpd: error: --unix-users needs ${unavailable}: it reads the shadow file and acts as each user`)
     }
   } else if (config.jail === "descriptor") {
     need(await granted({ name: "ffi" }), "FFI for the descriptor jail", "--allow-ffi")

@@ -17,6 +17,10 @@ import "./_no_async_hooks.ts"
  * deno run --allow-net --allow-read=. src/cli.ts --tls --certfile cert.pem --keyfile key.pem --tls-control-required
  * ```
  *
+ * Users come from `-u`/`-P` (one user), `--users FILE` (a file of hashed passwords, managed with
+ * `ftpd users add|passwd|del|list`) or `--unix-users` (the machine's accounts; root and
+ * `--allow-ffi`).
+ *
  * @module
  */
 import * as Effect from "effect/Effect"

@@ -59,7 +59,7 @@ const load = (): Identities => {
   } catch {
     return { missing: "the GNU C library (libc.so.6)" }
   }
-  if (c.geteuid() !== 0) return { missing: "root (to act as each user, the server must run as root)" }
+  if (c.geteuid() !== 0) return { missing: "root" }
   const own = { uid: c.geteuid(), gid: c.getegid() }
   const count = c.getgroups(0, new Uint8Array(0))
   const ownGroupsBuffer = new Uint32Array(Math.max(count, 0))
