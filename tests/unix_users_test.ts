@@ -29,13 +29,13 @@ const run = (command: string, args: string[], input?: string) => {
   })
 }
 
-const missingTools = ["useradd", "userdel", "chpasswd", "groupadd", "groupdel", "getent"].filter((tool) =>
+const missingTools = ["useradd", "userdel", "chpasswd", "groupadd", "groupdel", "getent", "setpriv"].filter((tool) =>
   new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null", stderr: "null" }).outputSync().code !== 0
 )
 const skip = Deno.uid() !== 0
   ? "not running as root"
   : missingTools.length > 0
-  ? `missing ${missingTools.join(", ")} (package passwd)`
+  ? `missing ${missingTools.join(", ")} (packages passwd, libc-bin, util-linux)`
   : undefined
 if (skip !== undefined) console.warn(`SKIPPED the system user tests: ${skip}`)
 
@@ -301,51 +301,72 @@ Deno.test({
         }, { jail: "path" })
       })
 
-      await t.step("ftpd --unix-users serves them; without --allow-ffi it exits 2 naming it", async () => {
-        const cli = new URL("../src/cli.ts", import.meta.url).pathname
-        const refused = await new Deno.Command(Deno.execPath(), {
-          args: ["run", "--no-prompt", "--allow-net", "--allow-read", cli, "--unix-users", "-p", "0"],
-          stdout: "piped",
-          stderr: "piped",
-        }).output()
-        assert.equal(refused.code, 2)
-        assert.match(decoder.decode(refused.stderr), /missing permission: FFI for --unix-users .*\(add --allow-ffi\)/)
-        const unknown = await new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", cli, "--unix-users", "--unix-allowed-users", `${A},nosuch${tag}`, "-p", "0"],
-          stdout: "piped",
-          stderr: "piped",
-        }).output()
-        assert.equal(unknown.code, 2)
-        assert.equal(decoder.decode(unknown.stderr).trim(), `ftpd: error: no such user nosuch${tag}`)
-        const child = new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", cli, "--unix-users", "--unix-allowed-users", `${A},${B}`, "-i", "127.0.0.1", "-p", "0"],
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn()
-        let output = ""
-        const drained = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-          new WritableStream({ write: (text) => void (output += text) }),
-        )
-        try {
-          for (let i = 0; i < 300 && !/starting FTP server on 127\.0\.0\.1:\d+/.test(output); i++) {
-            await new Promise((resolve) => setTimeout(resolve, 100))
-          }
-          const port = Number(/starting FTP server on 127\.0\.0\.1:(\d+)/.exec(output)?.[1])
-          const client = await RawClient.connect(port)
+      await t.step(
+        "ftpd --unix-users serves them; without --allow-ffi or root it exits 2 naming what is missing",
+        async () => {
+          const cli = new URL("../src/cli.ts", import.meta.url).pathname
+          const refused = await new Deno.Command(Deno.execPath(), {
+            args: ["run", "--no-prompt", "--allow-net", "--allow-read", cli, "--unix-users", "-p", "0"],
+            stdout: "piped",
+            stderr: "piped",
+          }).output()
+          assert.equal(refused.code, 2)
+          assert.match(decoder.decode(refused.stderr), /missing permission: FFI for --unix-users .*\(add --allow-ffi\)/)
+          // Not root: the same command as the user nobody (setpriv, util-linux), with a cache of its own.
+          const cache = await Deno.makeTempDir({ prefix: "ftpd-nobody-" })
           try {
-            await client.login(A, PASSWORD[A])
-            assert.equal((await client.command("TYPE I")).code, 200)
-            assert.equal((await client.command("SIZE private.txt")).code, 213)
+            await Deno.chmod(cache, 0o777)
+            const notRoot = await new Deno.Command("setpriv", {
+              args: [
+                ...["--reuid=65534", "--regid=65534", "--clear-groups", "env", `HOME=${cache}`, `DENO_DIR=${cache}`],
+                ...[Deno.execPath(), "run", "--no-prompt", "--allow-ffi", "--allow-net", "--allow-read"],
+                ...[cli, "--unix-users", "-i", "127.0.0.1", "-p", "0"],
+              ],
+              stdout: "piped",
+              stderr: "piped",
+            }).output()
+            assert.equal(notRoot.code, 2)
+            assert.match(decoder.decode(notRoot.stderr), /^ftpd: error: --unix-users needs root: /m)
           } finally {
-            client.close()
+            await Deno.remove(cache, { recursive: true })
           }
-        } finally {
-          child.kill("SIGINT")
-          await child.status
-          await child.stdout.cancel()
-          await drained
-        }
-      })
+          const unknown = await new Deno.Command(Deno.execPath(), {
+            args: ["run", "-A", cli, "--unix-users", "--unix-allowed-users", `${A},nosuch${tag}`, "-p", "0"],
+            stdout: "piped",
+            stderr: "piped",
+          }).output()
+          assert.equal(unknown.code, 2)
+          assert.equal(decoder.decode(unknown.stderr).trim(), `ftpd: error: no such user nosuch${tag}`)
+          const child = new Deno.Command(Deno.execPath(), {
+            args: ["run", "-A", cli, "--unix-users", "--unix-allowed-users", `${A},${B}`, "-i", "127.0.0.1", "-p", "0"],
+            stdout: "piped",
+            stderr: "piped",
+          }).spawn()
+          let output = ""
+          const drained = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+            new WritableStream({ write: (text) => void (output += text) }),
+          )
+          try {
+            for (let i = 0; i < 300 && !/starting FTP server on 127\.0\.0\.1:\d+/.test(output); i++) {
+              await new Promise((resolve) => setTimeout(resolve, 100))
+            }
+            const port = Number(/starting FTP server on 127\.0\.0\.1:(\d+)/.exec(output)?.[1])
+            const client = await RawClient.connect(port)
+            try {
+              await client.login(A, PASSWORD[A])
+              assert.equal((await client.command("TYPE I")).code, 200)
+              assert.equal((await client.command("SIZE private.txt")).code, 213)
+            } finally {
+              client.close()
+            }
+          } finally {
+            child.kill("SIGINT")
+            await child.status
+            await child.stdout.cancel()
+            await drained
+          }
+        },
+      )
     } finally {
       await removeAccounts()
     }
