@@ -116,6 +116,15 @@ const make = (options: UnixAuthorizerOptions): Effect.Effect<AuthorizerShape, Au
       }
     }
 
+    yield* Effect.logInfo(
+      `system users: ${
+        allowed.size > 0 ? `only ${[...allowed].join(", ")}` : `all but ${[...rejected].join(", ") || "none"}`
+      }` +
+        `; shell check ${requireValidShell ? "on" : "off"}; anonymous ${options.anonymousUser ?? "refused"}; ` +
+        `${
+          options.jail ? "each jailed in their home" : "each starting in their home"
+        }; file access with each user's identity.`,
+    )
     const fail = (user: string, reason: string, message = FAILED) =>
       Effect.fail(new AuthenticationFailed({ user, message, reason }))
 
