@@ -40,12 +40,31 @@ export {
   ALL_PERMISSIONS,
   Authorizer,
   type AuthorizerShape,
+  type Identity,
   type LoginContext,
   type Permission,
   READ_PERMISSIONS,
+  type UserLimits,
   WRITE_PERMISSIONS,
 } from "./src/auth/authorizer.ts"
 export { DummyAuthorizer, type DummyAuthorizerOptions, type UserOptions } from "./src/auth/dummy.ts"
+export {
+  UserFileAuthorizer,
+  type UserFileAuthorizerShape,
+  UserFileError,
+  type UserFileOptions,
+} from "./src/auth/user_file.ts"
+export { UnixAuthorizer, type UnixAuthorizerOptions, type UnixUserOverride } from "./src/auth/unix.ts"
+export {
+  defaultPasswordWorkers,
+  hashPassword,
+  type HashScheme,
+  hashScheme,
+  makePasswordVerifier,
+  type PasswordVerifier,
+  verifyPassword,
+} from "./src/auth/passwords.ts"
+export { type AddressRules, parseAddressRules } from "./src/auth/addresses.ts"
 export {
   ALL_CAPABILITIES,
   type Capabilities,

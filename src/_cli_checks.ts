@@ -6,6 +6,9 @@
  */
 import * as Data from "effect/Data"
 import { DEFAULTS } from "./_cli_flags.ts"
+import { WRITE_PERMISSIONS } from "./auth/authorizer.ts"
+import { UnixAuthorizer } from "./auth/unix.ts"
+import { readUserFile } from "./auth/_user_file_edit.ts"
 import type { CliConfig, TlsFiles } from "./_cli_parse.ts"
 import { S3_ENV, s3Host } from "./_cli_storage.ts"
 import { bracketed, isIPv4 } from "./net/address.ts"
@@ -77,8 +80,10 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
     )
   }
   const storages = [{ storage: config.storage, readOnly: false }, ...config.mounts]
+  // With a users file or the system's users, their homes are checked instead of -d.
+  const shared = config.users === null && config.unix === null
   for (const { storage, readOnly } of storages) {
-    if (storage.kind !== "local") continue
+    if (storage.kind !== "local" || (!shared && storage === config.storage)) continue
     const dir = storage.path
     need(await granted({ name: "read", path: dir }), `read access to ${dir}`, `--allow-read=${dir}`)
     if (config.write && !readOnly) {
@@ -95,7 +100,14 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
       `--allow-read=${source}`,
     )
   }
-  if (config.jail === "descriptor") {
+  if (config.unix !== null) {
+    const ffi = await granted({ name: "ffi" })
+    need(ffi, "FFI for --unix-users (the system's password check, each user's file rights)", "--allow-ffi")
+    const unavailable = ffi ? UnixAuthorizer.missing() : undefined
+    if (unavailable !== undefined) {
+      missing.push(`ftpd: error: --unix-users needs ${unavailable}: it reads the shadow file and acts as each user`)
+    }
+  } else if (config.jail === "descriptor") {
     need(await granted({ name: "ffi" }), "FFI for the descriptor jail", "--allow-ffi")
   }
   const buckets = storages.flatMap(({ storage }) => storage.kind === "s3" ? [storage.bucket] : [])
@@ -106,6 +118,7 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
     const env = await Promise.all(S3_ENV.map((variable) => granted({ name: "env", variable })))
     need(env.every(Boolean), `env access to the S3 credentials ${S3_ENV.join(", ")}`, `--allow-env=${S3_ENV.join(",")}`)
   }
+  if (config.users !== null) missing.push(...await userFileNeeds(config.users.file))
   if (config.tls !== null) {
     for (const file of new Set([config.tls.certFile, config.tls.keyFile])) {
       need(await granted({ name: "read", path: file }), `read access to ${file}`, `--allow-read=${file}`)
@@ -113,6 +126,37 @@ export const missingPermissions = async (config: CliConfig): Promise<string[]> =
   }
   await monitoringPermissions(config, need)
   return missing
+}
+
+/**
+ * What `--users FILE` needs: reading the file, and each user's home (writing it too for users with
+ * write letters). Password checks run in workers made from source text, which need no grant. A file
+ * that can't be read or parsed is reported when it is loaded.
+ */
+const userFileNeeds = async (file: string): Promise<string[]> => {
+  if (!(await granted({ name: "read", path: file }))) {
+    return [`ftpd: missing permission: read access to ${file} (add --allow-read=${file})`]
+  }
+  const contents = await readUserFile(file).catch(() => null)
+  if (contents === null) return []
+  const lines: string[] = []
+  const entries = [...contents.users.values(), ...(contents.anonymous === undefined ? [] : [contents.anonymous])]
+  for (const entry of entries) {
+    if (!(await granted({ name: "read", path: entry.home }))) {
+      lines.push(
+        `ftpd: missing permission: read access to ${entry.home}, home of ${entry.name} (add --allow-read=${entry.home})`,
+      )
+    }
+    const writes = [...WRITE_PERMISSIONS].some((letter) =>
+      entry.perm.includes(letter) || entry.overrides.some((o) => o.perm.includes(letter))
+    )
+    if (writes && !(await granted({ name: "write", path: entry.home }))) {
+      lines.push(
+        `ftpd: missing permission: write access to ${entry.home}, home of ${entry.name} (add --allow-write=${entry.home})`,
+      )
+    }
+  }
+  return [...new Set(lines)]
 }
 
 /**

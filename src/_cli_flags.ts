@@ -80,6 +80,42 @@ export const FLAGS: ReadonlyArray<Flag> = [
   },
   { long: "password", short: "P", metavar: "PASSWORD", help: "the password of the -u user" },
   {
+    long: "users",
+    metavar: "FILE",
+    help: "users from a file of hashed passwords, each with a home and permissions (managed with " +
+      "'ftpd users'; reloaded on SIGHUP; not with -u, -d or -w)",
+  },
+  { long: "users-watch", help: "with --users: also reload the file whenever it changes" },
+  {
+    long: "unix-users",
+    help: "the system's users log in with their system passwords, each in their home, every file access " +
+      "with their own rights (needs root and --allow-ffi; not with -u, --users, -d or -w)",
+  },
+  {
+    long: "unix-allowed-users",
+    metavar: "LIST",
+    help: "with --unix-users: only these users (comma-separated) may log in",
+  },
+  {
+    long: "unix-rejected-users",
+    metavar: "LIST",
+    help: "with --unix-users: these users (comma-separated) may not log in (default: root)",
+  },
+  {
+    long: "unix-anonymous-user",
+    metavar: "NAME",
+    help: "with --unix-users: let 'anonymous' log in (any password, read only) as this system user",
+  },
+  {
+    long: "unix-no-shell-check",
+    help: "with --unix-users: admit users whose shell is not listed in /etc/shells (default: refuse them)",
+  },
+  {
+    long: "unix-jail",
+    help: "with --unix-users: keep each user inside their home (default: the user starts in their home " +
+      "and sees the whole filesystem, as the system lets them)",
+  },
+  {
     long: "timeout",
     metavar: "SECONDS",
     help: `idle control and stalled data connection timeout, 0 for none (default: ${DEFAULTS.timeout})`,
@@ -319,8 +355,18 @@ export const TLS_ONLY = [
   "require-session-reuse",
 ]
 
+/** Flags that only mean something with `--unix-users`. */
+export const UNIX_ONLY = [
+  "unix-allowed-users",
+  "unix-rejected-users",
+  "unix-anonymous-user",
+  "unix-no-shell-check",
+  "unix-jail",
+]
+
 /** The text of `--help`. */
 export const USAGE = `usage: ftpd [options]
+       ftpd users add|passwd|del|list ... (manage a --users file; ftpd users --help)
 
 Start a standalone FTP server sharing one directory: anonymous and read-only unless told otherwise.
 
@@ -341,7 +387,9 @@ Deno permissions, checked before the server starts:
   --allow-write=PATH      write the shared directory (only with -w)
   --allow-read=FILE       read the --certfile and --keyfile (only with --tls)
   --allow-net=HOST:PORT   listen on the --implicit-tls-port
-  --allow-ffi             the descriptor jail, and native TLS on PROT P passive data connections
+  --allow-ffi             the descriptor jail, and native TLS on PROT P passive data connections;
+                          with --unix-users, the system's password check and each user's file rights
+  --allow-read=FILE       read the --users file, and each of its users' homes (write too for writers)
   --allow-net=HOST:PORT   listen on --metrics; reach the --webhook's host and the OTLP collector
   --allow-write=FILE      the --log-file and the --xferlog
   --allow-run=PROGRAM     run the --on-upload program

@@ -6,7 +6,7 @@
  */
 import { resolve } from "node:path"
 import { parseArgs } from "node:util"
-import { DEFAULTS, FLAGS, TLS_ONLY, USAGE } from "./_cli_flags.ts"
+import { DEFAULTS, FLAGS, TLS_ONLY, UNIX_ONLY, USAGE } from "./_cli_flags.ts"
 import {
   type MountSpec,
   parseMount,
@@ -20,7 +20,7 @@ import { bracketed, isIPv4 } from "./net/address.ts"
 import { Cidr } from "./net/proxy.ts"
 import type { LogFormat } from "./log.ts"
 import type { MetricsEndpoint } from "./observability/metrics.ts"
-import { type ServerOptions, VERSION } from "./options.ts"
+import { parseRate, type ServerOptions, VERSION } from "./options.ts"
 
 /** What the command line asks for, ready to serve. */
 export interface CliConfig {
@@ -55,6 +55,23 @@ export interface CliConfig {
   readonly logFormat?: LogFormat
   /** `--log-file` (absolute path); absent: standard error. */
   readonly logFile?: string
+  /** `--users FILE` (an absolute path) and `--users-watch`, or `null`. */
+  readonly users: { readonly file: string; readonly watch: boolean } | null
+  /** `--unix-users` and its options, or `null`. */
+  readonly unix: UnixUsers | null
+}
+
+/** What `--unix-users` and the `--unix-*` flags ask for (see `UnixAuthorizer`). */
+export interface UnixUsers {
+  /** Only these may log in (empty: anyone not rejected). */
+  readonly allowedUsers: ReadonlyArray<string>
+  /** These may not (default `root`; empty when `allowedUsers` is given). */
+  readonly rejectedUsers: ReadonlyArray<string>
+  /** The system user `anonymous` logs in as, or `null` for no anonymous login. */
+  readonly anonymousUser: string | null
+  readonly requireValidShell: boolean
+  /** Each user kept in their home (`--unix-jail`), or the whole tree seen from it. */
+  readonly jail: boolean
 }
 
 /** Where `--certfile` and `--keyfile` point. */
@@ -103,21 +120,14 @@ const seconds = (text: string, long: string): number => {
   return Number(text)
 }
 
-const RATE_UNITS: Readonly<Record<string, number>> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }
-
 /** Bytes per second: `512`, `64K`, `1.5M`, `1G` (binary units), rounded down to whole bytes. */
-const rate = (text: string, long: string): number => {
-  const match = /^(\d+(?:\.\d+)?)([KMG]?)$/i.exec(text)
-  const value = match ? Math.floor(Number(match[1]) * RATE_UNITS[match[2].toUpperCase()]) : NaN
-  if (!Number.isSafeInteger(value)) {
+const rate = (text: string, long: string): number =>
+  parseRate(text) ??
     fail(
       `argument ${
         flagName(long)
       }: expected bytes per second, a number with an optional K, M or G suffix, got '${text}'`,
     )
-  }
-  return value
-}
 
 const portRange = (text: string): readonly [number, number] => {
   const match = /^(\d+)-(\d+)$/.exec(text)
@@ -168,6 +178,15 @@ const cidrs = (text: string): string[] => {
     }
   }
   return ranges
+}
+
+/** `alice,bob`: user names, none empty. */
+const names = (text: string, long: string): string[] => {
+  const list = text.split(",").map((name) => name.trim())
+  if (list.some((name) => name === "" || /\s/.test(name))) {
+    fail(`argument --${long}: expected user names separated by commas, got '${text}'`)
+  }
+  return list
 }
 
 const encoding = (text: string): string => {
@@ -319,6 +338,32 @@ const toConfig = (values: Values): CliConfig => {
   /** A switch present only when on, so that the options without it stay as they were. */
   const on = (long: string): true | undefined => flag(long) || undefined
   const monitoring = monitoringConfig(values, value("interface", address) ?? DEFAULTS.host, controlPort)
+  const users = value("users", String)
+  if (users === "") fail("argument --users: must not be empty")
+  if (users === undefined && flag("users-watch")) fail("argument --users-watch: requires --users")
+  const unixUsers = flag("unix-users")
+  if (!unixUsers) {
+    const given = UNIX_ONLY.find((long) => values[long] !== undefined)
+    if (given !== undefined) fail(`argument --${given}: requires --unix-users`)
+  }
+  // Each way of naming users excludes the others; the file or the system gives homes and permissions.
+  for (const [source, set] of [["--users", users !== undefined], ["--unix-users", unixUsers]] as const) {
+    if (!set) continue
+    if (username !== undefined) fail(`argument -u/--username: not allowed with ${source}`)
+    if (source === "--unix-users" && users !== undefined) fail("argument --users: not allowed with --unix-users")
+    if (values.directory !== undefined) {
+      fail(`argument -d/--directory: not allowed with ${source} (each user has a home)`)
+    }
+    if (flag("write")) fail(`argument -w/--write: not allowed with ${source} (each user has permissions)`)
+  }
+  const allowedUsers = value("unix-allowed-users", names)
+  const rejectedUsers = value("unix-rejected-users", names)
+  if (allowedUsers !== undefined && rejectedUsers !== undefined) {
+    fail("argument --unix-rejected-users: not allowed with --unix-allowed-users")
+  }
+  if (values["unix-anonymous-user"] === "") fail("argument --unix-anonymous-user: must not be empty")
+  const jail = value("jail", jailMode) ?? "auto"
+  if (unixUsers && jail === "path") fail("argument --jail: --unix-users needs the descriptor jail")
   return {
     ...monitoring.config,
     options: setOnly<ServerOptions>({
@@ -370,9 +415,19 @@ const toConfig = (values: Values): CliConfig => {
     user: username === undefined ? null : { name: username, password: password! },
     write: flag("write"),
     debug: flag("debug"),
-    jail: value("jail", jailMode) ?? "auto",
+    jail: unixUsers ? "descriptor" : jail,
     workers,
     tls: tls ? { certFile: resolve(certFile!), keyFile: resolve(keyFile ?? certFile!) } : null,
+    users: users === undefined ? null : { file: resolve(users), watch: flag("users-watch") },
+    unix: unixUsers
+      ? {
+        allowedUsers: allowedUsers ?? [],
+        rejectedUsers: rejectedUsers ?? (allowedUsers === undefined ? ["root"] : []),
+        anonymousUser: value("unix-anonymous-user", String) ?? null,
+        requireValidShell: !flag("unix-no-shell-check"),
+        jail: flag("unix-jail"),
+      }
+      : null,
   }
 }
 

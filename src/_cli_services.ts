@@ -1,5 +1,6 @@
 /**
- * The services the command line serves with: an authorizer for its one user (or anonymous), the
+ * The services the command line serves with: an authorizer (its one user or anonymous, a user
+ * file, or the system's users), the
  * storage of `-d` and `--mount` (the jailed local filesystem by default), metrics and traces when
  * asked for, and the logger. One place, so that a server and each of its workers build the same ones.
  *
@@ -10,6 +11,8 @@ import * as Layer from "effect/Layer"
 import type { CliConfig } from "./_cli_parse.ts"
 import { ALL_PERMISSIONS, type Authorizer, READ_PERMISSIONS } from "./auth/authorizer.ts"
 import { DummyAuthorizer } from "./auth/dummy.ts"
+import { UnixAuthorizer } from "./auth/unix.ts"
+import { UserFileAuthorizer } from "./auth/user_file.ts"
 import type { AuthorizerError, FilesystemError } from "./errors.ts"
 import { Filesystem } from "./fs/filesystem.ts"
 import { makeStorage, s3Credentials } from "./_cli_storage.ts"
@@ -25,16 +28,40 @@ export interface CliServicesData {
 }
 
 /**
- * The authorizer of `config`: its `-u` user, or anonymous, with the permissions of `-w`. Throws
+ * The authorizer of `-u`/`-P`, or anonymous, with the permissions of `-w`. Throws
  * `AuthorizerError` when the shared directory does not exist.
  */
-export const cliAuthorizer = (config: CliConfig): DummyAuthorizer => {
+export const dummyAuthorizer = (config: CliConfig): DummyAuthorizer => {
   const perm = config.write ? ALL_PERMISSIONS : READ_PERMISSIONS
   // `memory:/` and `s3://...` homes are names in that storage, not directories on this disk.
   const users = new DummyAuthorizer({ localHomes: config.storage.kind === "local" })
   return config.user === null
     ? users.addAnonymous(config.directory, { perm })
     : users.addUser(config.user.name, config.user.password, config.directory, { perm })
+}
+
+/**
+ * The authorizer `config` asks for: a user file (`--users`), the system's users (`--unix-users`),
+ * or `dummy` (made by {@link dummyAuthorizer} if not given).
+ */
+export const cliAuthorizer = (
+  config: CliConfig,
+  dummy?: DummyAuthorizer,
+): Layer.Layer<Authorizer, AuthorizerError> => {
+  if (config.users !== null) return UserFileAuthorizer.layer({ path: config.users.file, watch: config.users.watch })
+  if (config.unix !== null) {
+    const { allowedUsers, rejectedUsers, anonymousUser, requireValidShell, jail } = config.unix
+    return UnixAuthorizer.layer({
+      allowedUsers,
+      rejectedUsers,
+      requireValidShell,
+      jail,
+      ...(anonymousUser === null ? {} : { anonymousUser }),
+    })
+  }
+  return Layer.unwrap(
+    Effect.try({ try: () => (dummy ?? dummyAuthorizer(config)).toLayer(), catch: (error) => error as AuthorizerError }),
+  )
 }
 
 /** The logger of `config`: its format and file, and `-D`. */
@@ -49,13 +76,13 @@ export const cliLogger = (config: CliConfig) =>
  */
 export const cliServices = (
   { config, tracing }: CliServicesData,
-  { authorizer = cliAuthorizer(config), serveMetrics = true }: {
+  { authorizer, serveMetrics = true }: {
     readonly authorizer?: DummyAuthorizer
     readonly serveMetrics?: boolean
   } = {},
 ): Layer.Layer<Authorizer | Filesystem, AuthorizerError | FilesystemError | Error> =>
   Layer.mergeAll(
-    authorizer.toLayer(),
+    cliAuthorizer(config, authorizer),
     Layer.effect(
       Filesystem,
       Effect.tryPromise({

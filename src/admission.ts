@@ -25,8 +25,11 @@ export interface AdmissionShape {
   readonly admit: (ip: string) => Effect.Effect<Refusal | undefined>
   /** The connection from `ip` ended. */
   readonly leave: (ip: string) => Effect.Effect<void>
-  /** Count a logged-in session of `user`; `false` (nothing counted) when the user is at the limit. */
-  readonly login: (user: string) => Effect.Effect<boolean>
+  /**
+   * Count a logged-in session of `user`; `false` (nothing counted) when the user is at the limit:
+   * `maxSessions` when given (the user's own limit; 0 for none), else the server's.
+   */
+  readonly login: (user: string, maxSessions?: number) => Effect.Effect<boolean>
   /** A session of `user` logged out or ended. */
   readonly logout: (user: string) => Effect.Effect<void>
   /** Count a checksum starting; `false` (nothing counted) when the server computes `maxHashes` already. */
@@ -97,10 +100,10 @@ export const makeAdmission = (limits: AdmissionLimits): AdmissionShape => {
         total--
         decrement(perIp, ip)
       }),
-    login: (user) =>
+    login: (user, maxSessions = limits.maxSessionsPerUser) =>
       Effect.sync(() => {
         const count = perUser.get(user) ?? 0
-        if (limits.maxSessionsPerUser > 0 && count >= limits.maxSessionsPerUser) return false
+        if (maxSessions > 0 && count >= maxSessions) return false
         perUser.set(user, count + 1)
         return true
       }),

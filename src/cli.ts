@@ -27,12 +27,17 @@ import "./_no_async_hooks.ts"
  *   src/cli.ts -d s3://uploads/ftp --mount /pub=/srv/pub:ro
  * ```
  *
+ * Users come from `-u`/`-P` (one user), `--users FILE` (a file of hashed passwords, managed with
+ * `ftpd users add|passwd|del|list`) or `--unix-users` (the machine's accounts; root and
+ * `--allow-ffi`).
+ *
  * @module
  */
 import * as Effect from "effect/Effect"
 import { checkLogFiles, loadTls, missingPermissions, TlsFilesError, tracingFromEnvironment } from "./_cli_checks.ts"
 import { type CliConfig, parseCli } from "./_cli_parse.ts"
 import { checkS3, type MountSpec, s3Credentials, storageName } from "./_cli_storage.ts"
+import { usersMain } from "./_users_cli.ts"
 import type { DummyAuthorizer } from "./auth/dummy.ts"
 import { AuthorizerError } from "./errors.ts"
 import { availableJail } from "./fs/local.ts"
@@ -41,7 +46,7 @@ import type { OtlpSettings } from "./observability/tracing.ts"
 import { runMain } from "./runtime.ts"
 import { FtpServer } from "./server.ts"
 import { runWorkers } from "./workers/coordinator.ts"
-import { cliAuthorizer, cliLogger, cliServices, type CliServicesData } from "./_cli_services.ts"
+import { cliLogger, cliServices, type CliServicesData, dummyAuthorizer } from "./_cli_services.ts"
 
 export {
   checkLogFiles,
@@ -51,7 +56,8 @@ export {
   type TracingCheck,
   tracingFromEnvironment,
 } from "./_cli_checks.ts"
-export { type CliConfig, type CliParse, parseCli, type TlsFiles } from "./_cli_parse.ts"
+export { type CliConfig, type CliParse, parseCli, type TlsFiles, type UnixUsers } from "./_cli_parse.ts"
+export { parseUsers, type UsersCommand } from "./_users_cli.ts"
 
 const usageError = (message: string): never => {
   console.error(`ftpd: error: ${message}`)
@@ -65,7 +71,7 @@ const startupError = (message: string): never => {
   return Deno.exit(2)
 }
 
-const serve = (config: CliConfig, authorizer: DummyAuthorizer, tracing: OtlpSettings | null) =>
+const serve = (config: CliConfig, authorizer: DummyAuthorizer | undefined, tracing: OtlpSettings | null) =>
   (config.workers === 1
     ? FtpServer.serve(config.options).pipe(Effect.provide(cliServices({ config, tracing }, { authorizer })))
     : Effect.scoped(
@@ -86,7 +92,10 @@ const serve = (config: CliConfig, authorizer: DummyAuthorizer, tracing: OtlpSett
       Effect.catch((error) => Effect.sync(() => startupError(error.message))),
     )
 
+/** The authorizer the command line asks for; a usage error for a bad `-d`. */
+
 const main = async (argv: ReadonlyArray<string>): Promise<void> => {
+  if (argv[0] === "users") return await usersMain(argv.slice(1))
   const parsed = parseCli(argv)
   if (parsed.kind === "error") return usageError(parsed.message)
   if (parsed.kind !== "run") return console.log(parsed.text)
@@ -146,9 +155,11 @@ const main = async (argv: ReadonlyArray<string>): Promise<void> => {
     if (!(error instanceof TlsFilesError)) throw error
     return startupError(error.message)
   }
-  let authorizer: DummyAuthorizer
+  // Users of -u/-P (or anonymous) are checked now: a -d that is not a directory is a usage mistake. A
+  // user file or the system's users are read as the server starts (a bad file: one line, exit 2).
+  let authorizer: DummyAuthorizer | undefined
   try {
-    authorizer = cliAuthorizer(config)
+    authorizer = config.users === null && config.unix === null ? dummyAuthorizer(config) : undefined
   } catch (error) {
     // The directory is the only thing here a user can get wrong: "no such directory: '/srv/ftp'".
     if (error instanceof AuthorizerError) return usageError(`argument -d/--directory: ${error.message}`)

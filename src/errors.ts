@@ -65,16 +65,22 @@ const defaultFilesystemText: Record<FilesystemErrorReason, string> = {
 }
 
 /**
- * Login was refused: wrong password, unknown user, or a user the authorizer rejects.
+ * Login was refused: wrong password, unknown user, or a user the authorizer rejects. `message` is
+ * the text of the 530 the client gets; `reason`, when given, goes to the log only (a client is not
+ * told that the password was right but the account is disabled, say).
  *
  * @example
  * ```ts
  * import { AuthenticationFailed } from "@ftpd/server"
- * const e = new AuthenticationFailed({ user: "bob", message: "Authentication failed." })
+ * const e = new AuthenticationFailed({ user: "bob", message: "Authentication failed.", reason: "account disabled" })
  * console.log(e._tag)
  * ```
  */
-export class AuthenticationFailed extends Data.Error<{ readonly user: string; readonly message: string }> {
+export class AuthenticationFailed extends Data.Error<{
+  readonly user: string
+  readonly message: string
+  readonly reason?: string
+}> {
   /** Discriminator for `Effect.catchTag`. */
   readonly _tag = "AuthenticationFailed" as const
 }

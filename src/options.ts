@@ -227,6 +227,24 @@ export type ResolvedOptions =
     readonly webhook: string | null
   }
 
+const RATE_UNITS: Readonly<Record<string, number>> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }
+
+/**
+ * Bytes per second written as a number with an optional `K`, `M` or `G` suffix in powers of 1024
+ * (`512`, `64K`, `1.5M`, `1G`), rounded down to whole bytes; `undefined` when it is not one.
+ *
+ * @example
+ * ```ts
+ * import { parseRate } from "./options.ts"
+ * console.log(parseRate("64K"), parseRate("fast")) // 65536 undefined
+ * ```
+ */
+export const parseRate = (text: string): number | undefined => {
+  const match = /^(\d+(?:\.\d+)?)([KMG]?)$/i.exec(text)
+  const value = match ? Math.floor(Number(match[1]) * RATE_UNITS[match[2].toUpperCase()]) : NaN
+  return Number.isSafeInteger(value) ? value : undefined
+}
+
 /** The version of this package, as `-v` prints it. */
 export const VERSION = "0.1.0"
 

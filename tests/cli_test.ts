@@ -42,6 +42,8 @@ Deno.test("no flags: anonymous read-only share of the current directory on [::]:
     jail: "auto",
     workers: 1,
     tls: null,
+    users: null,
+    unix: null,
   })
 })
 
@@ -136,6 +138,8 @@ Deno.test("every flag in its long form sets its option", () => {
     jail: "path",
     workers: 3,
     tls: null,
+    users: null,
+    unix: null,
   })
 })
 

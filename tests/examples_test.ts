@@ -330,3 +330,44 @@ Deno.test("custom_filesystem: /scratch is kept in memory, executables are refuse
     }
   })
 })
+
+Deno.test("sqlite_users: users from a SQLite table with hashed passwords; a user added while it runs logs in", async () => {
+  const { DatabaseSync } = await import("node:sqlite")
+  const { hashPassword } = await import("../mod.ts")
+  const dbDir = await Deno.makeTempDir({ prefix: "ftpd-sqlite-" })
+  const db = `${dbDir}/users.db`
+  try {
+    await withExample("sqlite_users", ["--db", db], async ({ port, waitFor }, dir) => {
+      await waitFor(/added user "user"/)
+      await Deno.writeTextFile(`${dir}/hello.txt`, "hello")
+      const client = await connect(port)
+      try {
+        assert.equal(new TextDecoder().decode(await download(client, "hello.txt")), "hello")
+      } finally {
+        client.close()
+      }
+      const reader = new DatabaseSync(db)
+      try {
+        const stored = reader.prepare("SELECT hash FROM users WHERE name = 'user'").get() as { hash: string }
+        assert.match(stored.hash, /^\$argon2id\$/)
+        assert.ok(!stored.hash.includes("12345"))
+        await Deno.mkdir(`${dir}/carol`)
+        reader.prepare("INSERT INTO users VALUES (?, ?, ?, ?)").run("carol", await hashPassword("c-pw"), "carol", "elr")
+      } finally {
+        reader.close()
+      }
+      const raw = await RawClient.connect(port)
+      try {
+        await raw.command("USER user")
+        assert.equal((await raw.command("PASS wrong")).code, 530)
+        await raw.login("carol", "c-pw")
+        assert.equal((await raw.command("PWD")).code, 257)
+        assert.equal((await raw.command("MKD nope")).code, 550)
+      } finally {
+        raw.close()
+      }
+    })
+  } finally {
+    await Deno.remove(dbDir, { recursive: true })
+  }
+})

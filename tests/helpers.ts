@@ -6,7 +6,7 @@ import "../src/_no_async_hooks.ts"
 import { Effect, Exit, Layer, Scope } from "effect"
 import net from "node:net"
 import { Filesystem, type FilesystemShape } from "../src/fs/filesystem.ts"
-import { makeMemoryNetwork } from "../src/net/memory.ts"
+import { makeMemoryNetwork, type MemoryNetwork } from "../src/net/memory.ts"
 import { runWorkers } from "../src/workers/coordinator.ts"
 import type { FixtureData } from "./workers_fixture.ts"
 import { Network } from "../src/net/network.ts"
@@ -24,6 +24,8 @@ export interface TestServerOptions extends ServerOptions {
   readonly users?: (authorizer: DummyAuthorizer, root: string) => DummyAuthorizer
   /** An authorizer of the test's own, made from the users' DummyAuthorizer (default: that one as it is). */
   readonly authorizer?: (users: DummyAuthorizer) => AuthorizerShape
+  /** An authorizer of the test's own instead of `users` (built in the server's scope, so it lives as long). */
+  readonly authorizerLayer?: Layer.Layer<Authorizer, unknown>
   readonly hooks?: HooksShape
   /** Use UnixFilesystem (no jail) instead of LocalFilesystem. */
   readonly unix?: boolean
@@ -77,7 +79,8 @@ const workersFor = (options: TestServerOptions): number | undefined => {
   const wanted = Number(Deno.env.get("FTPD_TEST_WORKERS") ?? 0)
   if (!(wanted > 1)) return undefined
   const plain = options.users === undefined && options.hooks === undefined && options.filesystem === undefined &&
-    options.layer === undefined && options.authorizer === undefined && !options.inMemory &&
+    options.layer === undefined && options.authorizer === undefined && options.authorizerLayer === undefined &&
+    !options.inMemory &&
     options.siteCommands === undefined
   // A test of how one server leases a small passive range means nothing once the range is split.
   const range = options.passivePorts
@@ -107,7 +110,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
   })
   const memory = options.inMemory ? makeMemoryNetwork() : undefined
   const layers = Layer.mergeAll(
-    users,
+    options.authorizerLayer === undefined ? users : Layer.empty,
     options.filesystem !== undefined
       ? Layer.succeed(Filesystem, options.filesystem)
       : options.unix
@@ -126,6 +129,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     verbose: _____,
     authorizer: ______,
     localHomes: _______,
+    authorizerLayer: ________,
     layer,
     unix,
     jail,
@@ -134,6 +138,14 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     ...rest
   } = options
   const serverOptions: ServerOptions = { host: "127.0.0.1", port: 0, authFailedTimeout: 0, ...rest }
+  const closeScope = async (error: unknown): Promise<never> => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw error
+  }
+  const own = options.authorizerLayer === undefined
+    ? undefined
+    : await Effect.runPromise(Layer.buildWithScope(options.authorizerLayer.pipe(Layer.provide(logger)), scope))
+      .catch(closeScope)
   const workers = workersFor(options)
   const port = workers === undefined
     ? (await Effect.runPromise(
@@ -141,8 +153,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
         // Built in the server's scope, so that it lives (and is released) with the server.
         const extra = yield* Layer.buildWithScope(layer ?? Layer.empty, scope)
         return yield* FtpServer.make(serverOptions).pipe(Effect.provideContext(extra), Scope.provide(scope))
-      }).pipe(Effect.provide(layers)),
-    )).address.port
+      }).pipe(Effect.provide(layers), own === undefined ? (effect) => effect : Effect.provide(own)),
+    ).catch(closeScope)).address.port
     : (await Effect.runPromise(
       runWorkers({
         workers,
@@ -154,7 +166,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
           if (options.verbose) console.error(line)
         },
       }).pipe(Scope.provide(scope), Effect.provide(logger)),
-    )).port
+    ).catch(closeScope)).port
   let closed = false
   return {
     port,
@@ -242,6 +254,14 @@ export class RawClient {
   /** A client over a connection already open (after bytes of the test's own, say), once its greeting arrives. */
   static async over(conn: Deno.Conn): Promise<RawClient> {
     return await new RawClient(conn).greeted()
+  }
+
+  /** Connect to an in-memory `server` as a client at `localAddress` and read the greeting. */
+  static async connectToFrom(server: TestServer, localAddress: string): Promise<RawClient> {
+    const memory = server.network as unknown as MemoryNetwork
+    if (typeof memory.connectFrom !== "function") throw new Error("connectToFrom needs an in-memory server")
+    return await new RawClient(await memory.connectFrom(localAddress, "127.0.0.1", server.port), server.network)
+      .greeted()
   }
 
   /** Connect to `server` the way it is reached (TCP, or its in-memory network) and read the greeting. */

@@ -168,9 +168,9 @@ Deno.test("limits are bytes per second >= 0, and with none set a transfer gets n
     assert.throws(() => resolveOptions({ [name]: Infinity }), RangeError)
   }
   const none = { read: 0, write: 0 }
-  assert.equal(new Bandwidth(none, none, none).throttle({}, "user", "write"), undefined)
+  assert.equal(new Bandwidth(none, none, none).throttle({}, { user: "user" }, "write"), undefined)
   const userOnly = new Bandwidth(none, { read: 0, write: LIMIT }, none)
-  assert.equal(userOnly.throttle({}, "user", "read"), undefined)
+  assert.equal(userOnly.throttle({}, { user: "user" }, "read"), undefined)
   assert.equal(userOnly.throttle({}, null, "write"), undefined)
-  assert.equal(userOnly.throttle({}, "user", "write")?.chunk, LIMIT / 10)
+  assert.equal(userOnly.throttle({}, { user: "user" }, "write")?.chunk, LIMIT / 10)
 })

@@ -13,6 +13,9 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type { AuthenticationFailed } from "../errors.ts"
+import type { Identity } from "../sys/identity.ts"
+
+export type { Identity }
 
 /** One permission letter. */
 export type Permission = "e" | "l" | "r" | "a" | "d" | "f" | "m" | "w" | "M" | "T"
@@ -24,6 +27,19 @@ export const READ_PERMISSIONS = "elr"
 /** The letters that let a user change the filesystem. */
 export const WRITE_PERMISSIONS = "adfmwMT"
 
+/**
+ * Limits of one user that take the place of the server's (`maxSessionsPerUser`, `userReadLimit`,
+ * `userWriteLimit`) for that user; absent ones leave the server's in force, 0 is no limit.
+ */
+export interface UserLimits {
+  /** Most sessions logged in as this user at once. */
+  readonly maxSessions?: number
+  /** Upload bandwidth (client to server) of all of this user's sessions together, bytes/s. */
+  readonly readLimit?: number
+  /** Download bandwidth (server to client) of all of this user's sessions together, bytes/s. */
+  readonly writeLimit?: number
+}
+
 /** A user who has logged in. */
 export interface Account {
   readonly user: string
@@ -31,6 +47,15 @@ export interface Account {
   readonly home: string
   readonly msgLogin: string
   readonly msgQuit: string
+  /** The virtual directory the session starts in (default `/`): a system user's home when `home` is `/`. */
+  readonly startDirectory?: string
+  /** Limits of this user that replace the server's. */
+  readonly limits?: UserLimits
+  /**
+   * The system user whose file access rights every operation of the session runs with. Only a
+   * filesystem that declares `userIdentity` honours it; the server refuses such a login on any other.
+   */
+  readonly identity?: Identity
 }
 
 /** What an authorizer may look at besides the name and the password. */

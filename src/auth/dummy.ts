@@ -8,6 +8,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { AuthenticationFailed, AuthorizerError } from "../errors.ts"
 import { type Account, ALL_PERMISSIONS, Authorizer, type AuthorizerShape, WRITE_PERMISSIONS } from "./authorizer.ts"
+import { existingDirectory, isDirectory, isSubpath, mostSpecificFirst, type Override, permitted } from "./_overrides.ts"
+import { samePassword } from "./_compare.ts"
 
 /** What `addUser` and `addAnonymous` accept besides the name, password and home. */
 export interface UserOptions {
@@ -19,19 +21,16 @@ export interface UserOptions {
   readonly msgQuit?: string
 }
 
-interface Override {
-  readonly perm: string
-  readonly recursive: boolean
-}
-
 interface UserEntry {
   readonly password: string
   readonly home: string
   readonly perm: string
   readonly msgLogin: string
   readonly msgQuit: string
-  /** Real directory → override; looked up longest directory first. */
+  /** Real directory → override. */
   readonly overrides: Map<string, Override>
+  /** The overrides, most specific first (see `permitted`). */
+  sorted: Override[]
 }
 
 /** Options of a {@link DummyAuthorizer}. */
@@ -149,6 +148,7 @@ export class DummyAuthorizer {
       msgLogin: options.msgLogin ?? "Login successful.",
       msgQuit: options.msgQuit ?? "Goodbye.",
       overrides: new Map(),
+      sorted: [],
     })
     return this
   }
@@ -201,7 +201,8 @@ export class DummyAuthorizer {
     const dir = this.#directory(directory)
     if (dir === entry.home) throw new AuthorizerError({ message: "can't override home directory permissions" })
     if (!isSubpath(dir, entry.home)) throw new AuthorizerError({ message: "Path escapes user home directory" })
-    entry.overrides.set(dir, { perm, recursive })
+    entry.overrides.set(dir, { dir, perm, recursive })
+    entry.sorted = mostSpecificFirst(entry.overrides.values())
     return this
   }
 
@@ -245,22 +246,9 @@ export class DummyAuthorizer {
    */
   hasPerm(user: string, perm: string, path?: string): boolean {
     const entry = this.#users.get(user)
-    if (entry === undefined) return false
-    if (path !== undefined && entry.overrides.size > 0) {
-      const target = path.length > 1 ? path.replace(/\/+$/, "") : path
-      const dirs = [...entry.overrides.keys()].sort((a, b) => b.length - a.length)
-      for (const dir of dirs) {
-        if (!isSubpath(target, dir)) continue
-        const override = entry.overrides.get(dir)!
-        if (
-          override.recursive || target === dir ||
-          (parentOf(target) === dir && !(this.#localHomes && isDirectory(target)))
-        ) {
-          return override.perm.includes(perm)
-        }
-      }
-    }
-    return entry.perm.includes(perm)
+    // Homes elsewhere than this disk (memory, S3) are not looked up here: a path counts as a file.
+    return entry !== undefined &&
+      permitted(entry.perm, entry.sorted, perm, path, this.#localHomes ? isDirectory : () => false)
   }
 
   /**
@@ -405,59 +393,4 @@ export class DummyAuthorizer {
       }
     }
   }
-}
-
-/** The canonical path of an existing directory, or an `AuthorizerError`. */
-const existingDirectory = (path: string): string => {
-  try {
-    if (Deno.statSync(path).isDirectory) return Deno.realPathSync(path)
-  } catch {
-    // reported below, like a path that is not a directory
-  }
-  throw new AuthorizerError({ message: `no such directory: '${path}'` })
-}
-
-/** Whether `path` is `dir` or inside it, comparing whole components. */
-const isSubpath = (path: string, dir: string): boolean =>
-  dir.endsWith("/") ? path.startsWith(dir) : path === dir || path.startsWith(dir + "/")
-
-const parentOf = (path: string): string => {
-  const i = path.lastIndexOf("/")
-  return i <= 0 ? "/" : path.slice(0, i)
-}
-
-/** A missing or unreadable path counts as not a directory (pyftpdlib's `os.path.isdir`). */
-const isDirectory = (path: string): boolean => {
-  try {
-    return Deno.statSync(path).isDirectory
-  } catch {
-    return false
-  }
-}
-
-const encoder = new TextEncoder()
-
-/**
- * Both passwords are compared over at least this many bytes (zero-padded), so the time taken
- * depends only on the longer of the two lengths when that exceeds it: a control line is at most
- * 2048 bytes by default, so in practice the time is constant.
- */
-const COMPARE_BYTES = 2048
-
-/**
- * Compare passwords in constant time: every byte of both (padded to the same length) is looked
- * at, with no early exit, so neither the first difference nor the stored length leaks. Synchronous:
- * a digest through `crypto.subtle` cost more than the rest of a login.
- */
-const samePassword = (given: string, stored: string): boolean => {
-  const a = encoder.encode(given)
-  const b = encoder.encode(stored)
-  const length = Math.max(COMPARE_BYTES, a.length, b.length)
-  const x = new Uint8Array(length)
-  const y = new Uint8Array(length)
-  x.set(a)
-  y.set(b)
-  let diff = a.length ^ b.length
-  for (let i = 0; i < length; i++) diff |= x[i] ^ y[i]
-  return diff === 0
 }

@@ -75,6 +75,8 @@ export class TokenBucket {
 
 /** What a throttle waits on: a {@link TokenBucket}, or one kept elsewhere (shared by workers). */
 export interface Bucket {
+  /** Bytes per second. */
+  readonly rate: number
   readonly capacity: number
   take(bytes: number, signal?: AbortSignal): Promise<void>
 }
@@ -86,12 +88,16 @@ export interface Bucket {
  * ```ts
  * import { RemoteBucket, TokenBucket } from "./throttle.ts"
  * const far = new TokenBucket(1e6)
- * const near = new RemoteBucket(far.capacity, (bytes) => Promise.resolve(far.reserve(bytes)))
+ * const near = new RemoteBucket(far.rate, (bytes) => Promise.resolve(far.reserve(bytes)))
  * await near.take(1000)
  * ```
  */
 export class RemoteBucket implements Bucket {
-  constructor(readonly capacity: number, private readonly reserve: (bytes: number) => Promise<number>) {}
+  readonly capacity: number
+
+  constructor(readonly rate: number, private readonly reserve: (bytes: number) => Promise<number>) {
+    this.capacity = capacityOf(rate)
+  }
 
   async take(bytes: number, signal?: AbortSignal): Promise<void> {
     const wait = await this.reserve(bytes)
@@ -150,25 +156,34 @@ const pair = (limits: Limits, make: (direction: "read" | "write", rate: number) 
   write: limits.write > 0 ? make("write", limits.write) : undefined,
 })
 
+/** Who a transfer belongs to, for the user buckets: the name, and the user's own limits if any. */
+export interface Owner {
+  readonly user: string
+  readonly limits?: { readonly readLimit?: number; readonly writeLimit?: number }
+}
+
 /**
  * The buckets of one server: one pair for the whole server, one per user name (shared by all of
- * that user's sessions) and one per session. A user's pair is kept once made (a few numbers per
- * user name that has transferred), so a user who reconnects does not get a fresh burst.
+ * that user's sessions) and one per session. A user's own limit (`Owner.limits`) takes the place
+ * of the server's per-user one. A user's pair is kept once made (a few numbers per user name that
+ * has transferred), so a user who reconnects does not get a fresh burst; it is made anew when the
+ * user's rate changed (a reloaded user file).
  *
  * @example
  * ```ts
  * import { Bandwidth } from "./throttle.ts"
  * const bandwidth = new Bandwidth({ read: 0, write: 1e6 }, { read: 0, write: 0 }, { read: 0, write: 0 })
  * const session = {}
- * console.log(bandwidth.throttle(session, "alice", "write")?.chunk) // 100000
- * console.log(bandwidth.throttle(session, "alice", "read")) // undefined: no limit, no per-chunk work
+ * console.log(bandwidth.throttle(session, { user: "alice" }, "write")?.chunk) // 100000
+ * console.log(bandwidth.throttle(session, { user: "alice" }, "read")) // undefined: no limit, no per-chunk work
+ * console.log(bandwidth.throttle(session, { user: "bob", limits: { readLimit: 5e5 } }, "read")?.chunk) // 50000
  * ```
  */
 export class Bandwidth {
   private readonly global: Pair
   private readonly users = new Map<string, Pair>()
   private readonly sessions = new WeakMap<object, Pair>()
-  /** Whether any limit is set; when not, {@link throttle} is always `undefined`. */
+  /** Whether any server limit is set; when not, {@link throttle} is `undefined` but for users with their own. */
   readonly limited: boolean
 
   /** `shared` makes the server's and the users' buckets (default: in this process). */
@@ -182,19 +197,20 @@ export class Bandwidth {
     this.limited = [session, user, global].some((l) => l.read > 0 || l.write > 0)
   }
 
-  /** The throttle of a transfer in `direction` by `session` (any object standing for it) of `user`. */
-  throttle(session: object, user: string | null, direction: "read" | "write"): Throttle | undefined {
-    if (!this.limited) return undefined
+  /** The throttle of a transfer in `direction` by `session` (any object standing for it) of `owner`. */
+  throttle(session: object, owner: Owner | null, direction: "read" | "write"): Throttle | undefined {
+    const own = direction === "read" ? owner?.limits?.readLimit : owner?.limits?.writeLimit
+    if (!this.limited && own === undefined) return undefined
     const buckets: Bucket[] = []
     const add = (bucket: Bucket | undefined) => {
       if (bucket !== undefined) buckets.push(bucket)
     }
     add(this.global[direction])
-    if (this.user[direction] > 0 && user !== null) {
-      let mine = this.users.get(user)
-      if (mine === undefined) {
-        this.users.set(user, mine = pair(this.user, (direction, rate) => this.shared({ user }, direction, rate)))
-      }
+    const userRate = own ?? this.user[direction]
+    if (userRate > 0 && owner !== null) {
+      let mine = this.users.get(owner.user)
+      if (mine === undefined) this.users.set(owner.user, mine = { read: undefined, write: undefined })
+      if (mine[direction]?.rate !== userRate) mine[direction] = this.shared({ user: owner.user }, direction, userRate)
       add(mine[direction])
     }
     if (this.session[direction] > 0) {

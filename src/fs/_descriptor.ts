@@ -9,109 +9,98 @@
  * checked against (permissions are per real directory): a path that changed in between is refused,
  * never used.
  *
+ * A path resolved with a system user's identity (`resolve(home, virtual, identity)`) is walked and
+ * operated on with that user's file access rights: the walk and the operation are synchronous
+ * system calls with no `await` between them, so they run between a switch of this thread's file
+ * identity to the user's and back (`sys/identity.ts`). Reads and writes of file data run off the
+ * event loop on descriptors opened that way: the kernel checked the user's rights when it opened
+ * them.
+ *
  * Needs the C library through FFI (`--allow-ffi`), Linux.
  *
  * @module
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { FilesystemError, fromSystemError } from "../errors.ts"
+import { FilesystemError } from "../errors.ts"
+import { identities, type Identity } from "../sys/identity.ts"
 import {
   AT_EMPTY_PATH,
   AT_REMOVEDIR,
   AT_SYMLINK_NOFOLLOW,
-  direntNames,
   Errno,
   type Libc,
   S_IFDIR,
   S_IFREG,
   type Stat,
 } from "../sys/libc.ts"
-import type { DirectoryListing, FileInfo, FilesystemShape, FtpPath, ReadHandle, WriteHandle } from "./filesystem.ts"
-import { attemptSync, checkVirtual, kindOfType, LIST_BATCH, nameOf, pause, truncateOnFirstWrite } from "./_common.ts"
+import type { DirectoryListing, FilesystemShape, FtpPath, ReadHandle, WriteHandle } from "./filesystem.ts"
+import { attemptSync, checkVirtual, nameOf, truncateOnFirstWrite } from "./_common.ts"
+import { byteStream, Descriptor, listing, toFileInfo } from "./_descriptor_io.ts"
 import { changed, componentsOf, type Entry, failed, Walk } from "./_walk.ts"
 
-const toFileInfo = (name: string, stat: Stat): FileInfo => ({
-  name,
-  kind: kindOfType(stat.type),
-  size: stat.size,
-  mtime: new Date(stat.mtimeMs),
-  mode: stat.mode,
-  nlink: stat.nlink,
-  uid: stat.uid,
-  gid: stat.gid,
-  dev: stat.dev,
-  ino: stat.ino,
-})
-
-/** A descriptor whose close waits for the call in flight on it: a number reused too early would be read by that call. */
-class Descriptor {
-  private busy: Promise<unknown> | undefined
-  private closed = false
-
-  constructor(private readonly c: Libc, readonly fd: number) {}
-
-  run<A>(call: (fd: number) => Promise<A>): Promise<A> {
-    if (this.closed) return Promise.reject(new Deno.errors.BadResource("file closed"))
-    const pending = call(this.fd)
-    this.busy = pending
-    return pending.finally(() => {
-      if (this.busy === pending) this.busy = undefined
-    })
-  }
-
-  close(): void {
-    if (this.closed) return
-    this.closed = true
-    const busy = this.busy
-    if (busy === undefined) this.c.close(this.fd)
-    else busy.finally(() => this.c.close(this.fd)).catch(() => undefined)
-  }
+/** Where a resolved path belongs: the home it was resolved in, and whose rights it is used with. */
+interface Origin {
+  readonly home: string
+  readonly identity: Identity | undefined
 }
 
 /**
- * The jailed filesystem over descriptors. `homes` gives each resolved path's home (a path carries
- * only its virtual and real form).
+ * The jailed filesystem over descriptors. `origins` gives each resolved path's home and identity
+ * (a path carries only its virtual and real form).
  */
 export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
   const realHomes = new Map<string, string>()
-  const homes = new WeakMap<FtpPath, string>()
-  /** The canonical path of `home`, found once. */
+  const origins = new WeakMap<FtpPath, Origin>()
+  const acting = identities()
+  /** Run `f` with `identity`'s file access rights on this thread (the server's own without one). */
+  const as = <A>(identity: Identity | undefined, virtual: string, f: () => A): A => {
+    if (identity === undefined) return f()
+    if ("missing" in acting) {
+      throw new FilesystemError({
+        path: virtual,
+        reason: "PermissionDenied",
+        detail: `Can't act as a system user here: needs ${acting.missing}.`,
+      })
+    }
+    return acting.asIdentity(identity, f)
+  }
+  /** The canonical path of `home`, found once (with the server's rights: each walk checks the user's). */
   const rootOf = (home: string): Effect.Effect<string, FilesystemError> =>
     Effect.suspend(() => {
       const cached = realHomes.get(home)
       if (cached !== undefined) return Effect.succeed(cached)
-      return Effect.tryPromise({
-        try: () => Deno.realPath(home),
-        catch: (e) => fromSystemError("/", e),
-      }).pipe(Effect.tap((real) => Effect.sync(() => realHomes.set(home, real))))
+      const real = c.realpath(home)
+      if (typeof real === "number") return Effect.fail(failed("/", real))
+      realHomes.set(home, real)
+      return Effect.succeed(real)
     })
 
-  /** Run `f` on a fresh walk of `path`'s home; the walk's descriptors are closed afterwards. */
+  /** Run `f` on a fresh walk of `path`'s home, with its identity; the walk's descriptors are closed afterwards. */
   const walking = <A>(path: FtpPath, f: (walk: Walk) => A): Effect.Effect<A, FilesystemError> =>
-    Effect.flatMap(
-      Effect.suspend(() => {
-        const home = homes.get(path)
-        return home === undefined
-          ? Effect.fail(
-            new FilesystemError({
-              path: path.virtual,
-              reason: "PermissionDenied",
-              detail: "Path not resolved by this filesystem.",
-            }),
-          )
-          : rootOf(home)
-      }),
-      (root) =>
-        attemptSync(() => {
-          const walk = new Walk(c, root, path.virtual)
-          try {
-            return f(walk)
-          } finally {
-            walk.close()
-          }
-        }),
-    )
+    Effect.suspend(() => {
+      const origin = origins.get(path)
+      if (origin === undefined) {
+        return Effect.fail(
+          new FilesystemError({
+            path: path.virtual,
+            reason: "PermissionDenied",
+            detail: "Path not resolved by this filesystem.",
+          }),
+        )
+      }
+      return Effect.flatMap(rootOf(origin.home), (root) =>
+        attemptSync(() =>
+          as(origin.identity, path.virtual, () => {
+            const walk = new Walk(c, root, path.virtual)
+            try {
+              return f(walk)
+            } finally {
+              walk.close()
+            }
+          })
+        ))
+    })
 
   /**
    * Walk to the directory holding `path`'s last component, and check that the real path reached
@@ -174,31 +163,41 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
   const scopedDescriptor = (open: Effect.Effect<number, FilesystemError>) =>
     Effect.acquireRelease(Effect.map(open, (fd) => new Descriptor(c, fd)), (d) => Effect.sync(() => d.close()))
 
-  const resolve = (home: string, virtual: string): Effect.Effect<FtpPath, FilesystemError> =>
+  const resolve: FilesystemShape["resolve"] = (home, virtual, identity) =>
     Effect.flatMap(rootOf(home), (root) =>
       attemptSync(() => {
         const bad = checkVirtual(virtual)
         if (bad !== undefined) throw bad
-        const names = componentsOf(virtual)
-        const walk = new Walk(c, root, virtual)
-        try {
-          if (names.length === 0) return { virtual, real: root }
-          const name = names.pop()!
-          const missing = walk.enter(names)
-          if (missing !== -1) {
-            // Missing directories: the path can't be used, but it can be named (the operation says NotFound).
-            return { virtual, real: [walk.real === "/" ? "" : walk.real, ...names.slice(missing), name].join("/") }
+        return as(identity, virtual, () => {
+          const names = componentsOf(virtual)
+          const walk = new Walk(c, root, virtual)
+          try {
+            if (names.length === 0) return { virtual, real: root }
+            const name = names.pop()!
+            const missing = walk.enter(names)
+            if (missing !== -1) {
+              // Missing directories: the path can't be used, but it can be named (the operation says NotFound).
+              return { virtual, real: [walk.real === "/" ? "" : walk.real, ...names.slice(missing), name].join("/") }
+            }
+            const real = walk.realOf(name)
+            // A symlink at the end is kept as such (DELE and RNFR act on the link), once it is known to lead inside.
+            walk.entry(name)
+            return { virtual, real }
+          } finally {
+            walk.close()
           }
-          const real = walk.realOf(name)
-          // A symlink at the end is kept as such (DELE and RNFR act on the link), once it is known to lead inside.
-          walk.entry(name)
-          return { virtual, real }
-        } finally {
-          walk.close()
-        }
-      }).pipe(Effect.tap((path) => Effect.sync(() => homes.set(path, home)))))
+        })
+      }).pipe(Effect.tap((path) => Effect.sync(() => origins.set(path, { home, identity })))))
 
   const stat = (path: FtpPath) => walking(path, (walk) => toFileInfo(nameOf(path.virtual), existing(walk, path).stat))
+
+  /** `stat`, and for a directory a lookup of `.` in it: the kernel's search check, as `chdir` makes it. */
+  const enter = (path: FtpPath) =>
+    walking(path, (walk) => {
+      const entry = existing(walk, path)
+      if (entry.stat.type === S_IFDIR) walk.own(call(path.virtual, c.openat(entry.fd, ".", c.O.PATH)))
+      return toFileInfo(nameOf(path.virtual), entry.stat)
+    })
 
   const lstat = (path: FtpPath) =>
     walking(path, (walk) => {
@@ -215,7 +214,7 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
         if (entry.stat.type !== S_IFDIR) throw new FilesystemError({ path: path.virtual, reason: "NotADirectory" })
         return call(path.virtual, c.openat(entry.fd, ".", c.O.RDONLY | c.O.DIRECTORY))
       })),
-      (dir) => listing(c, dir, path),
+      (dir) => listing(c, dir, path, (f) => as(origins.get(path)?.identity, path.virtual, f)),
     )
 
   const openRead = (path: FtpPath, offset: number): Effect.Effect<ReadHandle, FilesystemError, Scope.Scope> =>
@@ -287,8 +286,10 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
 
   return {
     description: "local disk, descriptor jail (openat walks, no symlink followed blindly)",
+    userIdentity: "asIdentity" in acting,
     resolve,
     stat,
+    enter,
     lstat,
     list,
     openRead,
@@ -320,7 +321,8 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
         // The source's descriptors stay open while the target is walked: both ends are checked now.
         const target = new Walk(c, source.root.real, to.virtual)
         try {
-          if (homes.get(to) !== homes.get(from)) throw changed(to.virtual)
+          const [a, b] = [origins.get(from), origins.get(to)]
+          if (a?.home !== b?.home || a?.identity !== b?.identity) throw changed(to.virtual)
           const toName = parentOf(target, to)
           call(from.virtual, c.renameat(source.fd, fromName, target.fd, toName))
         } finally {
@@ -337,52 +339,4 @@ export const makeDescriptorFilesystem = (c: Libc): FilesystemShape => {
         return call(path.virtual, c.availableBytes(entry.fd))
       }),
   }
-}
-
-/** The file behind `file` as a byte stream: BYOB reads go straight into the reader's buffer. */
-const byteStream = (c: Libc, file: Descriptor, virtual: string): ReadableStream<Uint8Array> =>
-  new ReadableStream({
-    type: "bytes",
-    autoAllocateChunkSize: 64 << 10,
-    async pull(controller) {
-      const request = controller.byobRequest!
-      const view = request.view as Uint8Array
-      const n = await file.run((fd) => c.read(fd, view))
-      if (n < 0) return controller.error(failed(virtual, n))
-      if (n === 0) {
-        controller.close()
-        request.respond(0)
-        return
-      }
-      request.respond(n)
-    },
-  })
-
-/**
- * The entries of the directory open as `dir`, in directory order: names read with `getdents64`
- * (32 KiB at a time), each `statx`ed relative to the directory, in batches of {@link LIST_BATCH},
- * with a pause for other sessions whenever a few milliseconds of work have passed.
- */
-async function* listing(c: Libc, dir: Descriptor, path: FtpPath): DirectoryListing {
-  const buffer = new Uint8Array(32 << 10)
-  let batch: FileInfo[] = []
-  let failure: number | undefined
-  const names = direntNames(buffer, (into) => {
-    const n = c.getdents(dir.fd, into)
-    if (n < 0) failure = n
-    return n
-  })
-  const yieldNow = pause()
-  for (const name of names) {
-    const stat = c.statx(dir.fd, name, AT_SYMLINK_NOFOLLOW)
-    if (typeof stat !== "number") batch.push(toFileInfo(name, stat))
-    else if (stat !== -Errno.ENOENT) throw failed(path.virtual, stat)
-    if (batch.length === LIST_BATCH) {
-      yield batch
-      batch = []
-      await yieldNow()
-    }
-  }
-  if (failure !== undefined) throw failed(path.virtual, failure)
-  if (batch.length > 0) yield batch
 }

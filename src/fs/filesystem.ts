@@ -12,6 +12,7 @@ import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { FilesystemError } from "../errors.ts"
 import type { FileInfo } from "../protocol/file_info.ts"
+import type { Identity } from "../sys/identity.ts"
 
 export type { FileInfo }
 
@@ -122,12 +123,24 @@ export interface FilesystemShape {
   /** What it can't do (see {@link Capabilities}); absent: it can do everything. */
   readonly capabilities?: Partial<Capabilities>
   /**
-   * Map a normalized absolute virtual path under `home` to a real path, or fail with
-   * `OutsideHome` when it (after resolving symlinks) would leave `home`.
+   * Whether every operation on a path resolved with an `identity` runs with that system user's
+   * file access rights (the descriptor jail's do). A server refuses the login of an account that
+   * carries an identity on a filesystem without it, rather than serve it with the server's rights.
    */
-  readonly resolve: (home: string, virtual: string) => Effect.Effect<FtpPath, FilesystemError>
+  readonly userIdentity?: boolean
+  /**
+   * Map a normalized absolute virtual path under `home` to a real path, or fail with
+   * `OutsideHome` when it (after resolving symlinks) would leave `home`. With `identity`, the path
+   * and every operation on it are checked with that user's rights (see {@link userIdentity}).
+   */
+  readonly resolve: (home: string, virtual: string, identity?: Identity) => Effect.Effect<FtpPath, FilesystemError>
   /** Information about a path; symlinks are followed. */
   readonly stat: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
+  /**
+   * `stat` of a directory about to become the current one (CWD), failing when the user may not
+   * enter it (a system user without search permission on it). Absent: `stat` is used.
+   */
+  readonly enter?: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
   /** Information about a path; symlinks are not followed. */
   readonly lstat: (path: FtpPath) => Effect.Effect<FileInfo, FilesystemError>
   /**

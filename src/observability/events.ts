@@ -69,7 +69,14 @@ export type FtpEvent =
   }
   | { readonly type: "sessionOpened"; readonly session: EventSession }
   | { readonly type: "sessionClosed"; readonly session: EventSession }
-  | { readonly type: "login"; readonly session: EventSession; readonly user: string; readonly result: LoginResult }
+  | {
+    readonly type: "login"
+    readonly session: EventSession
+    readonly user: string
+    readonly result: LoginResult
+    /** Why a login failed, for the log only (the client gets the same 530 whatever it is). */
+    readonly reason?: string
+  }
   | { readonly type: "banned"; readonly session: EventSession; readonly ip: string }
   | {
     readonly type: "command"
@@ -120,9 +127,9 @@ const sessionLog = (
     Effect.annotateLogs({ ...session.logAnnotations, [EVENT_ANNOTATION]: fields }),
   )
 
-const LOGIN_TEXT: Record<LoginResult, (user: string) => string> = {
+const LOGIN_TEXT: Record<LoginResult, (user: string, reason?: string) => string> = {
   ok: (user) => `USER '${user}' logged in.`,
-  failed: (user) => `USER '${user}' failed login.`,
+  failed: (user, reason) => `USER '${user}' failed login${reason === undefined ? "" : `: ${reason}`}.`,
   too_many_sessions: (user) => `USER '${user}' refused: too many sessions for this user.`,
   banned: (user) => `USER '${user}' refused: address banned.`,
 }
@@ -182,7 +189,7 @@ export class Events {
           this.hook(event.session, hooks.onDisconnect),
         )
       case "login":
-        return this.login(event.session, event.user, event.result)
+        return this.login(event.session, event.user, event.result, event.reason)
       case "banned":
         metrics?.banned()
         return Effect.andThen(
@@ -231,13 +238,13 @@ export class Events {
     }
   }
 
-  private login(session: EventSession, user: string, result: LoginResult): Effect.Effect<void> {
+  private login(session: EventSession, user: string, result: LoginResult, reason?: string): Effect.Effect<void> {
     this.options.metrics?.login(result)
     if (result === "ok") session.span?.attribute("enduser.id", user)
-    const log = sessionLog(result === "banned" ? "Warn" : "Info", session, LOGIN_TEXT[result](user), {
+    const log = sessionLog(result === "banned" ? "Warn" : "Info", session, LOGIN_TEXT[result](user, reason), {
       event: LOGIN_EVENT[result],
       login: user,
-      ...(result === "ok" || result === "failed" ? {} : { reason: result }),
+      ...(result === "ok" ? {} : result === "failed" ? (reason === undefined ? {} : { reason }) : { reason: result }),
     })
     const hooks = this.options.hooks
     return result === "ok"

@@ -242,7 +242,8 @@ export class Session implements EventSession {
 
   /** Resolve a client's path argument (relative to the current directory) inside the user's home. */
   resolve(arg: string): Effect.Effect<FtpPath, FilesystemError> {
-    return this.server.fs.resolve(this.account!.home, resolveVirtual(this.cwd, arg))
+    const account = this.account!
+    return this.server.fs.resolve(account.home, resolveVirtual(this.cwd, arg), account.identity)
   }
 
   /** Fail with 553 when the last component of `path`, a name about to be created, has a control character. */
@@ -299,12 +300,13 @@ export class Session implements EventSession {
   }
 
   /**
-   * Count a login of `user` against `maxSessionsPerUser`; `false` (nothing counted) when the user
-   * is at the limit. The session holds no slot then: logout, REIN and a second USER gave it back.
+   * Count a login of `account` against its user's session limit (its own, else the server's
+   * `maxSessionsPerUser`); `false` (nothing counted) when the user is at the limit. The session
+   * holds no slot then: logout, REIN and a second USER gave it back.
    */
-  claimUserSlot(user: string): Effect.Effect<boolean> {
-    return Effect.map(this.server.admission.login(user), (claimed) => {
-      if (claimed) this.slotUser = user
+  claimUserSlot(account: Account): Effect.Effect<boolean> {
+    return Effect.map(this.server.admission.login(account.user, account.limits?.maxSessions), (claimed) => {
+      if (claimed) this.slotUser = account.user
       return claimed
     })
   }

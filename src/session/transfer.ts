@@ -196,7 +196,7 @@ export const startTransfer = (session: Session, plan: TransferPlan): Effect.Effe
     const events = session.server.events
     const throttle = session.server.bandwidth.throttle(
       session,
-      session.account?.user ?? null,
+      session.account,
       plan.direction === "receive" ? "read" : "write",
     )
     const active: ActiveTransfer = {

@@ -204,3 +204,91 @@ export const forgetNames = (): void => {
   userNames.clear()
   groupNames.clear()
 }
+
+/** A user's entry in the shadow database: the password hash and when the account expires. */
+export interface ShadowEntry {
+  /** The hash (`$y$...`, `$6$...`), or a locked or empty field (`!`, `*`, `""`). */
+  readonly hash: string
+  /** The day (since 1970-01-01) from which the account is expired, or `undefined` for never. */
+  readonly expireDay: number | undefined
+}
+
+const shadowSymbols = {
+  getspnam_r: { parameters: ["buffer", "buffer", "buffer", "usize", "buffer"], result: "i32", nonblocking: true },
+  setusershell: { parameters: [], result: "void" },
+  getusershell: { parameters: [], result: "pointer" },
+  endusershell: { parameters: [], result: "void" },
+} as const
+
+let shadowLib: Deno.DynamicLibrary<typeof shadowSymbols>["symbols"] | null | undefined
+
+const shadowCalls = () => {
+  if (shadowLib === undefined) {
+    shadowLib = null
+    if (libc() !== null) {
+      try {
+        shadowLib = Deno.dlopen("libc.so.6", shadowSymbols).symbols
+      } catch {
+        shadowLib = null
+      }
+    }
+  }
+  return shadowLib
+}
+
+/** `struct spwd` (LP64): two pointers, then seven longs and an unsigned long. */
+const SPWD_SIZE = 72
+
+/**
+ * The shadow entry of `name` (`getspnam_r`, every source the system is configured with), off the
+ * event loop; `undefined` when there is none or it can't be read (no FFI, not root).
+ *
+ * @example
+ * ```ts
+ * import { shadowEntry } from "./accounts.ts"
+ * console.log((await shadowEntry("root"))?.hash.slice(0, 3))
+ * ```
+ */
+export const shadowEntry = async (name: string): Promise<ShadowEntry | undefined> => {
+  const calls = shadowCalls()
+  if (calls === null) return undefined
+  const record = new Uint8Array(SPWD_SIZE)
+  const buffer = new Uint8Array(BUFFER_SIZE)
+  const result = new BigUint64Array(1)
+  const status = await calls.getspnam_r(
+    encoder.encode(name + "\0"),
+    record,
+    buffer,
+    BigInt(buffer.length),
+    new Uint8Array(result.buffer),
+  )
+  if (status !== 0 || result[0] === 0n) return undefined
+  const view = new DataView(record.buffer)
+  const expire = Number(view.getBigInt64(56, true))
+  return {
+    hash: cString(Deno.UnsafePointer.create(view.getBigUint64(8, true))),
+    expireDay: expire > 0 ? expire : undefined,
+  }
+}
+
+/**
+ * The login shells the system lists (`getusershell`: `/etc/shells`), or `null` without FFI.
+ *
+ * @example
+ * ```ts
+ * import { validShells } from "./accounts.ts"
+ * console.log(validShells()?.has("/bin/sh"))
+ * ```
+ */
+export const validShells = (): Set<string> | null => {
+  const calls = shadowCalls()
+  if (calls === null) return null
+  const shells = new Set<string>()
+  calls.setusershell()
+  try {
+    for (let shell = calls.getusershell(); shell !== null; shell = calls.getusershell()) shells.add(cString(shell))
+  } finally {
+    calls.endusershell()
+  }
+  return shells
+}

@@ -135,6 +135,8 @@ export interface Libc {
   socketPorts(fd: number): { readonly local: number; readonly remote: number } | undefined
   /** The descriptors open in this process. */
   openDescriptors(): number[]
+  /** The canonical absolute path of `path` (`realpath(3)`: every symlink resolved), or `-errno`. */
+  realpath(path: string): string | number
 }
 
 const symbols = {
@@ -143,6 +145,7 @@ const symbols = {
   close: { parameters: ["i32"], result: "i32" },
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   readlinkat: { parameters: ["i32", "buffer", "buffer", "usize"], result: "isize" },
+  realpath: { parameters: ["buffer", "buffer"], result: "pointer" },
   mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   renameat: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
@@ -228,6 +231,7 @@ const load = (): Libc | null => {
   const statBuffer = new Uint8Array(256)
   const statView = new DataView(statBuffer.buffer)
   const linkBuffer = new Uint8Array(4096)
+  const pathBuffer = new Uint8Array(4096)
   const sockaddr = new Uint8Array(128)
   const sockaddrLength = new Uint32Array(1)
   const sockaddrLengthBytes = new Uint8Array(sockaddrLength.buffer)
@@ -295,6 +299,10 @@ const load = (): Libc | null => {
       if (local === undefined || c.getpeername(fd, sockaddr, sockaddrLengthBytes) !== 0) return undefined
       const remote = port()
       return remote === undefined ? undefined : { local, remote }
+    },
+    realpath: (path) => {
+      if (c.realpath(cString(path), pathBuffer) === null) return -errnoView.getInt32()
+      return decoder.decode(pathBuffer.subarray(0, pathBuffer.indexOf(0)))
     },
     openDescriptors: () => {
       const dir = checked(c.openat(AT_FDCWD, cString("/proc/self/fd"), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0))

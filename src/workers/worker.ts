@@ -12,7 +12,7 @@ import type * as Layer from "effect/Layer"
 import { Admission, type AdmissionLimits, type AdmissionShape, type Refusal, tooManyConnections } from "../admission.ts"
 import type { Authorizer } from "../auth/authorizer.ts"
 import { type BanEntry, Bans, type BansShape } from "../bans.ts"
-import { type BucketMaker, capacityOf, RemoteBucket, SharedBuckets } from "../data/throttle.ts"
+import { type BucketMaker, RemoteBucket, SharedBuckets } from "../data/throttle.ts"
 import type { Filesystem } from "../fs/filesystem.ts"
 import { resolveOptions, type ServerOptions } from "../options.ts"
 import { GracefulShutdown, type GracefulShutdownShape, Hangup, type HangupShape, WorkerSlot } from "../runtime.ts"
@@ -95,7 +95,7 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
   }
   const buckets: BucketMaker = (owner, direction, rate) =>
     new RemoteBucket(
-      capacityOf(rate),
+      rate,
       (bytes) => call<number>({ op: "reserve", owner: owner === "server" ? null : owner.user, direction, rate, bytes }),
     )
 

@@ -332,6 +332,8 @@ const main = async (): Promise<number> => {
           ? `skipped: no certificate (${fixture.tlsError})`
           : needs.tls && spec.tlsArgv === undefined
           ? `skipped: ${spec.tlsMissing}`
+          : needs.usersFile && spec.usersArgv === undefined
+          ? "skipped: it has no user file of hashed passwords (compare the -u/-P logins row)"
           : needs.socat && socatVersion === null
           ? "skipped: socat is not installed (`apt-get install -y socat` adds the OpenSSL reference rows)"
           : needs.ftpdOnly && spec.name !== "ftpd"
@@ -349,7 +351,15 @@ const main = async (): Promise<number> => {
           let server = null
           try {
             const extra = workload.storage === undefined ? {} : await workload.storage(fixture)
-            server = await startServer(spec, fixture.root, logPath, needs.tls ? fixture.tls : null, 30_000, extra)
+            server = await startServer(
+              spec,
+              fixture.root,
+              logPath,
+              needs.tls ? fixture.tls : null,
+              30_000,
+              extra,
+              needs.usersFile ? fixture.usersFile : null,
+            )
             const result = await workload.run(server, fixture, roundConfig)
             ;(peak[spec.name] ??= []).push(server.sample().hwmKiB / KiB)
             for (const row of workloadRows) {

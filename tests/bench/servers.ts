@@ -29,6 +29,8 @@ export interface ServerSpec {
   readonly tlsArgv?: (port: number, root: string, passive: readonly [number, number], tls: TlsFiles) => string[]
   /** Why `tlsArgv` is absent, and how to add it. */
   readonly tlsMissing?: string
+  /** The same server with its users from `usersFile` (ftpd's `--users`); absent when it has no such thing. */
+  readonly usersArgv?: (port: number, root: string, passive: readonly [number, number], usersFile: string) => string[]
 }
 
 /** CPU seconds (utime + stime, every thread) and memory of a process at one moment. */
@@ -178,11 +180,17 @@ export const startServer = async (
   timeoutMs = 30_000,
   /** Flags after the spec's own (later flags win: `-d memory:`), and environment variables. */
   extra: { readonly args?: ReadonlyArray<string>; readonly env?: Record<string, string> } = {},
+  usersFile: string | null = null,
 ): Promise<RunningServer> => {
   const { port, passive } = pickPorts(1000)
   if (tls !== null && spec.tlsArgv === undefined) throw new Error(`${spec.name}: ${spec.tlsMissing ?? "no TLS"}`)
+  if (usersFile !== null && spec.usersArgv === undefined) throw new Error(`${spec.name}: no user file`)
   const argv = [
-    ...(tls === null ? spec.argv(port, root, passive) : spec.tlsArgv!(port, root, passive, tls)),
+    ...(usersFile !== null
+      ? spec.usersArgv!(port, root, passive, usersFile)
+      : tls === null
+      ? spec.argv(port, root, passive)
+      : spec.tlsArgv!(port, root, passive, tls)),
     ...(extra.args ?? []),
   ]
   // `exec` replaces the shell, so the child's pid is the server's pid; output goes straight to a file
@@ -270,6 +278,14 @@ export const ftpdSpec: ServerSpec = {
     `${repoRoot}/src/cli.ts`,
     ...ftpdFlags(port, root, passive),
     ...["--tls", "--certfile", tls.certfile, "--keyfile", tls.keyfile],
+  ],
+  usersArgv: (port, _root, [from, to], usersFile) => [
+    Deno.execPath(),
+    "run",
+    "--allow-all",
+    `${repoRoot}/src/cli.ts`,
+    ...["-i", HOST, "-p", String(port), "--users", usersFile],
+    ...["--max-cons", "0", "--max-cons-per-ip", "0", "-r", `${from}-${to}`],
   ],
 }
 

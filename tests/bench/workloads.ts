@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hashPassword } from "../../src/auth/passwords.ts"
 import { FtpClient } from "./ftp_client.ts"
 import {
   CLK_TCK,
@@ -53,7 +54,12 @@ export interface Fixture {
   /** The self-signed certificate for the FTPS rows, or null (and why) when openssl could not make one. */
   readonly tls: TlsFiles | null
   readonly tlsError?: string
+  /** A user file (`--users`) of {@link USER_FILE_USERS} argon2id users, the bench's account among them. */
+  readonly usersFile: string
 }
+
+/** Users in the fixture's user file. */
+export const USER_FILE_USERS = 10_000
 
 /** A measurement row: what it is, its unit, which direction is better, and the issue's target for ftpd. */
 export interface RowSpec {
@@ -78,10 +84,16 @@ export interface Workload {
   /** Run each repetition on a newly started server (for memory, which a process does not give back). */
   readonly restartEachRep?: boolean
   /**
-   * The server is started with FTPS on (`tls`); the workload needs socat (`socat`); it measures
-   * something of ftpd's own, with no pyftpdlib counterpart (`ftpdOnly`).
+   * The server is started with FTPS on (`tls`), or with its users from the fixture's user file
+   * (`usersFile`); the workload needs socat (`socat`); it measures something of ftpd's own, with no
+   * pyftpdlib counterpart (`ftpdOnly`).
    */
-  readonly needs?: { readonly tls?: boolean; readonly socat?: boolean; readonly ftpdOnly?: boolean }
+  readonly needs?: {
+    readonly tls?: boolean
+    readonly socat?: boolean
+    readonly usersFile?: boolean
+    readonly ftpdOnly?: boolean
+  }
   /**
    * Only ftpd serves this workload's storage: its server gets these flags (and environment) after
    * the usual ones; pyftpdlib gets a note instead of a column.
@@ -164,9 +176,10 @@ export const createFixture = async (config: BenchConfig): Promise<Fixture> => {
     onTmpfs = false
   }
   const tls = makeCertificate(dir)
+  const usersFile = `${dir}/users.toml`
   const fixture: Fixture = "error" in tls
-    ? { root: `${dir}/root`, onTmpfs, tls: null, tlsError: tls.error }
-    : { root: `${dir}/root`, onTmpfs, tls }
+    ? { root: `${dir}/root`, onTmpfs, tls: null, tlsError: tls.error, usersFile }
+    : { root: `${dir}/root`, onTmpfs, tls, usersFile }
   const { root } = fixture
   try {
     await Deno.mkdir(`${root}/many`, { recursive: true })
@@ -179,11 +192,27 @@ export const createFixture = async (config: BenchConfig): Promise<Fixture> => {
     for (let i = 0; i < config.listFiles; i++) {
       Deno.writeFileSync(`${root}/many/file-${String(i).padStart(5, "0")}.dat`, empty)
     }
+    await writeUsersFile(usersFile, root)
   } catch (error) {
     removeFixture(fixture)
     throw error
   }
   return fixture
+}
+
+/**
+ * The user file of the `user-file logins` row: the bench's account and 9,999 others, every hash
+ * argon2id with `ftpd users`' parameters. The others share one hash (of a random password): making
+ * 10,000 would take minutes and measure nothing more, since a login checks one hash.
+ */
+const writeUsersFile = async (path: string, home: string) => {
+  const mine = await hashPassword(PASSWORD)
+  const others = await hashPassword(crypto.randomUUID())
+  const table = (name: string, hash: string) =>
+    `[users.${name}]\npassword = "${hash}"\nhome = "${home}"\nperm = "elr"\n`
+  const tables = [table(USER, mine)]
+  for (let i = 1; i < USER_FILE_USERS; i++) tables.push(table(`user${String(i).padStart(5, "0")}`, others))
+  await Deno.writeTextFile(path, tables.join("\n"), { mode: 0o600 })
 }
 
 /** Remove the fixture's directory (the parent of its root). */
@@ -491,38 +520,47 @@ const loginOnce = async (server: RunningServer, timeoutMs: number) => {
   }
 }
 
-const logins: Workload = {
-  name: "logins",
-  rows: (c) => [
-    {
-      key: "login_rate",
-      label: `connect+login+QUIT, ${c.loginWorkers} workers, ${c.loginSeconds} s`,
-      unit: "logins/s",
-      better: "higher",
+/** connect+login+QUIT in a loop from several clients: logins per second and server CPU per login. */
+const makeLogins = (usersFile: boolean): Workload => {
+  const what = usersFile ? `user file of ${USER_FILE_USERS} argon2id users` : "-u/-P"
+  const key = usersFile ? "file_login" : "login"
+  return {
+    name: usersFile ? "user-file-logins" : "logins",
+    ...(usersFile ? { needs: { usersFile: true } } : {}),
+    rows: (c) => [
+      {
+        key: `${key}_rate`,
+        label: `connect+login+QUIT (${what}), ${c.loginWorkers} workers, ${c.loginSeconds} s`,
+        unit: "logins/s",
+        better: "higher",
+      },
+      {
+        key: `${key}_cpu`,
+        label: `connect+login+QUIT (${what}), server CPU`,
+        unit: "CPU-ms/login",
+        better: "lower",
+        ...(usersFile ? {} : { target: { kind: "ratio" as const, op: "<=" as const, value: 1.0 } }),
+      },
+      { key: `${key}_failures`, label: `connect+login+QUIT (${what}): failures`, unit: "count", better: "lower" },
+    ],
+    run: async (server, _fixture, config) => {
+      const errors = collectErrors()
+      const samples: Record<string, number[]> = { [`${key}_rate`]: [], [`${key}_cpu`]: [], [`${key}_failures`]: [] }
+      for (let i = 0; i < 20; i++) await loginOnce(server, LOGIN_TIMEOUT_MS)
+      for (let rep = 0; rep < config.reps; rep++) {
+        guard(config)
+        const { rate, cpu, failed } = await loginRound(server, config, errors)
+        samples[`${key}_rate`].push(rate)
+        samples[`${key}_cpu`].push(cpu)
+        samples[`${key}_failures`].push(failed)
+      }
+      return { samples, notes: errors.notes("failed login") }
     },
-    {
-      key: "login_cpu",
-      label: "connect+login+QUIT, server CPU",
-      unit: "CPU-ms/login",
-      better: "lower",
-      target: { kind: "ratio", op: "<=", value: 1.0 },
-    },
-    { key: "login_failures", label: "connect+login+QUIT: failures", unit: "count", better: "lower" },
-  ],
-  run: async (server, _fixture, config) => {
-    const errors = collectErrors()
-    const samples: Record<string, number[]> = { login_rate: [], login_cpu: [], login_failures: [] }
-    for (let i = 0; i < 20; i++) await loginOnce(server, LOGIN_TIMEOUT_MS)
-    for (let rep = 0; rep < config.reps; rep++) {
-      guard(config)
-      const { rate, cpu, failed } = await loginRound(server, config, errors)
-      samples.login_rate.push(rate)
-      samples.login_cpu.push(cpu)
-      samples.login_failures.push(failed)
-    }
-    return { samples, notes: errors.notes("failed login") }
-  },
+  }
 }
+
+const logins = makeLogins(false)
+const userFileLogins = makeLogins(true)
 
 const LOGIN_TIMEOUT_MS = 10_000
 
@@ -1041,6 +1079,7 @@ export const workloads: readonly Workload[] = [
   retrMany,
   burst,
   logins,
+  userFileLogins,
   listings,
   idle,
   monitoring,

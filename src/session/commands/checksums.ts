@@ -125,7 +125,7 @@ const compute = (
       yield* Scope.close(scope, Exit.void)
       return yield* badRange(session, file.size)
     }
-    const throttle = server.bandwidth.throttle(session, session.account?.user ?? null, "write")
+    const throttle = server.bandwidth.throttle(session, session.account, "write")
     const active: ActiveTransfer = {
       command,
       path: path.virtual,

@@ -20,7 +20,8 @@ const pwd: Handler = (session) => session.reply(257, `"${quotePath(session.cwd)}
 /** CWD and CDUP: the row has resolved the path and checked `e`. */
 const changeDirectory: Handler = (session, _arg, path) =>
   Effect.gen(function* () {
-    const info = yield* session.server.fs.stat(path!)
+    const { fs } = session.server
+    const info = yield* (fs.enter ?? fs.stat)(path!)
     if (info.kind !== "directory") {
       return yield* Effect.fail(new FilesystemError({ path: path!.virtual, reason: "NotADirectory" }))
     }

@@ -96,18 +96,27 @@ const pass: CommandSpec = {
       )
       if (result._tag === "Success") {
         const account = result.success
-        if (!(yield* session.claimUserSlot(account.user))) {
+        if (account.identity !== undefined && session.server.fs.userIdentity !== true) {
+          // Serving a system user with the server's own rights would give them root's: refuse instead.
+          session.user = null
+          yield* session.warn(
+            `USER '${account.user}' refused: the filesystem can't act with a system user's identity (use the descriptor jail).`,
+          )
+          return yield* session.reply(530, "Login not possible: the server is misconfigured.")
+        }
+        if (!(yield* session.claimUserSlot(account))) {
           yield* session.server.events.emit({ type: "login", session, user: account.user, result: "too_many_sessions" })
           session.user = null
           return yield* session.reply(530, "Too many sessions for this user.")
         }
         session.account = account
         session.loginAttempts = 0
-        session.cwd = "/"
+        session.cwd = account.startDirectory ?? "/"
         yield* session.reply(230, account.msgLogin)
         return yield* session.server.events.emit({ type: "login", session, user: account.user, result: "ok" })
       }
-      yield* session.server.events.emit({ type: "login", session, user: name, result: "failed" })
+      const { message: text, reason } = result.failure
+      yield* session.server.events.emit({ type: "login", session, user: name, result: "failed", reason })
       session.user = null
       session.loginAttempts++
       // Counted before the delay, so that guesses from parallel sessions all count at once.
@@ -116,7 +125,6 @@ const pass: CommandSpec = {
       if (session.options.authFailedTimeout > 0) {
         yield* Effect.sleep(Duration.seconds(session.options.authFailedTimeout))
       }
-      const text = result.failure.message
       if (yield* session.server.bans.isBanned(session.remoteAddress)) return yield* banned(session, name)
       if (session.loginAttempts >= session.options.maxLoginAttempts) {
         session.closing = true
