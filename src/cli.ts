@@ -92,9 +92,8 @@ const serve = (config: CliConfig, authorizer: DummyAuthorizer | undefined, traci
       Effect.catch((error) => Effect.sync(() => startupError(error.message))),
     )
 
-/** The authorizer the command line asks for; a usage error for a bad `-d`. */
-
-const main = async (argv: ReadonlyArray<string>): Promise<void> => {
+/** The `ftpd` command: serve as `argv` says, or run `ftpd users`. */
+export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   if (argv[0] === "users") return await usersMain(argv.slice(1))
   const parsed = parseCli(argv)
   if (parsed.kind === "error") return usageError(parsed.message)

@@ -1,8 +1,10 @@
 #!/usr/bin/env -S deno run --allow-all
 /**
  * `deno task bench`: runs the same workloads against ftpd and, when installed, pyftpdlib (each a
- * separate process, its CPU and memory read from /proc), prints one table with both and the ratio,
- * and writes the numbers as JSON.
+ * separate process, its CPU and memory read from /proc), side by side in time: for each workload
+ * every server is up at once, and each repetition measures them in turn, the order rotating. It
+ * prints one table with both, the median of the pair-by-pair ratios and their spread, and writes
+ * the numbers as JSON.
  *
  * ```sh
  * deno task bench --quick                 # under a minute
@@ -21,6 +23,7 @@ import {
   killAll,
   pyftpdlibSpec,
   pyftpdlibVersion,
+  type RunningServer,
   type ServerName,
   type ServerSpec,
   startServer,
@@ -35,7 +38,7 @@ import {
   MiB,
   removeFixture,
   type RowSpec,
-  TimeGuardError,
+  type Workload,
   workloads as diskWorkloads,
 } from "./workloads.ts"
 import { storageWorkloads } from "./storage.ts"
@@ -52,7 +55,8 @@ const USAGE = `Usage: deno task bench [options]
                      the OpenSSL reference row needs socat)
   --server NAME      ftpd | pyftpdlib | both (default both)
   --size SIZE        bytes of the single-file RETR/STOR, e.g. 256M, 1G (default 1G, --quick 256M)
-  --reps N           repetitions per measurement; the median is reported (default 3, --quick 1)
+  --reps N           repetitions; each one measures every server once, in turn, the order rotating;
+                     medians are reported, and ratios pair by pair (default 7, --quick 1)
   --only NAMES       comma-separated workloads to run: ${workloads.map((w) => w.name).join(", ")}
   --workers N        add a column for ftpd with --workers N (N >= 2) next to ftpd's, and its ratio to one
                      worker; without --only, runs the workloads that workers change: ${WORKER_WORKLOADS.join(", ")}
@@ -120,11 +124,28 @@ interface Cell {
   median: number
 }
 
+/** Ratios of samples taken side by side (the same repetition on two servers): their spread and median. */
+interface Ratio {
+  readonly pairs: number[]
+  readonly min: number
+  readonly median: number
+  readonly max: number
+}
+
+/** a[i] / b[i] for every repetition i where both are numbers; undefined without one such pair. */
+const pairRatios = (a: number[] | undefined, b: number[] | undefined): Ratio | undefined => {
+  if (a === undefined || b === undefined) return undefined
+  const pairs = a.flatMap((x, i) => Number.isFinite(x) && Number.isFinite(b[i]) && b[i] !== 0 ? [x / b[i]] : [])
+  if (pairs.length === 0) return undefined
+  return { pairs, min: Math.min(...pairs), median: median(pairs), max: Math.max(...pairs) }
+}
+
 interface RowResult extends RowSpec {
   values: Partial<Record<ServerName, Cell>>
-  ratio?: number
-  /** ftpd with workers over ftpd alone. */
-  workersRatio?: number
+  /** ftpd over pyftpdlib, pair by pair. */
+  ratio?: Ratio
+  /** ftpd with workers over ftpd alone, pair by pair. */
+  workersRatio?: Ratio
   targetMet?: boolean
 }
 
@@ -137,8 +158,12 @@ const targetText = (row: RowSpec): string => {
 const meets = (value: number, target: NonNullable<RowSpec["target"]>): boolean =>
   target.op === "<=" ? value <= target.value : target.op === ">=" ? value >= target.value : value === target.value
 
-const formatRatio = (ratio: number | undefined) =>
-  ratio === undefined || !Number.isFinite(ratio) ? "–" : `${ratio.toFixed(2)}x`
+const formatRatio = (ratio: Ratio | undefined) =>
+  ratio === undefined
+    ? "–"
+    : ratio.pairs.length === 1
+    ? `${ratio.median.toFixed(2)}x`
+    : `${ratio.median.toFixed(2)}x (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)})`
 
 const printTable = (rows: RowResult[], servers: ServerName[], workers: number | undefined) => {
   const both = servers.includes("ftpd") && servers.includes("pyftpdlib")
@@ -149,8 +174,8 @@ const printTable = (rows: RowResult[], servers: ServerName[], workers: number | 
     "unit",
     "better",
     ...servers.map(title),
-    ...(both ? ["ratio"] : []),
-    ...(withWorkers ? [`×${workers}/1`] : []),
+    ...(both ? ["ratio (min–max)"] : []),
+    ...(withWorkers ? [`×${workers}/1 (min–max)`] : []),
     "target (ftpd)",
   ]
   const body = rows.map((row) => {
@@ -218,7 +243,7 @@ const main = async (): Promise<number> => {
   }
   const selected = workloads.filter((w) => only === undefined || only.includes(w.name))
   const quick = flags.quick
-  const reps = flags.reps === undefined ? (quick ? 1 : 3) : Number(flags.reps)
+  const reps = flags.reps === undefined ? (quick ? 1 : 7) : Number(flags.reps)
   if (!Number.isInteger(reps) || reps < 1 || reps > 100) {
     console.error("--reps must be an integer from 1 to 100")
     return 2
@@ -234,11 +259,11 @@ const main = async (): Promise<number> => {
     multiSize: quick ? 16 * MiB : 50 * MiB,
     burstClients: 200,
     burstFileSize: 10 * KiB,
-    loginSeconds: quick ? 2 : 10,
+    loginSeconds: quick ? 2 : 4,
     loginWorkers: 4,
     listFiles: quick ? 1000 : 10_000,
     listingsPerRep: quick ? 3 : 5,
-    idleSessions: quick ? 100 : 500,
+    idleCounts: quick ? [100] : [500, 5000],
     deadline: started + guardSeconds * 1000,
   }
 
@@ -283,7 +308,9 @@ const main = async (): Promise<number> => {
   console.log(
     `workload: ${quick ? "--quick, " : ""}size ${formatSize(size)}, ${reps} rep(s) (median), ` +
       `${config.multiClients}×${formatSize(config.multiSize)}, ${config.burstClients} clients, ` +
-      `${config.loginSeconds} s logins, ${config.listFiles}-file listings, ${config.idleSessions} idle sessions`,
+      `${config.loginSeconds} s logins, ${config.listFiles}-file listings, ${
+        config.idleCounts.join(" and ")
+      } idle sessions`,
   )
   for (const line of missing) console.log(line)
 
@@ -311,74 +338,145 @@ const main = async (): Promise<number> => {
     else if (!seen.workloads.includes(workload)) seen.workloads.push(workload)
   }
   const peak: Partial<Record<ServerName, number[]>> = {}
+  const skipOf = (workload: Workload, spec: ServerSpec): string | null => {
+    const needs = workload.needs ?? {}
+    return workload.storage !== undefined && spec.name !== "ftpd"
+      ? "skipped: only ftpd serves this storage"
+      : needs.tls && fixture.tls === null
+      ? `skipped: no certificate (${fixture.tlsError})`
+      : needs.tls && spec.tlsArgv === undefined
+      ? `skipped: ${spec.tlsMissing}`
+      : needs.usersFile && spec.usersArgv === undefined
+      ? "skipped: it has no user file of hashed passwords (compare the -u/-P logins row)"
+      : needs.socat && socatVersion === null
+      ? "skipped: socat is not installed (`apt-get install -y socat` adds the OpenSSL reference rows)"
+      : needs.ftpdOnly && spec.name !== "ftpd"
+      ? "skipped: these rows measure ftpd's own options"
+      : null
+  }
+  const start = async (workload: Workload, spec: ServerSpec): Promise<RunningServer> => {
+    const needs = workload.needs ?? {}
+    const extra = workload.storage === undefined ? {} : await workload.storage(fixture)
+    return await startServer(
+      spec,
+      fixture.root,
+      `${fixture.root}/../${spec.name}-${workload.name}.log`,
+      needs.tls ? fixture.tls : null,
+      30_000,
+      extra,
+      needs.usersFile ? fixture.usersFile : null,
+      needs.gc === true,
+    )
+  }
+  const failure = (error: unknown, server: RunningServer | null) => {
+    const message = error instanceof Error ? error.message : String(error)
+    const log = server === null ? "" : tail(server.logPath, 800).trim()
+    return `${message}${log ? `\n  server log tail:\n${log}` : ""}`
+  }
   try {
-    outer: for (const workload of selected) {
+    for (const workload of selected) {
+      if (performance.now() > config.deadline) {
+        addNote("all", workload.name, `total time guard (${guardSeconds} s) reached; this and later workloads skipped`)
+        break
+      }
       const workloadRows: RowResult[] = workload.rows(config).map((row) => ({ ...row, values: {} }))
       rows.push(...workloadRows)
-      // Servers alternate per workload, so that drift on a noisy machine hits both columns alike.
-      for (const spec of specs) {
-        if (performance.now() > config.deadline) {
-          addNote(
-            "all",
-            workload.name,
-            `total time guard (${guardSeconds} s) reached; this and later workloads skipped`,
-          )
-          break outer
+      const t0 = performance.now()
+      const taking = specs.filter((spec) => {
+        const skip = skipOf(workload, spec)
+        if (skip !== null) addNote(spec.name, workload.name, skip)
+        return skip === null
+      })
+      const record = (name: ServerName, rep: number, values: Record<string, number>) => {
+        for (const row of workloadRows) {
+          const cell = (row.values[name] ??= { samples: [], median: NaN })
+          while (cell.samples.length < rep) cell.samples.push(NaN)
+          cell.samples[rep] = values[row.key] ?? NaN
         }
-        const needs = workload.needs ?? {}
-        const skip = workload.storage !== undefined && spec.name !== "ftpd"
-          ? "skipped: only ftpd serves this storage"
-          : needs.tls && fixture.tls === null
-          ? `skipped: no certificate (${fixture.tlsError})`
-          : needs.tls && spec.tlsArgv === undefined
-          ? `skipped: ${spec.tlsMissing}`
-          : needs.usersFile && spec.usersArgv === undefined
-          ? "skipped: it has no user file of hashed passwords (compare the -u/-P logins row)"
-          : needs.socat && socatVersion === null
-          ? "skipped: socat is not installed (`apt-get install -y socat` adds the OpenSSL reference rows)"
-          : needs.ftpdOnly && spec.name !== "ftpd"
-          ? "skipped: these rows measure ftpd's own options"
-          : null
-        if (skip !== null) {
-          addNote(spec.name, workload.name, skip)
-          continue
-        }
-        const t0 = performance.now()
-        const logPath = `${fixture.root}/../${spec.name}-${workload.name}.log`
-        const rounds = workload.restartEachRep ? config.reps : 1
-        const roundConfig = workload.restartEachRep ? { ...config, reps: 1 } : config
-        for (let round = 0; round < rounds; round++) {
-          let server = null
+      }
+      if ("run" in workload) {
+        // It runs its own servers side by side; each of ours in turn.
+        for (const spec of taking) {
+          let server: RunningServer | null = null
           try {
-            const extra = workload.storage === undefined ? {} : await workload.storage(fixture)
-            server = await startServer(
-              spec,
-              fixture.root,
-              logPath,
-              needs.tls ? fixture.tls : null,
-              30_000,
-              extra,
-              needs.usersFile ? fixture.usersFile : null,
-            )
-            const result = await workload.run(server, fixture, roundConfig)
+            server = await start(workload, spec)
+            const result = await workload.run(server, fixture, config)
             ;(peak[spec.name] ??= []).push(server.sample().hwmKiB / KiB)
-            for (const row of workloadRows) {
-              const samples = [...(row.values[spec.name]?.samples ?? []), ...(result.samples[row.key] ?? [])]
-              row.values[spec.name] = { samples, median: median(samples) }
+            const reps = Math.max(0, ...Object.values(result.samples).map((values) => values.length))
+            for (let rep = 0; rep < reps; rep++) {
+              record(spec.name, rep, Object.fromEntries(Object.entries(result.samples).map(([k, v]) => [k, v[rep]])))
             }
             for (const note of result.notes) addNote(spec.name, workload.name, note)
           } catch (error) {
-            const message = error instanceof Error ? error.message : String(error)
-            const log = server === null ? "" : tail(server.logPath, 800).trim()
-            addNote(spec.name, workload.name, `${message}${log ? `\n  server log tail:\n${log}` : ""}`)
-            if (error instanceof TimeGuardError) break outer
-            break
+            addNote(spec.name, workload.name, failure(error, server))
           } finally {
             await server?.stop()
           }
         }
-        console.error(`  ${spec.name} ${workload.name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+      } else {
+        const paired = workload
+        const running = new Map<ServerName, RunningServer>()
+        const alive = new Set(taking.map((spec) => spec.name))
+        /** A fresh server of `spec`, warmed up; null (and a note) when it fails or cannot take part. */
+        const ready = async (spec: ServerSpec): Promise<RunningServer | null> => {
+          let server: RunningServer | null = null
+          try {
+            server = await start(paired, spec)
+            const note = await paired.warm?.(server, fixture, config)
+            if (note === undefined) return server
+            addNote(spec.name, paired.name, note)
+          } catch (error) {
+            addNote(spec.name, paired.name, failure(error, server))
+          }
+          await server?.stop()
+          alive.delete(spec.name)
+          return null
+        }
+        try {
+          if (!paired.restartEachRep) {
+            for (const spec of taking) {
+              const server = await ready(spec)
+              if (server !== null) running.set(spec.name, server)
+            }
+          }
+          for (let rep = 0; rep < config.reps; rep++) {
+            if (performance.now() > config.deadline) {
+              addNote("all", paired.name, `total time guard (${guardSeconds} s) reached after ${rep} repetition(s)`)
+              break
+            }
+            // One measurement on each server in turn, the order rotating, so that the pair is taken side by side.
+            const order = taking.map((_, i) => taking[(i + rep) % taking.length]).filter((s) => alive.has(s.name))
+            for (const spec of order) {
+              const server = paired.restartEachRep ? await ready(spec) : running.get(spec.name)!
+              if (server === null) continue
+              try {
+                const measured = await paired.measure(server, fixture, config)
+                record(spec.name, rep, measured.values)
+                for (const note of measured.notes ?? []) addNote(spec.name, paired.name, note)
+                if (paired.restartEachRep) (peak[spec.name] ??= []).push(server.sample().hwmKiB / KiB)
+              } catch (error) {
+                addNote(spec.name, paired.name, failure(error, server))
+                alive.delete(spec.name)
+              } finally {
+                if (paired.restartEachRep) await server.stop()
+              }
+            }
+          }
+        } finally {
+          for (const [name, server] of running) {
+            try {
+              ;(peak[name] ??= []).push(server.sample().hwmKiB / KiB)
+            } catch {
+              // Exited: its failure is noted already.
+            }
+            await server.stop()
+          }
+        }
       }
+      for (const row of workloadRows) {
+        for (const cell of Object.values(row.values)) cell.median = median(cell.samples)
+      }
+      console.error(`  ${workload.name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`)
     }
   } finally {
     killAll()
@@ -400,30 +498,28 @@ const main = async (): Promise<number> => {
   }
   rows.push(peakRow)
   for (const row of rows) {
+    // The peak row's cells hold one number each (the largest of all workloads), not repetitions.
+    const cells = (name: ServerName) => row === peakRow ? [row.values[name]?.median ?? NaN] : row.values[name]?.samples
+    if (!row.noRatio) {
+      row.ratio = pairRatios(cells("ftpd"), cells("pyftpdlib"))
+      row.workersRatio = pairRatios(cells("ftpd-workers"), cells("ftpd"))
+    }
     const ftpd = row.values.ftpd?.median
-    const py = row.values.pyftpdlib?.median
-    if (
-      !row.noRatio && ftpd !== undefined && py !== undefined && Number.isFinite(ftpd) && Number.isFinite(py) &&
-      py !== 0
-    ) {
-      row.ratio = ftpd / py
-    }
-    const withWorkers = row.values["ftpd-workers"]?.median
-    if (!row.noRatio && ftpd !== undefined && withWorkers !== undefined && Number.isFinite(ftpd) && ftpd !== 0) {
-      row.workersRatio = withWorkers / ftpd
-    }
     if (row.target !== undefined && ftpd !== undefined && Number.isFinite(ftpd)) {
-      const value = row.target.kind === "ratio" ? row.ratio : ftpd
-      if (value !== undefined) row.targetMet = meets(value, row.target)
+      const value = row.target.kind === "ratio" ? row.ratio?.median : ftpd
+      if (value !== undefined && Number.isFinite(value)) row.targetMet = meets(value, row.target)
     }
   }
 
   console.log("")
   printTable(rows, names, workerCount)
   if (names.includes("pyftpdlib") && names.includes("ftpd")) {
-    console.log("\nratio = ftpd / pyftpdlib; the better column says which way is good.")
+    console.log(
+      "\nratio = ftpd / pyftpdlib: the median of the ratios of samples taken side by side (each repetition " +
+        "measures every server in turn, the order rotating), with their min–max; the better column says which way is good.",
+    )
   }
-  if (workerCount !== undefined) console.log(`×${workerCount}/1 = ftpd --workers ${workerCount} / ftpd.`)
+  if (workerCount !== undefined) console.log(`×${workerCount}/1 = ftpd --workers ${workerCount} / ftpd, pair by pair.`)
   const wallSeconds = (performance.now() - started) / 1000
   console.log(`wall time ${wallSeconds.toFixed(1)} s`)
   if (notes.length > 0) {

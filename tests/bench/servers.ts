@@ -31,6 +31,8 @@ export interface ServerSpec {
   readonly tlsMissing?: string
   /** The same server with its users from `usersFile` (ftpd's `--users`); absent when it has no such thing. */
   readonly usersArgv?: (port: number, root: string, passive: readonly [number, number], usersFile: string) => string[]
+  /** The same server, running a full garbage collection at each SIGUSR2; absent when it cannot. */
+  readonly gcArgv?: (port: number, root: string, passive: readonly [number, number]) => string[]
 }
 
 /** CPU seconds (utime + stime, every thread) and memory of a process at one moment. */
@@ -122,6 +124,8 @@ export interface RunningServer {
   /** Resolves with the exit code if the process ends. */
   readonly exited: Promise<number>
   sample(): ProcSample
+  /** Run a full garbage collection in it and let it settle; false when it was not started for that. */
+  gc(): Promise<boolean>
   stop(): Promise<void>
 }
 
@@ -181,12 +185,17 @@ export const startServer = async (
   /** Flags after the spec's own (later flags win: `-d memory:`), and environment variables. */
   extra: { readonly args?: ReadonlyArray<string>; readonly env?: Record<string, string> } = {},
   usersFile: string | null = null,
+  /** Started with `spec.gcArgv`, so that `gc()` works. */
+  gc = false,
 ): Promise<RunningServer> => {
   const { port, passive } = pickPorts(1000)
   if (tls !== null && spec.tlsArgv === undefined) throw new Error(`${spec.name}: ${spec.tlsMissing ?? "no TLS"}`)
   if (usersFile !== null && spec.usersArgv === undefined) throw new Error(`${spec.name}: no user file`)
+  const withGc = gc && spec.gcArgv !== undefined
   const argv = [
-    ...(usersFile !== null
+    ...(withGc
+      ? spec.gcArgv!(port, root, passive)
+      : usersFile !== null
       ? spec.usersArgv!(port, root, passive, usersFile)
       : tls === null
       ? spec.argv(port, root, passive)
@@ -196,7 +205,8 @@ export const startServer = async (
   // `exec` replaces the shell, so the child's pid is the server's pid; output goes straight to a file
   // and costs the benchmark process nothing.
   const child = spawnTracked("sh", {
-    args: ["-c", 'exec "$@" >>"$BENCH_LOG" 2>&1', "sh", ...argv],
+    // As many descriptors as the hard limit allows: 5,000 idle sessions need more than 1,024.
+    args: ["-c", 'ulimit -n "$(ulimit -Hn)"; exec "$@" >>"$BENCH_LOG" 2>&1', "sh", ...argv],
     env: { BENCH_LOG: logPath, NO_COLOR: "1", ...extra.env },
     stdin: "null",
     stdout: "null",
@@ -249,6 +259,13 @@ export const startServer = async (
       if (exitCode !== null) throw new Error(`${spec.name} exited with code ${exitCode}:\n${tail(logPath).trim()}`)
       return sampleProc(child.pid)
     },
+    gc: async () => {
+      if (!withGc || exitCode !== null) return false
+      child.kill("SIGUSR2")
+      // Collection takes milliseconds; the allocator's giving back of pages a little longer.
+      await sleep(1000)
+      return true
+    },
     stop,
   }
 }
@@ -286,6 +303,14 @@ export const ftpdSpec: ServerSpec = {
     `${repoRoot}/src/cli.ts`,
     ...["-i", HOST, "-p", String(port), "--users", usersFile],
     ...["--max-cons", "0", "--max-cons-per-ip", "0", "-r", `${from}-${to}`],
+  ],
+  gcArgv: (port, root, passive) => [
+    Deno.execPath(),
+    "run",
+    "--allow-all",
+    "--v8-flags=--expose-gc",
+    `${repoRoot}/tests/bench/ftpd_gc.ts`,
+    ...ftpdFlags(port, root, passive),
   ],
 }
 
@@ -353,6 +378,11 @@ export const pyftpdlibSpec = (): ServerSpec => {
       "server.serve_forever()",
     ].join("\n"),
   ]
+  const flags = (port: number, root: string, [from, to]: readonly [number, number]) => [
+    ...["-i", HOST, "-p", String(port), "-d", root, "-u", USER, "-P", PASSWORD, "-w"],
+    ...(hasMaxCons ? ["--max-cons", "0", "--max-cons-per-ip", "0"] : []),
+    ...["-r", `${from}-${to}`],
+  ]
   const tlsCheck = run(PYTHON, ["-c", "import OpenSSL; from pyftpdlib.handlers import TLS_FTPHandler"])
   return {
     name: "pyftpdlib",
@@ -367,12 +397,15 @@ export const pyftpdlibSpec = (): ServerSpec => {
       : {
         tlsMissing: "its TLS needs PyOpenSSL, which is not installed (`apt-get install -y python3-openssl` adds it)",
       }),
-    argv: (port, root, [from, to]) => [
+    argv: (port, root, passive) => [PYTHON, ...launcher, ...flags(port, root, passive)],
+    // CPython frees most objects as their last reference goes; gc.collect() takes the cycles too.
+    gcArgv: (port, root, passive) => [
       PYTHON,
-      ...launcher,
-      ...["-i", HOST, "-p", String(port), "-d", root, "-u", USER, "-P", PASSWORD, "-w"],
-      ...(hasMaxCons ? ["--max-cons", "0", "--max-cons-per-ip", "0"] : []),
-      ...["-r", `${from}-${to}`],
+      "-c",
+      "import gc, signal, sys; signal.signal(signal.SIGUSR2, lambda *_: gc.collect()); " +
+      "from pyftpdlib import servers, __main__ as m; servers.FTPServer.max_cons = 0; " +
+      "sys.argv[0] = 'pyftpdlib'; m.main()",
+      ...flags(port, root, passive),
     ],
   }
 }

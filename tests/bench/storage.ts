@@ -15,11 +15,10 @@ import {
   type Fixture,
   formatSize,
   GiB,
-  guard,
   MiB,
+  type PairedWorkload,
   url,
   type Workload,
-  type WorkloadResult,
 } from "./workloads.ts"
 
 const BUCKET = "bench"
@@ -51,7 +50,7 @@ const timed = async (server: RunningServer, args: string[], bytes: number) => {
   return { mibs: r.bytes / MiB / r.transferSeconds, cpu: (after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB) }
 }
 
-export const memoryStorage: Workload = {
+export const memoryStorage: PairedWorkload = {
   name: "memory",
   storage: () => Promise.resolve({ args: ["-d", "memory:"] }),
   rows: (c) => [
@@ -70,23 +69,17 @@ export const memoryStorage: Workload = {
       better: "lower",
     },
   ],
-  run: async (server, fixture, config) => {
-    const samples: Record<string, number[]> = {}
-    const add = (key: string, value: number) => (samples[key] ??= []).push(value)
-    const up = ["-T", `${fixture.root}/big.bin`, url(server, "big.bin")]
-    const down = ["-o", "/dev/null", url(server, "big.bin")]
-    // Untimed first round: warming up, as the disk rows do.
-    await curl(up, curlLimit(config.size), config.size)
-    for (let rep = 0; rep < config.reps; rep++) {
-      guard(config)
-      const stor = await timed(server, up, config.size)
-      add("mem_stor_mibs", stor.mibs)
-      add("mem_stor_cpu", stor.cpu)
-      const retr = await timed(server, down, config.size)
-      add("mem_retr_mibs", retr.mibs)
-      add("mem_retr_cpu", retr.cpu)
+  // Untimed first round: warming up, as the disk rows do.
+  warm: async (server, fixture, config) => {
+    await curl(["-T", `${fixture.root}/big.bin`, url(server, "big.bin")], curlLimit(config.size), config.size)
+    return undefined
+  },
+  measure: async (server, fixture, config) => {
+    const stor = await timed(server, ["-T", `${fixture.root}/big.bin`, url(server, "big.bin")], config.size)
+    const retr = await timed(server, ["-o", "/dev/null", url(server, "big.bin")], config.size)
+    return {
+      values: { mem_stor_mibs: stor.mibs, mem_stor_cpu: stor.cpu, mem_retr_mibs: retr.mibs, mem_retr_cpu: retr.cpu },
     }
-    return { samples, notes: [] }
   },
 }
 
@@ -176,7 +169,7 @@ const s3Rows = (c: BenchConfig) => {
   ] as const
 }
 
-export const s3Storage: Workload = {
+export const s3Storage: PairedWorkload = {
   name: "s3",
   storage: async (fixture) => {
     const { endpoint } = await startS3rver(fixture)
@@ -189,43 +182,44 @@ export const s3Storage: Workload = {
     }
   },
   rows: (c) => [...s3Rows(c)],
-  run: async (server, fixture, config): Promise<WorkloadResult> => {
+  // Untimed first round of each; then ftpd and rclone alternate within each repetition.
+  warm: async (server, fixture, config) => {
     const { endpoint } = await startS3rver(fixture)
-    const samples: Record<string, number[]> = {}
-    const add = (key: string, value: number) => (samples[key] ??= []).push(value)
     const big = `${fixture.root}/big.bin`
-    const up = ["-T", big, url(server, "up.bin")]
-    const down = ["-o", "/dev/null", url(server, "up.bin")]
-    const local = `${fixture.root}/../rclone-down.bin`
-    // Untimed first round of each, then ftpd and rclone alternate, so drift hits both alike.
-    await curl(up, curlLimit(config.size), config.size)
+    await curl(["-T", big, url(server, "up.bin")], curlLimit(config.size), config.size)
     await rcloneCopy(endpoint, big, `s3rver:${BUCKET}/rclone/up.bin`, config.size)
+    return undefined
+  },
+  measure: async (server, fixture, config) => {
+    const { endpoint } = await startS3rver(fixture)
+    const big = `${fixture.root}/big.bin`
+    const local = `${fixture.root}/../rclone-down.bin`
     try {
-      for (let rep = 0; rep < config.reps; rep++) {
-        guard(config)
-        const { result: stor, peakMiB } = await peakRss(server, () => timed(server, up, config.size))
-        const rcloneUp = config.size / MiB /
-          await rcloneCopy(endpoint, big, `s3rver:${BUCKET}/rclone/up.bin`, config.size)
-        add("s3_stor_mibs", stor.mibs)
-        add("s3_stor_cpu", stor.cpu)
-        add("s3_rclone_up_mibs", rcloneUp)
-        add("s3_stor_vs_rclone", stor.mibs / rcloneUp)
-        add("s3_stor_peak_rss", peakMiB)
-        const retr = await timed(server, down, config.size)
-        const rcloneDown = config.size / MiB /
-          await rcloneCopy(endpoint, `s3rver:${BUCKET}/rclone/up.bin`, local, config.size)
-        await Deno.remove(local).catch(() => undefined)
-        add("s3_retr_mibs", retr.mibs)
-        add("s3_retr_cpu", retr.cpu)
-        add("s3_rclone_down_mibs", rcloneDown)
-        add("s3_retr_vs_rclone", retr.mibs / rcloneDown)
+      const { result: stor, peakMiB } = await peakRss(
+        server,
+        () => timed(server, ["-T", big, url(server, "up.bin")], config.size),
+      )
+      const rcloneUp = config.size / MiB /
+        await rcloneCopy(endpoint, big, `s3rver:${BUCKET}/rclone/up.bin`, config.size)
+      const retr = await timed(server, ["-o", "/dev/null", url(server, "up.bin")], config.size)
+      const rcloneDown = config.size / MiB /
+        await rcloneCopy(endpoint, `s3rver:${BUCKET}/rclone/up.bin`, local, config.size)
+      return {
+        values: {
+          s3_stor_mibs: stor.mibs,
+          s3_stor_cpu: stor.cpu,
+          s3_rclone_up_mibs: rcloneUp,
+          s3_stor_vs_rclone: stor.mibs / rcloneUp,
+          s3_stor_peak_rss: peakMiB,
+          s3_retr_mibs: retr.mibs,
+          s3_retr_cpu: retr.cpu,
+          s3_rclone_down_mibs: rcloneDown,
+          s3_retr_vs_rclone: retr.mibs / rcloneDown,
+        },
+        notes: ["rclone copies with its defaults (5 MiB chunks, 4 at a time up; multi-thread download)"],
       }
     } finally {
       await Deno.remove(local).catch(() => undefined)
-    }
-    return {
-      samples,
-      notes: ["rclone copies with its defaults (5 MiB chunks, 4 at a time up; multi-thread download)"],
     }
   },
 }

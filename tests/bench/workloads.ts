@@ -1,7 +1,8 @@
 /**
- * The workloads of `deno task bench`. Each one runs against a freshly started server, repeats its
- * measurement `reps` times, and returns the samples of each of its rows; `bench.ts` takes medians.
- * Every loop is bounded in count and in time, and every client has a timeout.
+ * The workloads of `deno task bench`. A workload warms each server up once, untimed, then measures
+ * one repetition at a time: `bench.ts` runs every server under test at once and takes one
+ * repetition on each in turn, so that the ratios compare samples taken next to each other. Every
+ * loop is bounded in count and in time, and every client has a timeout.
  *
  * @module
  */
@@ -42,7 +43,8 @@ export interface BenchConfig {
   readonly loginWorkers: number
   readonly listFiles: number
   readonly listingsPerRep: number
-  readonly idleSessions: number
+  /** Idle sessions held open, in steps: the memory rows are read at each count. */
+  readonly idleCounts: ReadonlyArray<number>
   /** `performance.now()` after which no new measurement starts. */
   readonly deadline: number
 }
@@ -79,7 +81,13 @@ export interface WorkloadResult {
   readonly notes: string[]
 }
 
-export interface Workload {
+/** One repetition on one server: a value per row key, plus notes such as failure messages. */
+export interface Measured {
+  readonly values: Record<string, number>
+  readonly notes?: ReadonlyArray<string>
+}
+
+interface WorkloadBase {
   readonly name: string
   /** Run each repetition on a newly started server (for memory, which a process does not give back). */
   readonly restartEachRep?: boolean
@@ -93,6 +101,8 @@ export interface Workload {
     readonly socat?: boolean
     readonly usersFile?: boolean
     readonly ftpdOnly?: boolean
+    /** Started so that `RunningServer.gc` can run a full garbage collection in it. */
+    readonly gc?: boolean
   }
   /**
    * Only ftpd serves this workload's storage: its server gets these flags (and environment) after
@@ -100,8 +110,24 @@ export interface Workload {
    */
   readonly storage?: (fixture: Fixture) => Promise<{ readonly args: string[]; readonly env?: Record<string, string> }>
   readonly rows: (config: BenchConfig) => RowSpec[]
+}
+
+/** A workload measured side by side: `bench.ts` calls `measure` on each server in turn, once per repetition. */
+export interface PairedWorkload extends WorkloadBase {
+  /**
+   * Untimed work on a newly started server (the first run after a start pays for warming up).
+   * Resolves with a note instead when this server cannot take part (a known limitation of it).
+   */
+  readonly warm?: (server: RunningServer, fixture: Fixture, config: BenchConfig) => Promise<string | undefined>
+  readonly measure: (server: RunningServer, fixture: Fixture, config: BenchConfig) => Promise<Measured>
+}
+
+/** A workload that runs its own servers side by side (all its repetitions at once). */
+export interface OwnWorkload extends WorkloadBase {
   readonly run: (server: RunningServer, fixture: Fixture, config: BenchConfig) => Promise<WorkloadResult>
 }
+
+export type Workload = PairedWorkload | OwnWorkload
 
 /** Thrown when the total wall-clock guard has passed; the remaining workloads are skipped. */
 export class TimeGuardError extends Error {
@@ -271,26 +297,22 @@ const knownTlsFailure = async (
   server: RunningServer,
   tls: boolean,
   first: () => Promise<unknown>,
-): Promise<WorkloadResult | null> => {
+): Promise<string | undefined> => {
   try {
     await first()
-    return null
+    return undefined
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
     if (!tls || server.name !== "pyftpdlib" || !message.includes("(13)")) throw error
-    return {
-      samples: {},
-      notes: [
-        `curl --ssl-reqd fails (${message.replace(/^curl exited with \d+: /, "")}): pyftpdlib resets a PROT P ` +
-        "data connection whose TLS starts before RETR/STOR, as curl's does; see the socat rows for its PROT P figures",
-      ],
-    }
+    return `curl --ssl-reqd fails (${message.replace(/^curl exited with \d+: /, "")}): pyftpdlib resets a PROT P ` +
+      "data connection whose TLS starts before RETR/STOR, as curl's does; see the socat rows for its PROT P figures"
   }
 }
 
-const makeRetr = (tls: boolean): Workload => {
+const makeRetr = (tls: boolean): PairedWorkload => {
   const key = tls ? "ftps_retr" : "retr"
   const what = tls ? "PROT P RETR" : "RETR"
+  const args = (server: RunningServer) => [...(tls ? CURL_TLS : []), "-o", "/dev/null", url(server, "big.bin")]
   return {
     name: tls ? "retr-tls" : "retr",
     ...(tls ? { needs: { tls: true } } : {}),
@@ -311,29 +333,32 @@ const makeRetr = (tls: boolean): Workload => {
         ...(tls ? {} : { target: { kind: "ratio", op: "<=", value: 1.0 } as const }),
       },
     ],
-    run: async (server, _fixture, config) => {
-      const mibs: number[] = []
-      const cpu: number[] = []
-      const args = [...(tls ? CURL_TLS : []), "-o", "/dev/null", url(server, "big.bin")]
-      // One untimed transfer first: the first run after a start pays for warming up, not for the transfer.
-      const failed = await knownTlsFailure(server, tls, () => curl(args, curlLimit(config.size), config.size))
-      if (failed !== null) return failed
-      for (let rep = 0; rep < config.reps; rep++) {
-        guard(config)
-        const before = server.sample()
-        const r = await curl(args, curlLimit(config.size), config.size)
-        const after = server.sample()
-        mibs.push(r.bytes / MiB / r.transferSeconds)
-        cpu.push((after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB))
+    warm: (server, _fixture, config) =>
+      knownTlsFailure(server, tls, () => curl(args(server), curlLimit(config.size), config.size)),
+    measure: async (server, _fixture, config) => {
+      const before = server.sample()
+      const r = await curl(args(server), curlLimit(config.size), config.size)
+      const after = server.sample()
+      return {
+        values: {
+          [`${key}_mibs`]: r.bytes / MiB / r.transferSeconds,
+          [`${key}_cpu`]: (after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB),
+        },
       }
-      return { samples: { [`${key}_mibs`]: mibs, [`${key}_cpu`]: cpu }, notes: [] }
     },
   }
 }
 
-const makeStor = (tls: boolean): Workload => {
+const makeStor = (tls: boolean): PairedWorkload => {
   const key = tls ? "ftps_stor" : "stor"
   const what = tls ? "PROT P STOR" : "STOR"
+  const name = tls ? "upload-tls.bin" : "upload.bin"
+  const upload = (server: RunningServer, fixture: Fixture, config: BenchConfig) =>
+    curl(
+      [...(tls ? CURL_TLS : []), "-T", `${fixture.root}/big.bin`, url(server, name)],
+      curlLimit(config.size),
+      config.size,
+    )
   return {
     name: tls ? "stor-tls" : "stor",
     ...(tls ? { needs: { tls: true } } : {}),
@@ -353,38 +378,93 @@ const makeStor = (tls: boolean): Workload => {
         ...(tls ? {} : { target: { kind: "ratio", op: "<=", value: 0.7 } as const }),
       },
     ],
-    run: async (server, fixture, config) => {
-      const mibs: number[] = []
-      const cpu: number[] = []
-      const name = tls ? "upload-tls.bin" : "upload.bin"
+    // Untimed: the first upload into fresh tmpfs pages was 2-4x slower in every trial, for either server.
+    warm: async (server, fixture, config) => {
+      const note = await knownTlsFailure(server, tls, () => upload(server, fixture, config))
+      await Deno.remove(`${fixture.root}/${name}`).catch(() => {})
+      return note
+    },
+    measure: async (server, fixture, config) => {
       const uploaded = `${fixture.root}/${name}`
-      const upload = () =>
-        curl(
-          [...(tls ? CURL_TLS : []), "-T", `${fixture.root}/big.bin`, url(server, name)],
-          curlLimit(config.size),
-          config.size,
-        )
-      // Untimed: the first upload into fresh tmpfs pages was 2-4x slower in every trial, for either server.
-      const failed = await knownTlsFailure(server, tls, upload)
-      if (failed !== null) return failed
-      for (let rep = 0; rep < config.reps; rep++) {
-        guard(config)
-        await Deno.remove(uploaded).catch(() => {})
+      try {
         const before = server.sample()
-        const r = await upload()
+        const r = await upload(server, fixture, config)
         const after = server.sample()
         const stored = (await Deno.stat(uploaded)).size
         if (stored !== config.size) throw new Error(`STOR left ${stored} bytes on disk, expected ${config.size}`)
-        mibs.push(r.bytes / MiB / r.transferSeconds)
-        cpu.push((after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB))
+        return {
+          values: {
+            [`${key}_mibs`]: r.bytes / MiB / r.transferSeconds,
+            [`${key}_cpu`]: (after.cpuSeconds - before.cpuSeconds) / (r.bytes / GiB),
+          },
+        }
+      } finally {
+        await Deno.remove(uploaded).catch(() => {})
       }
-      await Deno.remove(uploaded).catch(() => {})
-      return { samples: { [`${key}_mibs`]: mibs, [`${key}_cpu`]: cpu }, notes: [] }
     },
   }
 }
 
-const retrMany: Workload = {
+/** `ftplib_retr.py`: RETR read by Python's ftplib with a 1 MiB `recv_into` loop, as many Python programs do. */
+const retrFtplib: PairedWorkload = {
+  name: "retr-ftplib",
+  rows: (c) => [
+    {
+      key: "retr_py_mibs",
+      label: `RETR ${formatSize(c.size)}, 1 client (Python ftplib, 1 MiB recv_into)`,
+      unit: "MiB/s",
+      better: "higher",
+      target: { kind: "ratio", op: ">=", value: 1.0 },
+    },
+    {
+      key: "retr_py_cpu",
+      label: `RETR ${formatSize(c.size)} (Python ftplib), server CPU`,
+      unit: "CPU-s/GiB",
+      better: "lower",
+      target: { kind: "ratio", op: "<=", value: 1.0 },
+    },
+  ],
+  warm: async (server, _fixture, config) => {
+    await ftplibRetr(server, config)
+    return undefined
+  },
+  measure: async (server, _fixture, config) => {
+    const before = server.sample()
+    const seconds = await ftplibRetr(server, config)
+    const after = server.sample()
+    return {
+      values: {
+        retr_py_mibs: config.size / MiB / seconds,
+        retr_py_cpu: (after.cpuSeconds - before.cpuSeconds) / (config.size / GiB),
+      },
+    }
+  },
+}
+
+/** Run `ftplib_retr.py` on `big.bin`: seconds from RETR to its final reply. */
+const ftplibRetr = async (server: RunningServer, config: BenchConfig): Promise<number> => {
+  const script = new URL("./ftplib_retr.py", import.meta.url).pathname
+  const child = spawnTracked("python3", {
+    args: [script, HOST, String(server.port), USER, PASSWORD, "big.bin"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  })
+  const timer = setTimeout(() => child.kill("SIGKILL"), curlLimit(config.size) * 1000)
+  try {
+    const out = await child.output()
+    if (out.code !== 0) {
+      throw new Error(`ftplib_retr.py exited with ${out.code}: ${decode(out.stderr).trim().slice(-400)}`)
+    }
+    const [bytes, seconds] = decode(out.stdout).trim().split(" ").map(Number)
+    if (bytes !== config.size) throw new Error(`ftplib_retr.py read ${bytes} bytes, expected ${config.size}`)
+    return seconds
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+const retrMany: PairedWorkload = {
   name: "retr-concurrent",
   rows: (c) => [
     {
@@ -400,31 +480,29 @@ const retrMany: Workload = {
       better: "lower",
     },
   ],
-  run: async (server, _fixture, config) => {
-    const mibs: number[] = []
-    const cpu: number[] = []
-    const total = config.multiClients * config.multiSize
+  warm: async (server, _fixture, config) => {
     await curl(["-o", "/dev/null", url(server, "multi.bin")], curlLimit(config.multiSize), config.multiSize)
-    for (let rep = 0; rep < config.reps; rep++) {
-      guard(config)
-      const before = server.sample()
-      const t0 = performance.now()
-      const results = await Promise.allSettled(
-        Array.from(
-          { length: config.multiClients },
-          () => curl(["-o", "/dev/null", url(server, "multi.bin")], curlLimit(total), config.multiSize),
-        ),
-      )
-      const seconds = (performance.now() - t0) / 1000
-      const after = server.sample()
-      const failed = results.filter((r) => r.status === "rejected")
-      if (failed.length > 0) {
-        throw new Error(`${failed.length} of ${config.multiClients} downloads failed: ${failed[0].reason}`)
-      }
-      mibs.push(total / MiB / seconds)
-      cpu.push((after.cpuSeconds - before.cpuSeconds) / (total / GiB))
+    return undefined
+  },
+  measure: async (server, _fixture, config) => {
+    const total = config.multiClients * config.multiSize
+    const before = server.sample()
+    const t0 = performance.now()
+    const results = await Promise.allSettled(
+      Array.from(
+        { length: config.multiClients },
+        () => curl(["-o", "/dev/null", url(server, "multi.bin")], curlLimit(total), config.multiSize),
+      ),
+    )
+    const seconds = (performance.now() - t0) / 1000
+    const after = server.sample()
+    const failed = results.filter((r) => r.status === "rejected")
+    if (failed.length > 0) {
+      throw new Error(`${failed.length} of ${config.multiClients} downloads failed: ${failed[0].reason}`)
     }
-    return { samples: { multi_mibs: mibs, multi_cpu: cpu }, notes: [] }
+    return {
+      values: { multi_mibs: total / MiB / seconds, multi_cpu: (after.cpuSeconds - before.cpuSeconds) / (total / GiB) },
+    }
   },
 }
 
@@ -439,6 +517,8 @@ const collectErrors = () => {
     notes: (prefix: string) => [...seen].slice(0, 3).map(([text, count]) => `${prefix}: ${count}× ${text}`),
   }
 }
+
+const BURST_TIMEOUT_MS = 30_000
 
 /** connect, login, TYPE I, RETR small.bin, QUIT: one short session as a client sees it. */
 const shortSession = async (server: RunningServer, size: number, timeoutMs: number) => {
@@ -455,7 +535,7 @@ const shortSession = async (server: RunningServer, size: number, timeoutMs: numb
   }
 }
 
-const burst: Workload = {
+const burst: PairedWorkload = {
   name: "burst",
   rows: (c) => [
     {
@@ -475,36 +555,39 @@ const burst: Workload = {
     { key: "burst_p50", label: `${c.burstClients} clients at once: p50`, unit: "ms", better: "lower" },
     { key: "burst_p99", label: `${c.burstClients} clients at once: p99`, unit: "ms", better: "lower" },
   ],
-  run: async (server, _fixture, config) => {
-    const timeoutMs = 30_000
+  // One session first, so that no server pays for a cold start inside the measurement.
+  warm: async (server, _fixture, config) => {
+    await shortSession(server, config.burstFileSize, BURST_TIMEOUT_MS)
+    return undefined
+  },
+  measure: async (server, _fixture, config) => {
     const errors = collectErrors()
-    const samples: Record<string, number[]> = { burst_failures: [], burst_total: [], burst_p50: [], burst_p99: [] }
-    // One session first, so that neither server pays for a cold start inside the measurement.
-    await shortSession(server, config.burstFileSize, timeoutMs)
-    for (let rep = 0; rep < config.reps; rep++) {
-      guard(config)
-      const t0 = performance.now()
-      const latencies = await Promise.all(
-        Array.from({ length: config.burstClients }, async () => {
-          const start = performance.now()
-          try {
-            await shortSession(server, config.burstFileSize, timeoutMs)
-            return performance.now() - start
-          } catch (error) {
-            errors.add(error)
-            return null
-          }
-        }),
-      )
-      const total = performance.now() - t0
-      const ok = latencies.filter((ms): ms is number => ms !== null)
-      samples.burst_failures.push(config.burstClients - ok.length)
-      samples.burst_total.push(total)
-      samples.burst_p50.push(ok.length > 0 ? percentile(ok, 50) : NaN)
-      samples.burst_p99.push(ok.length > 0 ? percentile(ok, 99) : NaN)
-      await sleep(200)
+    const t0 = performance.now()
+    const latencies = await Promise.all(
+      Array.from({ length: config.burstClients }, async () => {
+        const start = performance.now()
+        try {
+          await shortSession(server, config.burstFileSize, BURST_TIMEOUT_MS)
+          return performance.now() - start
+        } catch (error) {
+          errors.add(error)
+          return null
+        }
+      }),
+    )
+    const total = performance.now() - t0
+    const ok = latencies.filter((ms): ms is number => ms !== null)
+    // The closed sessions' sockets settle before the next server's turn.
+    await sleep(200)
+    return {
+      values: {
+        burst_failures: config.burstClients - ok.length,
+        burst_total: total,
+        burst_p50: ok.length > 0 ? percentile(ok, 50) : NaN,
+        burst_p99: ok.length > 0 ? percentile(ok, 99) : NaN,
+      },
+      notes: errors.notes("failed session"),
     }
-    return { samples, notes: errors.notes("failed session") }
   },
 }
 
@@ -521,7 +604,7 @@ const loginOnce = async (server: RunningServer, timeoutMs: number) => {
 }
 
 /** connect+login+QUIT in a loop from several clients: logins per second and server CPU per login. */
-const makeLogins = (usersFile: boolean): Workload => {
+const makeLogins = (usersFile: boolean): PairedWorkload => {
   const what = usersFile ? `user file of ${USER_FILE_USERS} argon2id users` : "-u/-P"
   const key = usersFile ? "file_login" : "login"
   return {
@@ -543,18 +626,17 @@ const makeLogins = (usersFile: boolean): Workload => {
       },
       { key: `${key}_failures`, label: `connect+login+QUIT (${what}): failures`, unit: "count", better: "lower" },
     ],
-    run: async (server, _fixture, config) => {
-      const errors = collectErrors()
-      const samples: Record<string, number[]> = { [`${key}_rate`]: [], [`${key}_cpu`]: [], [`${key}_failures`]: [] }
+    warm: async (server) => {
       for (let i = 0; i < 20; i++) await loginOnce(server, LOGIN_TIMEOUT_MS)
-      for (let rep = 0; rep < config.reps; rep++) {
-        guard(config)
-        const { rate, cpu, failed } = await loginRound(server, config, errors)
-        samples[`${key}_rate`].push(rate)
-        samples[`${key}_cpu`].push(cpu)
-        samples[`${key}_failures`].push(failed)
+      return undefined
+    },
+    measure: async (server, _fixture, config) => {
+      const errors = collectErrors()
+      const { rate, cpu, failed } = await loginRound(server, config, errors)
+      return {
+        values: { [`${key}_rate`]: rate, [`${key}_cpu`]: cpu, [`${key}_failures`]: failed },
+        notes: errors.notes("failed login"),
       }
-      return { samples, notes: errors.notes("failed login") }
     },
   }
 }
@@ -603,7 +685,7 @@ const MONITORING_VARIANTS = ["off", "metrics", "tracing"] as const
  * this process. The three servers run side by side and are measured in turn within each
  * repetition, so that the machine's drift hits them alike.
  */
-const monitoring: Workload = {
+const monitoring: OwnWorkload = {
   name: "monitoring",
   needs: { ftpdOnly: true },
   rows: (c) => [
@@ -707,7 +789,32 @@ const monitoring: Workload = {
   },
 }
 
-const listings: Workload = {
+/** A logged-in client in `many/`, for `work`, then QUIT. */
+const inMany = async (server: RunningServer, work: (client: FtpClient) => Promise<void>) => {
+  const client = await FtpClient.connect(HOST, server.port, LISTING_TIMEOUT_MS)
+  try {
+    await client.login(USER, PASSWORD)
+    await client.expect("CWD many", 250)
+    await work(client)
+    client.arm(LISTING_TIMEOUT_MS)
+    await client.quit()
+  } finally {
+    client.close()
+  }
+}
+
+const LISTING_TIMEOUT_MS = 60_000
+
+/** One LIST or MLSD of `many/`, every line read. */
+const listMany = async (client: FtpClient, command: "LIST" | "MLSD", config: BenchConfig) => {
+  client.arm(LISTING_TIMEOUT_MS)
+  const got = await client.transfer(command, true)
+  if (got.lines < config.listFiles) {
+    throw new Error(`${command} returned ${got.lines} lines for ${config.listFiles} files`)
+  }
+}
+
+const listings: PairedWorkload = {
   name: "listings",
   rows: (c) => [
     {
@@ -727,47 +834,69 @@ const listings: Workload = {
     { key: "list_cpu", label: `LIST of ${c.listFiles} files, server CPU`, unit: "CPU-ms", better: "lower" },
     { key: "mlsd_cpu", label: `MLSD of ${c.listFiles} files, server CPU`, unit: "CPU-ms", better: "lower" },
   ],
-  run: async (server, _fixture, config) => {
-    const timeoutMs = 60_000
-    const samples: Record<string, number[]> = { list_ms: [], mlsd_ms: [], list_cpu: [], mlsd_cpu: [] }
-    const client = await FtpClient.connect(HOST, server.port, timeoutMs)
-    try {
-      await client.login(USER, PASSWORD)
-      await client.expect("CWD many", 250)
-      const list = async (command: "LIST" | "MLSD") => {
-        client.arm(timeoutMs)
-        const got = await client.transfer(command, true)
-        if (got.lines < config.listFiles) {
-          throw new Error(`${command} returned ${got.lines} lines for ${config.listFiles} files`)
-        }
+  warm: async (server, _fixture, config) => {
+    await inMany(server, async (client) => {
+      await listMany(client, "LIST", config)
+      await listMany(client, "MLSD", config)
+    })
+    return undefined
+  },
+  measure: async (server, _fixture, config) => {
+    const values: Record<string, number> = {}
+    await inMany(server, async (client) => {
+      for (const command of ["LIST", "MLSD"] as const) {
+        const before = server.sample()
+        const t0 = performance.now()
+        for (let i = 0; i < config.listingsPerRep; i++) await listMany(client, command, config)
+        const key = command === "LIST" ? "list" : "mlsd"
+        values[`${key}_ms`] = (performance.now() - t0) / config.listingsPerRep
+        values[`${key}_cpu`] = ((server.sample().cpuSeconds - before.cpuSeconds) * 1000) / config.listingsPerRep
       }
-      await list("LIST")
-      await list("MLSD")
-      for (let rep = 0; rep < config.reps; rep++) {
-        for (const command of ["LIST", "MLSD"] as const) {
-          guard(config)
-          const before = server.sample()
-          const t0 = performance.now()
-          for (let i = 0; i < config.listingsPerRep; i++) await list(command)
-          const ms = (performance.now() - t0) / config.listingsPerRep
-          const cpuMs = ((server.sample().cpuSeconds - before.cpuSeconds) * 1000) / config.listingsPerRep
-          const key = command === "LIST" ? "list" : "mlsd"
-          samples[`${key}_ms`].push(ms)
-          samples[`${key}_cpu`].push(cpuMs)
-        }
-      }
-      client.arm(timeoutMs)
-      await client.quit()
-    } finally {
-      client.close()
-    }
-    return { samples, notes: [] }
+    })
+    return { values }
   },
 }
 
-const idle: Workload = {
+/** Open `count` logged-in sessions (50 at a time) and add them to `clients`. */
+const openIdle = async (server: RunningServer, count: number, clients: FtpClient[]) => {
+  const batch = 50
+  const errors = collectErrors()
+  const target = clients.length + count
+  for (let i = 0; i < count; i += batch) {
+    const opened = await Promise.allSettled(
+      Array.from({ length: Math.min(batch, count - i) }, async () => {
+        const client = await FtpClient.connect(HOST, server.port, IDLE_TIMEOUT_MS)
+        try {
+          await client.login(USER, PASSWORD)
+        } catch (error) {
+          client.close()
+          throw error
+        }
+        client.disarm()
+        clients.push(client)
+      }),
+    )
+    for (const r of opened) if (r.status === "rejected") errors.add(r.reason)
+  }
+  if (clients.length < target) {
+    throw new Error(`only ${clients.length} of ${target} sessions logged in; ${errors.notes("failed").join("; ")}`)
+  }
+}
+
+const IDLE_TIMEOUT_MS = 30_000
+
+/** Bytes per KB in the per-session rows: the target is in KB. */
+const KB = 1000
+
+/**
+ * Memory of idle logged-in sessions: the server's RSS after start, then with `idleCounts` sessions
+ * open (500, then 4,500 more for 5,000), each read once as it is and once after a full garbage
+ * collection in the server (`RunningServer.gc`), each against the same reading before any session.
+ */
+const idle: PairedWorkload = {
   name: "idle-sessions",
   restartEachRep: true,
+  needs: { gc: true },
   rows: (c) => [
     {
       key: "idle_rss",
@@ -776,62 +905,46 @@ const idle: Workload = {
       better: "lower",
       target: { kind: "absolute", op: "<=", value: 60 },
     },
-    {
-      key: "idle_rss_sessions",
-      label: `RSS with ${c.idleSessions} idle sessions`,
-      unit: "MiB",
-      better: "lower",
-    },
-    {
-      key: "idle_per_session",
-      label: "memory per idle session",
-      unit: "KiB",
-      better: "lower",
-      target: { kind: "absolute", op: "<=", value: 16 },
-    },
+    ...c.idleCounts.flatMap((n): RowSpec[] => [
+      { key: `idle_rss_${n}`, label: `RSS with ${n} idle sessions`, unit: "MiB", better: "lower" },
+      {
+        key: `idle_kb_${n}`,
+        label: `memory per idle session, ${n} sessions`,
+        unit: "KB",
+        better: "lower",
+        target: { kind: "absolute", op: "<=", value: 16 },
+      },
+      {
+        key: `idle_kb_${n}_gc`,
+        label: `memory per idle session, ${n} sessions, after a GC`,
+        unit: "KB",
+        better: "lower",
+        target: { kind: "absolute", op: "<=", value: 16 },
+      },
+    ]),
   ],
-  run: async (server, _fixture, config) => {
-    const timeoutMs = 30_000
-    const batch = 50
-    const errors = collectErrors()
-    const samples: Record<string, number[]> = { idle_rss: [], idle_rss_sessions: [], idle_per_session: [] }
-    await sleep(1000)
-    for (let rep = 0; rep < config.reps; rep++) {
-      guard(config)
-      const before = server.sample()
-      const clients: FtpClient[] = []
-      try {
-        for (let i = 0; i < config.idleSessions; i += batch) {
-          const opened = await Promise.allSettled(
-            Array.from({ length: Math.min(batch, config.idleSessions - i) }, async () => {
-              const client = await FtpClient.connect(HOST, server.port, timeoutMs)
-              try {
-                await client.login(USER, PASSWORD)
-              } catch (error) {
-                client.close()
-                throw error
-              }
-              client.disarm()
-              clients.push(client)
-            }),
-          )
-          for (const r of opened) if (r.status === "rejected") errors.add(r.reason)
-        }
-        if (clients.length < config.idleSessions) {
-          throw new Error(`only ${clients.length} of ${config.idleSessions} sessions logged in`)
-        }
-        await sleep(1000)
-        const loaded = server.sample()
-        samples.idle_rss.push(before.rssKiB / KiB)
-        samples.idle_rss_sessions.push(loaded.rssKiB / KiB)
-        samples.idle_per_session.push((loaded.rssKiB - before.rssKiB) / config.idleSessions)
-        await Promise.allSettled(clients.map((client) => (client.arm(timeoutMs), client.quit())))
-      } finally {
-        for (const client of clients) client.close()
-      }
+  measure: async (server, _fixture, config) => {
+    const values: Record<string, number> = {}
+    const clients: FtpClient[] = []
+    try {
       await sleep(1000)
+      const start = server.sample().rssKiB
+      values.idle_rss = start / KiB
+      const startGc = await server.gc() ? server.sample().rssKiB : NaN
+      for (const n of config.idleCounts) {
+        await openIdle(server, n - clients.length, clients)
+        await sleep(1000)
+        const loaded = server.sample().rssKiB
+        values[`idle_rss_${n}`] = loaded / KiB
+        values[`idle_kb_${n}`] = ((loaded - start) * KiB) / KB / n
+        const loadedGc = await server.gc() ? server.sample().rssKiB : NaN
+        values[`idle_kb_${n}_gc`] = ((loadedGc - startGc) * KiB) / KB / n
+      }
+      await Promise.allSettled(clients.map((client) => (client.arm(IDLE_TIMEOUT_MS), client.quit())))
+    } finally {
+      for (const client of clients) client.close()
     }
-    return { samples, notes: errors.notes("failed idle session") }
+    return { values }
   },
 }
 
@@ -931,7 +1044,7 @@ const opensslOnce = async (fixture: Fixture, config: BenchConfig): Promise<{ mib
  * runs from sending the command to both the 226 and socat's exit. Next to it, in the same rounds,
  * the same socat client downloads the same file from socat OPENSSL-LISTEN: the OpenSSL figure.
  */
-const tlsOpenssl: Workload = {
+const tlsOpenssl: PairedWorkload = {
   name: "tls-openssl",
   needs: { tls: true, socat: true },
   rows: (c) => [
@@ -983,95 +1096,103 @@ const tlsOpenssl: Workload = {
       noRatio: true,
     },
   ],
-  run: async (server, fixture, config) => {
-    const timeoutMs = curlLimit(config.size) * 1000
-    const samples: Record<string, number[]> = {
-      socat_retr_mibs: [],
-      socat_retr_cpu: [],
-      socat_stor_mibs: [],
-      socat_stor_cpu: [],
-      openssl_mibs: [],
-      openssl_cpu: [],
-      openssl_ratio: [],
-    }
-    const client = await FtpClient.connect(HOST, server.port, 30_000)
-    const uploaded = `${fixture.root}/upload-socat.bin`
-    try {
-      await client.secure(fixture.tls!.cert)
-      await client.login(USER, PASSWORD)
-      await client.expect("TYPE I", 200)
-      const transfer = async (command: string, addresses: (port: number) => string[]) => {
-        client.arm(timeoutMs + 10_000)
-        const port = await client.epsv()
-        const before = server.sample()
-        const t0 = performance.now()
-        await client.send(command)
-        const child = socat(addresses(port))
-        const done = exitedOk(child, `socat client of ${command}`, timeoutMs)
-        done.catch(() => {})
-        try {
-          let reply = await client.readReply()
-          if (reply.code === 125 || reply.code === 150) reply = await client.readReply()
-          if (reply.code !== 226) {
-            throw new Error(`${command}: expected 150 then 226, got ${JSON.stringify(reply.text)}`)
-          }
-        } catch (error) {
-          try {
-            child.kill("SIGKILL")
-          } catch {
-            // Exited already.
-          }
-          throw error
-        }
-        await done
-        const seconds = (performance.now() - t0) / 1000
-        const after = server.sample()
-        return { mibs: config.size / MiB / seconds, cpu: (after.cpuSeconds - before.cpuSeconds) / (config.size / GiB) }
-      }
-      const retr = () => transfer("RETR big.bin", (port) => [`OPENSSL:${HOST}:${port},verify=0`, "/dev/null"])
-      const stor = async () => {
-        await Deno.remove(uploaded).catch(() => {})
-        const r = await transfer(
-          "STOR upload-socat.bin",
-          (port) => [`OPEN:${fixture.root}/big.bin,rdonly`, `OPENSSL:${HOST}:${port},verify=0`],
-        )
-        const stored = (await Deno.stat(uploaded)).size
-        if (stored !== config.size) throw new Error(`PROT P STOR left ${stored} bytes on disk, expected ${config.size}`)
-        return r
-      }
-      // Untimed warm-ups, as in the curl rows.
-      await retr()
-      await stor()
-      // At least 3 rounds even with --quick: one pair of single transfers made the ratio swing by 0.3.
-      for (let rep = 0; rep < Math.max(config.reps, 3); rep++) {
-        guard(config)
-        const down = await retr()
-        // The server's last TLS close and our socat's exit settle before the reference starts.
-        await sleep(200)
-        const reference = await opensslOnce(fixture, config)
-        await sleep(200)
-        const up = await stor()
-        samples.socat_retr_mibs.push(down.mibs)
-        samples.socat_retr_cpu.push(down.cpu)
-        samples.socat_stor_mibs.push(up.mibs)
-        samples.socat_stor_cpu.push(up.cpu)
-        samples.openssl_mibs.push(reference.mibs)
-        samples.openssl_cpu.push(reference.cpu)
-        samples.openssl_ratio.push(reference.mibs / down.mibs)
-      }
-      client.arm(30_000)
-      await client.quit()
-    } finally {
-      client.close()
-      await Deno.remove(uploaded).catch(() => {})
-    }
-    return { samples, notes: [] }
+  warm: async (server, fixture, config) => {
+    await withSocatClient(server, fixture, config, async (client) => {
+      await client.retr()
+      await client.stor()
+    })
+    return undefined
   },
+  measure: async (server, fixture, config) => {
+    const values: Record<string, number> = {}
+    await withSocatClient(server, fixture, config, async (client) => {
+      const down = await client.retr()
+      // The server's last TLS close and our socat's exit settle before the reference starts.
+      await sleep(200)
+      const reference = await opensslOnce(fixture, config)
+      await sleep(200)
+      const up = await client.stor()
+      values.socat_retr_mibs = down.mibs
+      values.socat_retr_cpu = down.cpu
+      values.socat_stor_mibs = up.mibs
+      values.socat_stor_cpu = up.cpu
+      values.openssl_mibs = reference.mibs
+      values.openssl_cpu = reference.cpu
+      values.openssl_ratio = reference.mibs / down.mibs
+    })
+    return { values }
+  },
+}
+
+/** A logged-in explicit-FTPS control connection whose RETR and STOR of `big.bin` run through socat. */
+const withSocatClient = async (
+  server: RunningServer,
+  fixture: Fixture,
+  config: BenchConfig,
+  work: (client: {
+    retr: () => Promise<{ mibs: number; cpu: number }>
+    stor: () => Promise<{ mibs: number; cpu: number }>
+  }) => Promise<void>,
+) => {
+  const timeoutMs = curlLimit(config.size) * 1000
+  const client = await FtpClient.connect(HOST, server.port, 30_000)
+  const uploaded = `${fixture.root}/upload-socat.bin`
+  try {
+    await client.secure(fixture.tls!.cert)
+    await client.login(USER, PASSWORD)
+    await client.expect("TYPE I", 200)
+    const transfer = async (command: string, addresses: (port: number) => string[]) => {
+      client.arm(timeoutMs + 10_000)
+      const port = await client.epsv()
+      const before = server.sample()
+      const t0 = performance.now()
+      await client.send(command)
+      const child = socat(addresses(port))
+      const done = exitedOk(child, `socat client of ${command}`, timeoutMs)
+      done.catch(() => {})
+      try {
+        let reply = await client.readReply()
+        if (reply.code === 125 || reply.code === 150) reply = await client.readReply()
+        if (reply.code !== 226) {
+          throw new Error(`${command}: expected 150 then 226, got ${JSON.stringify(reply.text)}`)
+        }
+      } catch (error) {
+        try {
+          child.kill("SIGKILL")
+        } catch {
+          // Exited already.
+        }
+        throw error
+      }
+      await done
+      const seconds = (performance.now() - t0) / 1000
+      const after = server.sample()
+      return { mibs: config.size / MiB / seconds, cpu: (after.cpuSeconds - before.cpuSeconds) / (config.size / GiB) }
+    }
+    const retr = () => transfer("RETR big.bin", (port) => [`OPENSSL:${HOST}:${port},verify=0`, "/dev/null"])
+    const stor = async () => {
+      await Deno.remove(uploaded).catch(() => {})
+      const r = await transfer(
+        "STOR upload-socat.bin",
+        (port) => [`OPEN:${fixture.root}/big.bin,rdonly`, `OPENSSL:${HOST}:${port},verify=0`],
+      )
+      const stored = (await Deno.stat(uploaded)).size
+      if (stored !== config.size) throw new Error(`PROT P STOR left ${stored} bytes on disk, expected ${config.size}`)
+      return r
+    }
+    await work({ retr, stor })
+    client.arm(30_000)
+    await client.quit()
+  } finally {
+    client.close()
+    await Deno.remove(uploaded).catch(() => {})
+  }
 }
 
 /** In the order they run and are printed; each one gets a freshly started server. */
 export const workloads: readonly Workload[] = [
   makeRetr(false),
+  retrFtplib,
   makeRetr(true),
   tlsOpenssl,
   makeStor(false),
