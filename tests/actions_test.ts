@@ -210,7 +210,9 @@ const withProgram = async (script: string, f: (program: string, dir: string) => 
 
 Deno.test("on-upload: the program runs after each completed upload, the upload in its environment, no shell in between", async () => {
   // Written aside and moved into place, so that the test never reads half of it.
-  const script = `env | grep '^FTPD_' | sort > "$DIR/tmp-$$" && mv "$DIR/tmp-$$" "$DIR/env-$FTPD_SIZE"`
+  // FTPD_TEST_* is the suite's own setting, inherited from the environment like any other variable.
+  const script =
+    `env | grep '^FTPD_' | grep -v '^FTPD_TEST_' | sort > "$DIR/tmp-$$" && mv "$DIR/tmp-$$" "$DIR/env-$FTPD_SIZE"`
   await withProgram(script, async (program, dir) => {
     await withServer({ onUpload: program }, async (server, metrics) => {
       const client = await loggedIn(server)

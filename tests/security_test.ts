@@ -11,6 +11,7 @@ import type { JailMode } from "../src/fs/local.ts"
 import {
   closeQuietly,
   eventually,
+  installed,
   loggedIn,
   makeCertificate,
   RawClient,
@@ -385,24 +386,48 @@ const hugeDirectory = async (dir: string, count: number) => {
   assert.ok(out.success, decoder.decode(out.stderr))
 }
 
+/**
+ * Python's ftplib reads the 200,000-line replies in processes of their own, so that the NOOP
+ * prober in this process measures the server and not this event loop parsing them. `STAT` prints
+ * the reply's line count; `LIST` prints the listing's line count and the final reply code.
+ */
+const HUGE_READER = `
+import ftplib, sys
+ftp = ftplib.FTP()
+ftp.connect("127.0.0.1", int(sys.argv[1]), timeout=120)
+ftp.login("user", "pass")
+if sys.argv[2] == "STAT":
+    print(len(ftp.sendcmd("STAT /big").split("\\n")))
+else:
+    lines = []
+    reply = ftp.retrlines("LIST /big", lines.append)
+    print(len(lines), reply[:3])
+ftp.quit()
+`
+
+const readHuge = async (port: number, what: "STAT" | "LIST"): Promise<string> => {
+  const out = await new Deno.Command("python3", {
+    args: ["-c", HUGE_READER, String(port), what],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output()
+  assert.ok(out.success, `${what}: ${decoder.decode(out.stderr)}`)
+  return decoder.decode(out.stdout).trim()
+}
+
 for (const jail of JAILS) {
   Deno.test(`${jail} jail: another session's NOOP answers within 100 ms while STAT and LIST of 200,000 entries run`, async () => {
+    if (!(await installed("python3", "python3"))) return
     const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-huge-" }))
     try {
       await hugeDirectory(`${root}/big`, 200_000)
       await withChildServer({ root, jail }, async (server) => {
-        const stat = await loggedIn(server.port)
-        const list = await loggedIn(server.port)
         const noop = await loggedIn(server.port)
         try {
           let done = false
-          const statting = (async () => {
-            await stat.send("STAT /big")
-            const reply = await stat.readReply(60_000)
-            return reply.lines.length
-          })()
-          const listing = receive(list, "LIST /big")
-          const finished = Promise.all([statting, listing]).finally(() => (done = true))
+          const finished = Promise.all([readHuge(server.port, "STAT"), readHuge(server.port, "LIST")])
+            .finally(() => (done = true))
           let worst = 0
           let noops = 0
           while (!done) {
@@ -413,12 +438,11 @@ for (const jail of JAILS) {
             await sleep(10)
           }
           const [statLines, listed] = await finished
-          assert.equal(statLines, 200_002, "STAT lists every entry between its first and last line")
-          assert.deepEqual(listed.codes, [150, 226])
-          assert.equal(listed.data.split("\r\n").length - 1, 200_000)
+          assert.equal(statLines, "200002", "STAT lists every entry between its first and last line")
+          assert.equal(listed, "200000 226")
           assert.ok(noops > 5 && worst < 100, `${noops} NOOPs, the slowest took ${worst.toFixed(1)} ms`)
         } finally {
-          for (const raw of [stat, list, noop]) raw.close()
+          noop.close()
         }
       })
     } finally {
