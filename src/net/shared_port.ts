@@ -14,6 +14,7 @@
 import net from "node:net"
 import type { Listener } from "./network.ts"
 import type { Transport } from "./transport.ts"
+import { ChunkQueue } from "./_chunks.ts"
 
 /** Bytes a connection queues before its socket is paused. */
 const HIGH_WATER = 64 << 10
@@ -26,11 +27,7 @@ const netAddr = (hostname: string | undefined, port: number | undefined): Deno.N
 
 /** A `node:net` socket as a {@link Transport}. */
 class SocketTransport implements Transport {
-  private readonly queue: Uint8Array[] = []
-  private queued = 0
-  private ended = false
-  private failure: Error | undefined
-  private wake: (() => void) | undefined
+  private readonly queue = new ChunkQueue()
   readonly remoteAddr: Deno.NetAddr
   readonly localAddr: Deno.NetAddr
 
@@ -40,47 +37,16 @@ class SocketTransport implements Transport {
     socket.setNoDelay(true)
     socket.on("data", (chunk: Uint8Array) => {
       this.queue.push(chunk)
-      this.queued += chunk.length
-      if (this.queued > HIGH_WATER) socket.pause()
-      this.notify()
+      if (this.queue.queued > HIGH_WATER) socket.pause()
     })
-    socket.on("end", () => {
-      this.ended = true
-      this.notify()
-    })
-    socket.on("close", () => {
-      this.ended = true
-      this.notify()
-    })
-    socket.on("error", (error) => {
-      this.failure ??= error
-      this.notify()
-    })
-  }
-
-  private notify(): void {
-    const wake = this.wake
-    this.wake = undefined
-    wake?.()
+    socket.on("end", () => this.queue.end())
+    socket.on("close", () => this.queue.end())
+    socket.on("error", (error) => this.queue.fail(error))
   }
 
   async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.queue.length === 0) {
-      if (this.failure !== undefined) throw this.failure
-      if (this.ended) return null
-      await new Promise<void>((resolve) => (this.wake = resolve))
-    }
-    let n = 0
-    while (n < buffer.length && this.queue.length > 0) {
-      const head = this.queue[0]
-      const take = Math.min(head.length, buffer.length - n)
-      buffer.set(head.subarray(0, take), n)
-      n += take
-      if (take === head.length) this.queue.shift()
-      else this.queue[0] = head.subarray(take)
-    }
-    this.queued -= n
-    if (this.queued <= HIGH_WATER && this.socket.isPaused()) this.socket.resume()
+    const n = await this.queue.read(buffer)
+    if (this.queue.queued <= HIGH_WATER && this.socket.isPaused()) this.socket.resume()
     return n
   }
 

@@ -19,6 +19,7 @@ import * as tls from "node:tls"
 import { TlsHandshakeError } from "../errors.ts"
 import { libc } from "../sys/libc.ts"
 import type { NativeTls, NativeTlsTransport } from "./network.ts"
+import { ChunkQueue } from "./_chunks.ts"
 import { closeQuietly, type Transport, unfinishedHandshakes, writeAll } from "./transport.ts"
 
 /** TLS settings of a server. */
@@ -200,11 +201,7 @@ const rawDuplex = (raw: Transport, gate: ReadGate, ended: (error?: unknown) => v
 
 /** A server-side TLS session (node:tls) over a {@link Transport}. */
 export class TlsConn implements Transport {
-  private readonly queue: Uint8Array[] = []
-  private queued = 0
-  private ended = false
-  private failure: unknown = undefined
-  private wake: (() => void) | undefined
+  private readonly queue = new ChunkQueue()
 
   private constructor(
     readonly socket: tls.TLSSocket,
@@ -213,19 +210,11 @@ export class TlsConn implements Transport {
   ) {
     socket.on("data", (chunk: Uint8Array) => {
       this.queue.push(chunk)
-      this.queued += chunk.length
-      if (this.queued > HIGH_WATER) gate.close()
-      this.notify()
+      if (this.queue.queued > HIGH_WATER) gate.close()
     })
-    socket.on("end", () => {
-      this.ended = true
-      this.notify()
-    })
-    socket.on("close", () => {
-      this.ended = true
-      this.notify()
-    })
-    socket.on("error", (error) => this.fail(error))
+    socket.on("end", () => this.queue.end())
+    socket.on("close", () => this.queue.end())
+    socket.on("error", (error) => this.queue.fail(error))
   }
 
   /**
@@ -269,7 +258,7 @@ export class TlsConn implements Transport {
         // From here the TLS layer reports the end of the stream (after the data before it); a
         // TCP error is recorded in case the TLS layer does not pass it on.
         peerLeft = (error) => {
-          if (error !== undefined) conn.fail(error)
+          if (error !== undefined) conn.queue.fail(error)
         }
         resolve(conn)
       })
@@ -296,39 +285,14 @@ export class TlsConn implements Transport {
     return this.socket.getProtocol() ?? "unknown"
   }
 
-  private fail(error: unknown) {
-    this.failure ??= error
-    this.notify()
-  }
-
-  private notify() {
-    const wake = this.wake
-    this.wake = undefined
-    wake?.()
-  }
-
   async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.queue.length === 0) {
-      if (this.failure !== undefined) throw this.failure
-      if (this.ended) return null
-      await new Promise<void>((resolve) => (this.wake = resolve))
-    }
-    let n = 0
-    while (n < buffer.length && this.queue.length > 0) {
-      const head = this.queue[0]
-      const take = Math.min(head.length, buffer.length - n)
-      buffer.set(take === head.length ? head : head.subarray(0, take), n)
-      n += take
-      if (take === head.length) this.queue.shift()
-      else this.queue[0] = head.subarray(take)
-    }
-    this.queued -= n
-    if (this.queued < LOW_WATER) this.gate.open()
+    const n = await this.queue.read(buffer)
+    if (this.queue.queued < LOW_WATER) this.gate.open()
     return n
   }
 
   write(data: Uint8Array): Promise<number> {
-    if (this.failure !== undefined) return Promise.reject(this.failure)
+    if (this.queue.failed !== undefined) return Promise.reject(this.queue.failed)
     if (this.socket.destroyed || this.socket.writableEnded) return Promise.reject(new Deno.errors.BrokenPipe())
     // The socket keeps a reference until it is written, so a caller's reused buffer must be copied.
     if (this.socket.write(data.slice())) return Promise.resolve(data.length)
