@@ -150,27 +150,22 @@ const replace = async (path: string, text: string, old: Deno.FileInfo): Promise<
   }
 }
 
-/** The file's users, checked as the server checks them. */
-export const readUserFile = async (path: string): Promise<UserFileContents> => {
-  let text: string
+/** The file's text; a missing file is a {@link UserFileError} that names it. */
+const readText = async (path: string): Promise<string> => {
   try {
-    text = await Deno.readTextFile(path)
+    return await Deno.readTextFile(path)
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) throw new UserFileError(`no such file: ${path}`)
     throw error
   }
-  return parseUserFile(text)
 }
+
+/** The file's users, checked as the server checks them. */
+export const readUserFile = async (path: string): Promise<UserFileContents> => parseUserFile(await readText(path))
 
 /** Whether the file has a user `name` (read as TOML only: the rest of the file may still be wrong). */
 export const hasUser = async (path: string, name: string): Promise<boolean> => {
-  let text: string
-  try {
-    text = await Deno.readTextFile(path)
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new UserFileError(`no such file: ${path}`)
-    throw error
-  }
+  const text = await readText(path)
   try {
     return Object.hasOwn(tables(parse(text) as Table), name)
   } catch {
