@@ -387,6 +387,10 @@ const main = async (): Promise<number> => {
         if (skip !== null) addNote(spec.name, workload.name, skip)
         return skip === null
       })
+      // The peak row compares like with like: only workloads that every server ran count.
+      const notePeak = (name: ServerName, server: RunningServer) => {
+        if (taking.length === specs.length) (peak[name] ??= []).push(server.sample().hwmKiB / KiB)
+      }
       const record = (name: ServerName, rep: number, values: Record<string, number>) => {
         for (const row of workloadRows) {
           const cell = (row.values[name] ??= { samples: [], median: NaN })
@@ -401,7 +405,7 @@ const main = async (): Promise<number> => {
           try {
             server = await start(workload, spec)
             const result = await workload.run(server, fixture, config)
-            ;(peak[spec.name] ??= []).push(server.sample().hwmKiB / KiB)
+            notePeak(spec.name, server)
             const reps = Math.max(0, ...Object.values(result.samples).map((values) => values.length))
             for (let rep = 0; rep < reps; rep++) {
               record(spec.name, rep, Object.fromEntries(Object.entries(result.samples).map(([k, v]) => [k, v[rep]])))
@@ -453,7 +457,7 @@ const main = async (): Promise<number> => {
                 const measured = await paired.measure(server, fixture, config)
                 record(spec.name, rep, measured.values)
                 for (const note of measured.notes ?? []) addNote(spec.name, paired.name, note)
-                if (paired.restartEachRep) (peak[spec.name] ??= []).push(server.sample().hwmKiB / KiB)
+                if (paired.restartEachRep) notePeak(spec.name, server)
               } catch (error) {
                 addNote(spec.name, paired.name, failure(error, server))
                 alive.delete(spec.name)
@@ -465,7 +469,7 @@ const main = async (): Promise<number> => {
         } finally {
           for (const [name, server] of running) {
             try {
-              ;(peak[name] ??= []).push(server.sample().hwmKiB / KiB)
+              notePeak(name, server)
             } catch {
               // Exited: its failure is noted already.
             }
@@ -487,7 +491,7 @@ const main = async (): Promise<number> => {
 
   const peakRow: RowResult = {
     key: "peak_rss",
-    label: "peak RSS (VmHWM), largest of all workloads",
+    label: "peak RSS (VmHWM), largest of the workloads every server ran",
     unit: "MiB",
     better: "lower",
     values: {},
