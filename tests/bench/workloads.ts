@@ -614,7 +614,7 @@ const makeLogins = (usersFile: boolean): PairedWorkload => {
     rows: (c) => [
       {
         key: `${key}_rate`,
-        label: `connect+login+QUIT (${what}), ${c.loginWorkers} clients in turn, ${c.loginSeconds} s`,
+        label: `connect+login+QUIT (${what}), ${c.loginWorkers} clients looping, ${c.loginSeconds} s`,
         unit: "logins/s",
         better: "higher",
       },
