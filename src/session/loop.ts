@@ -119,6 +119,7 @@ const CLOSE_FLUSH_MS = 1000
 
 const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
   Effect.gen(function* () {
+    session.server.sessions.delete(session)
     if (exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause) && !session.conn.isClosed) {
       yield* session.reply(421, SHUTTING_DOWN).pipe(Effect.timeoutOption("1 second"))
     }
@@ -194,7 +195,6 @@ const serve = (session: Session): Effect.Effect<void, never, Scope.Scope> =>
     server.sessions.add(session)
     // Connected (or finished its TLS handshake) while the server was already closing.
     if (server.closing()) session.drain()
-    yield* Effect.addFinalizer(() => Effect.sync(() => server.sessions.delete(session)))
     const level = yield* References.MinimumLogLevel
     session.debugLog = level === "Debug" || level === "Trace" || level === "All"
     yield* server.events.emit({ type: "sessionOpened", session })
