@@ -21,7 +21,7 @@ import type { Progress } from "../data/loops.ts"
 import { FilesystemError } from "../errors.ts"
 import type { Capabilities, FilesystemShape, FtpPath } from "../fs/filesystem.ts"
 import type { HookSession, HooksShape } from "../hooks.ts"
-import { SESSION_ANNOTATION, SESSION_FIELDS_ANNOTATION, type SessionFields } from "../log.ts"
+import { logAnnotated, SESSION_ANNOTATION, SESSION_FIELDS_ANNOTATION, type SessionFields } from "../log.ts"
 import type { NativeTls, NetworkShape } from "../net/network.ts"
 import type { Events, EventSession } from "../observability/events.ts"
 import type { ResolvedOptions } from "../options.ts"
@@ -234,15 +234,15 @@ export class Session implements EventSession {
   }
 
   log(message: string): Effect.Effect<void> {
-    return Effect.logInfo(message).pipe(Effect.annotateLogs(this.logAnnotations))
+    return logAnnotated("Info", message, this.logAnnotations)
   }
 
   warn(message: string): Effect.Effect<void> {
-    return Effect.logWarning(message).pipe(Effect.annotateLogs(this.logAnnotations))
+    return logAnnotated("Warn", message, this.logAnnotations)
   }
 
   debug(message: string): Effect.Effect<void> {
-    return Effect.logDebug(message).pipe(Effect.annotateLogs(this.logAnnotations))
+    return logAnnotated("Debug", message, this.logAnnotations)
   }
 
   /** Resolve a client's path argument (relative to the current directory) inside the user's home. */
