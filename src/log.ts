@@ -19,10 +19,13 @@
  *
  * @module
  */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
-import type * as LogLevel from "effect/LogLevel"
+import * as LogLevel from "effect/LogLevel"
 import * as References from "effect/References"
 import { LogFile } from "./observability/log_file.ts"
 import { Hangup } from "./runtime.ts"
@@ -62,6 +65,34 @@ const letter: Record<LogLevel.LogLevel, string> = {
   Fatal: "F",
   None: "N",
 }
+
+/**
+ * Log `message` at `level` with `annotations` added to the fiber's, as
+ * `Effect.logWithLevel(level)(message).pipe(Effect.annotateLogs(annotations))` does, at a fraction
+ * of its cost: the annotated context is set around the synchronous calls of the loggers only, with
+ * no finalizer on the fiber. Sessions log several lines per login, each with its own annotations.
+ */
+export const logAnnotated = (
+  level: LogLevel.LogLevel,
+  message: string,
+  annotations: Readonly<Record<string, unknown>>,
+): Effect.Effect<void> =>
+  Effect.withFiber((fiber) => {
+    if (LogLevel.isGreaterThan(fiber.getRef(References.MinimumLogLevel), level)) return Effect.void
+    const loggers = fiber.getRef(References.CurrentLoggers)
+    if (loggers.size === 0) return Effect.void
+    const previous = fiber.context
+    const current = fiber.getRef(References.CurrentLogAnnotations)
+    fiber.setContext(Context.add(previous, References.CurrentLogAnnotations, { ...current, ...annotations }))
+    try {
+      const date = new Date(fiber.getRef(Clock.Clock).currentTimeMillisUnsafe())
+      const options = { cause: Cause.empty, fiber, date, logLevel: level, message: [message] }
+      for (const logger of loggers) logger.log(options)
+    } finally {
+      fiber.setContext(previous)
+    }
+    return Effect.void
+  })
 
 const pad = (n: number) => (n < 10 ? "0" : "") + n
 

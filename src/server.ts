@@ -290,34 +290,49 @@ const make = (
      * A connection waiting when the server stops is closed, not leaked.
      */
     const admit = (accepted: Transport, implicitTls: boolean) =>
-      Effect.gen(function* () {
+      // Steps chained rather than a generator: none of them stays on the fiber while the session runs.
+      Effect.suspend(() => {
         // Replies are small and often answer pipelined commands: do not let Nagle hold them back.
         if ("setNoDelay" in accepted) (accepted as Deno.TcpConn).setNoDelay(true)
-        const client = yield* clientOf(accepted)
-        if (client === undefined) return
-        const { conn, header } = client
-        const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
-        // Checked first, so that a banned address costs no session, no slot and no TLS handshake.
-        if (yield* bans.isBanned(ip)) {
-          yield* events.emit({ type: "connectionRefused", ip, reason: "banned", text: `${ip} refused: banned.` })
-          return refuse(conn, BANNED_TEXT)
-        }
-        // Accepted just before the listeners closed, or held up by a slow ban list.
-        if (closing) {
-          yield* events.emit({ type: "connectionRefused", ip, reason: "shutting_down" })
-          return refuse(conn, SHUTTING_DOWN)
-        }
-        const refusal = yield* admission.admit(ip)
-        if (refusal !== undefined) {
-          yield* events.emit({ type: "connectionRefused", ip, reason: refusal.reason, text: refusal.log })
-          return refuse(conn, refusal.reply)
-        }
-        yield* events.emit({ type: "connectionAccepted" })
-        yield* runSession(context, conn, implicitTls, header).pipe(Effect.ensuring(admission.leave(ip)))
+        return Effect.flatMap(
+          clientOf(accepted),
+          (client) => client === undefined ? Effect.void : admitClient(client, implicitTls),
+        )
       }).pipe(
         Effect.onInterrupt(() => Effect.sync(() => closeQuietly(accepted))),
         Effect.catchCause((cause) => Effect.logError("Session failed", cause)),
       )
+    const admitClient = ({ conn, header }: { conn: Transport; header?: ProxyHeader }, implicitTls: boolean) => {
+      const ip = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname)
+      // Checked first, so that a banned address costs no session, no slot and no TLS handshake.
+      return Effect.flatMap(bans.isBanned(ip), (banned) => {
+        if (banned) {
+          return Effect.andThen(
+            events.emit({ type: "connectionRefused", ip, reason: "banned", text: `${ip} refused: banned.` }),
+            Effect.sync(() => refuse(conn, BANNED_TEXT)),
+          )
+        }
+        // Accepted just before the listeners closed, or held up by a slow ban list.
+        if (closing) {
+          return Effect.andThen(
+            events.emit({ type: "connectionRefused", ip, reason: "shutting_down" }),
+            Effect.sync(() => refuse(conn, SHUTTING_DOWN)),
+          )
+        }
+        return Effect.flatMap(admission.admit(ip), (refusal) => {
+          if (refusal !== undefined) {
+            return Effect.andThen(
+              events.emit({ type: "connectionRefused", ip, reason: refusal.reason, text: refusal.log }),
+              Effect.sync(() => refuse(conn, refusal.reply)),
+            )
+          }
+          return Effect.andThen(
+            events.emit({ type: "connectionAccepted" }),
+            runSession(context, conn, implicitTls, header).pipe(Effect.ensuring(admission.leave(ip))),
+          )
+        })
+      })
+    }
     const acceptLoop = (from: Listener, implicitTls: boolean) =>
       Effect.gen(function* () {
         for (;;) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict"
 import { Effect } from "effect"
+import { samePassword } from "../src/auth/_compare.ts"
 import { DummyAuthorizer } from "../src/auth/dummy.ts"
 import { Authorizer } from "../src/auth/authorizer.ts"
 import { AuthenticationFailed, AuthorizerError } from "../src/errors.ts"
@@ -18,6 +19,30 @@ const withHome = async (f: (home: string) => Promise<void> | void): Promise<void
 
 const throwsAuthorizerError = (f: () => unknown, message: RegExp) =>
   assert.throws(f, (e: unknown) => e instanceof AuthorizerError && message.test(e.message))
+
+Deno.test("samePassword tells equal passwords from different ones of any length, whatever came before", () => {
+  const long = "ü".repeat(3000)
+  const cases: Array<[string, string, boolean]> = [
+    ["secret", "secret", true],
+    ["secret", "secreT", false],
+    ["secret", "secret2", false],
+    ["secret2", "secret", false],
+    ["", "", true],
+    ["", "x", false],
+    ["pässwörd", "pässwörd", true],
+    ["pässwörd", "passwörd", false],
+    // Longer than the bytes compared by default: compared whole.
+    [long, long, true],
+    [long, long + "x", false],
+    [long + "a", long + "b", false],
+    // A comparison is not fooled by the bytes of the one before: a prefix of it is still different.
+    ["abcdef", "abcdef", true],
+    ["abc", "abcdef", false],
+    ["abcdef", "abc", false],
+    ["abc", "abc", true],
+  ]
+  for (const [given, stored, same] of cases) assert.equal(samePassword(given, stored), same, `${given} / ${stored}`)
+})
 
 Deno.test("addUser refuses a duplicate user, a missing home, a file as home and an unknown letter", () =>
   withHome((home) => {

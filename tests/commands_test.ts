@@ -300,6 +300,21 @@ Deno.test("OPTS MLST selects the facts that FEAT stars and MLSD and MLST report"
     assert.equal((await raw.command("MLST a.txt")).lines[1], " type=file;size=3; /a.txt")
   }))
 
+Deno.test("OPTS MLST in one session leaves the facts of the other sessions as they were", () =>
+  withClient(async (raw, server) => {
+    await Deno.writeTextFile(`${server.root}/a.txt`, "abc")
+    assert.equal((await raw.command("OPTS MLST type;")).text, "MLST OPTS type;")
+    const other = await RawClient.connectTo(server)
+    try {
+      await other.login()
+      const facts = (await other.command("MLST a.txt")).lines[1]
+      assert.match(facts, /^ type=file;size=3;modify=\d{14};perm=[a-z]+;unique=/)
+      assert.equal((await raw.command("MLST a.txt")).lines[1], " type=file; /a.txt")
+    } finally {
+      other.close()
+    }
+  }))
+
 Deno.test("STAT without argument before login replies 211 with the login state", () =>
   withClient(async (raw) => {
     const reply = await raw.command("STAT")

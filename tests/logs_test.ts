@@ -5,6 +5,9 @@
  */
 import "../src/_no_async_hooks.ts"
 import assert from "node:assert/strict"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
+import { EVENT_ANNOTATION, SESSION_ANNOTATION, SESSION_FIELDS_ANNOTATION } from "../src/log.ts"
 import {
   curl,
   eventually,
@@ -18,6 +21,13 @@ import {
   type TestServer,
   writeAllAndClose,
 } from "./helpers.ts"
+
+/** What an application's own logger saw of one line: its level, its text and its annotations. */
+interface Seen {
+  readonly level: string
+  readonly text: string
+  readonly annotations: Readonly<Record<string, unknown>>
+}
 
 const FILTER = new URL("../contrib/fail2ban/filter.d/ftpd.conf", import.meta.url).pathname
 // deno-lint-ignore no-control-regex -- a raw control character in a log line is what must not be
@@ -91,6 +101,39 @@ const xferFields = (line: string) => {
   assert.equal(match[2].split(" ").length, 13, line)
   return { time: match[1], seconds, host, size, file, type, action, direction, mode, user, service, method, id, status }
 }
+
+Deno.test("An application's own logger gets every session line with the session's and the event's annotations", async () => {
+  const seen: Seen[] = []
+  const collector = Logger.make(({ logLevel, message, fiber }) => {
+    const text = (Array.isArray(message) ? message : [message]).join(" ")
+    seen.push({ level: logLevel, text, annotations: fiber.getRef(References.CurrentLogAnnotations) })
+  })
+  const server = await startServer({
+    inMemory: true,
+    layer: Logger.layer([collector], { mergeWithExisting: true }),
+  })
+  try {
+    const raw = await RawClient.connectTo(server)
+    await raw.login()
+    await raw.command("QUIT")
+    raw.close()
+    await eventually(() => seen.some((line) => line.text === "FTP session closed (disconnect)."))
+    const login = seen.find((line) => line.text === "USER 'user' logged in.")
+    assert.ok(login !== undefined, JSON.stringify(seen.map((line) => line.text)))
+    assert.equal(login.level, "Info")
+    assert.match(String(login.annotations[SESSION_ANNOTATION]), /^127\.0\.0\.1:\d+-\[user\]$/)
+    const fields = login.annotations[SESSION_FIELDS_ANNOTATION] as { id: string; user: string }
+    assert.equal(fields.user, "user")
+    assert.deepEqual(login.annotations[EVENT_ANNOTATION], { event: "login", login: "user" })
+    const opened = seen.find((line) => line.text === "FTP session opened (connect)")
+    assert.deepEqual(opened?.annotations[EVENT_ANNOTATION], { event: "session_opened" })
+    assert.equal((opened?.annotations[SESSION_FIELDS_ANNOTATION] as { id: string }).id, fields.id)
+    const closed = seen.find((line) => line.text === "FTP session closed (disconnect).")
+    assert.deepEqual(closed?.annotations[EVENT_ANNOTATION], { event: "session_closed" })
+  } finally {
+    await server.close()
+  }
+})
 
 Deno.test("xferlog: one line per file transfer, completed or cut, field by field as xferlog(5) has them", async () => {
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "ftpd-xferlog-" }))

@@ -14,7 +14,7 @@
 import * as Effect from "effect/Effect"
 import type * as Tracer from "effect/Tracer"
 import type { HookPath, HookSession, HooksShape } from "../hooks.ts"
-import { EVENT_ANNOTATION, type EventFields } from "../log.ts"
+import { EVENT_ANNOTATION, type EventFields, logAnnotated } from "../log.ts"
 import type { LogFile } from "./log_file.ts"
 import type {
   LoginResult,
@@ -122,10 +122,7 @@ const sessionLog = (
   session: EventSession,
   text: string,
   fields: EventFields,
-): Effect.Effect<void> =>
-  (level === "Info" ? Effect.logInfo(text) : Effect.logWarning(text)).pipe(
-    Effect.annotateLogs({ ...session.logAnnotations, [EVENT_ANNOTATION]: fields }),
-  )
+): Effect.Effect<void> => logAnnotated(level, text, { ...session.logAnnotations, [EVENT_ANNOTATION]: fields })
 
 const LOGIN_TEXT: Record<LoginResult, (user: string, reason?: string) => string> = {
   ok: (user) => `USER '${user}' logged in.`,

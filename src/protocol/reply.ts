@@ -5,6 +5,9 @@
  */
 
 const CR = /\r/g
+/** Anything {@link formatReply} would rewrite or split on: CR, LF and the other control characters. */
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const NEEDS_CLEANING = /[\x00-\x1f\x7f-\x9f]/
 /** C0 controls but LF (which splits lines), DEL and C1 controls: a terminal would act on them. */
 // deno-lint-ignore no-control-regex -- matching control characters is the point
 const CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/g
@@ -23,6 +26,8 @@ const CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/g
  * ```
  */
 export const formatReply = (code: number, text: string | ReadonlyArray<string>): string => {
+  // Most replies are one clean line: no array, no regular expression pass.
+  if (typeof text === "string" && !NEEDS_CLEANING.test(text)) return `${code} ${text}\r\n`
   const lines = (typeof text === "string" ? [text] : text).flatMap((line) =>
     line.replace(CR, "").replace(CONTROL, "?").split("\n")
   )

@@ -119,6 +119,7 @@ const CLOSE_FLUSH_MS = 1000
 
 const closeSession = (session: Session, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
   Effect.gen(function* () {
+    session.server.sessions.delete(session)
     if (exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause) && !session.conn.isClosed) {
       yield* session.reply(421, SHUTTING_DOWN).pipe(Effect.timeoutOption("1 second"))
     }
@@ -173,14 +174,20 @@ export const runSession = (
   raw: Transport,
   implicitTls: boolean,
   proxied?: ProxyHeader,
-): Effect.Effect<void> =>
-  Effect.gen(function* () {
-    const facing = proxied?.destination?.address
-    const conn = implicitTls ? yield* implicitHandshake(server, raw, facing) : new ControlConnection(raw, raw, facing)
-    if (conn === undefined) return
-    const session = new Session(conn, server)
-    yield* server.events.session(session, serve(session))
-  }).pipe(Effect.scoped)
+): Effect.Effect<void> => {
+  const facing = proxied?.destination?.address
+  // No generator around the session: what a session holds while idle is its own loop and scope.
+  if (!implicitTls) return sessionOver(server, new ControlConnection(raw, raw, facing))
+  return Effect.flatMap(
+    implicitHandshake(server, raw, facing),
+    (conn) => conn === undefined ? Effect.void : sessionOver(server, conn),
+  )
+}
+
+const sessionOver = (server: ServerContext, conn: ControlConnection): Effect.Effect<void> => {
+  const session = new Session(conn, server)
+  return Effect.scoped(server.events.session(session, serve(session)))
+}
 
 /** The life of a session: its finalizers, its greeting, and its command loop. */
 const serve = (session: Session): Effect.Effect<void, never, Scope.Scope> =>
@@ -194,7 +201,6 @@ const serve = (session: Session): Effect.Effect<void, never, Scope.Scope> =>
     server.sessions.add(session)
     // Connected (or finished its TLS handshake) while the server was already closing.
     if (server.closing()) session.drain()
-    yield* Effect.addFinalizer(() => Effect.sync(() => server.sessions.delete(session)))
     const level = yield* References.MinimumLogLevel
     session.debugLog = level === "Debug" || level === "Trace" || level === "All"
     yield* server.events.emit({ type: "sessionOpened", session })

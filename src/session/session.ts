@@ -21,7 +21,7 @@ import type { Progress } from "../data/loops.ts"
 import { FilesystemError } from "../errors.ts"
 import type { Capabilities, FilesystemShape, FtpPath } from "../fs/filesystem.ts"
 import type { HookSession, HooksShape } from "../hooks.ts"
-import { SESSION_ANNOTATION, SESSION_FIELDS_ANNOTATION, type SessionFields } from "../log.ts"
+import { logAnnotated, SESSION_ANNOTATION, SESSION_FIELDS_ANNOTATION, type SessionFields } from "../log.ts"
 import type { NativeTls, NetworkShape } from "../net/network.ts"
 import type { Events, EventSession } from "../observability/events.ts"
 import type { ResolvedOptions } from "../options.ts"
@@ -84,6 +84,8 @@ export interface ActiveTransfer {
   readonly aborted?: string
 }
 
+const DEFAULT_FACTS: ReadonlySet<string> = new Set(DEFAULT_MLSX_FACTS)
+
 /** What the command loop's wait ends with when it was woken rather than given a command line. */
 export const WOKEN = Symbol("woken")
 
@@ -119,7 +121,8 @@ export class Session implements EventSession {
   /** The latest transfer, kept after it ends: its fiber ends only once its final reply (226, 426) is sent. */
   private latest: ActiveTransfer | null = null
   epsvAll = false
-  mlstFacts: ReadonlySet<string> = new Set(DEFAULT_MLSX_FACTS)
+  /** Replaced (never changed in place) by `OPTS MLST`; until then every session shares the default set. */
+  mlstFacts: ReadonlySet<string> = DEFAULT_FACTS
   /** The algorithm of HASH, chosen with `OPTS HASH`. */
   hashAlgorithm: ChecksumAlgorithm = DEFAULT_CHECKSUM
   /** PBSZ was given after AUTH TLS (RFC 4217 9: PROT needs it first). */
@@ -154,6 +157,7 @@ export class Session implements EventSession {
   /** The session's span, when it is traced. */
   span: Tracer.Span | undefined = undefined
   private sessionId: string | undefined
+  private annotations: { readonly user: string | null; readonly value: Readonly<Record<string, unknown>> } | undefined
 
   constructor(readonly conn: ControlConnection, readonly server: ServerContext) {}
 
@@ -187,13 +191,14 @@ export class Session implements EventSession {
 
   /** The annotations of this session's log lines: pyftpdlib's prefix, and the fields of structured formats. */
   get logAnnotations(): Readonly<Record<string, unknown>> {
+    const user = this.account?.user ?? this.user
+    // Made again only when the user changes: a session logs several lines per login.
+    if (this.annotations !== undefined && this.annotations.user === user) return this.annotations.value
     const { remoteAddress, remotePort } = this.conn.endpoints
-    const fields: SessionFields = {
-      id: this.id,
-      client: `${remoteAddress}:${remotePort}`,
-      user: this.account?.user ?? this.user,
-    }
-    return { [SESSION_ANNOTATION]: this.prefix, [SESSION_FIELDS_ANNOTATION]: fields }
+    const fields: SessionFields = { id: this.id, client: `${remoteAddress}:${remotePort}`, user }
+    const value = { [SESSION_ANNOTATION]: this.prefix, [SESSION_FIELDS_ANNOTATION]: fields }
+    this.annotations = { user, value }
+    return value
   }
 
   /** Send a reply; a peer that is gone is noticed by the next read. */
@@ -229,15 +234,15 @@ export class Session implements EventSession {
   }
 
   log(message: string): Effect.Effect<void> {
-    return Effect.logInfo(message).pipe(Effect.annotateLogs(this.logAnnotations))
+    return logAnnotated("Info", message, this.logAnnotations)
   }
 
   warn(message: string): Effect.Effect<void> {
-    return Effect.logWarning(message).pipe(Effect.annotateLogs(this.logAnnotations))
+    return logAnnotated("Warn", message, this.logAnnotations)
   }
 
   debug(message: string): Effect.Effect<void> {
-    return Effect.logDebug(message).pipe(Effect.annotateLogs(this.logAnnotations))
+    return logAnnotated("Debug", message, this.logAnnotations)
   }
 
   /** Resolve a client's path argument (relative to the current directory) inside the user's home. */
@@ -344,17 +349,19 @@ export class Session implements EventSession {
     return ++this.commandsInWindow > max
   }
 
-  /** Wait until the running transfer (if any) has ended. */
-  readonly awaitTransfer: Effect.Effect<void> = Effect.suspend(() => {
+  /** Wait until the running transfer (if any) has ended. A getter: an idle session holds no Effect for it. */
+  get awaitTransfer(): Effect.Effect<void> {
     const fiber = this.transfer?.fiber
     return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
-  })
+  }
 
   /** Wait until the latest transfer has ended and sent its final reply. */
-  readonly awaitLatestTransfer: Effect.Effect<void> = Effect.suspend(() => {
-    const fiber = this.latest?.fiber
-    return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
-  })
+  get awaitLatestTransfer(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const fiber = this.latest?.fiber
+      return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
+    })
+  }
 
   /** Graceful shutdown: an idle session is closed with 421 now, a busy one once its command or transfer ends. */
   drain(): void {
@@ -368,10 +375,11 @@ export class Session implements EventSession {
    */
   nextLine(read: Promise<Framed | null>): Promise<Framed | null | typeof WOKEN> {
     if (this.draining) return Promise.resolve(WOKEN)
+    // A wake-up that comes after the line resolves a settled promise: harmless, so no `finally` clears it.
     return new Promise<Framed | null | typeof WOKEN>((resolve) => {
       this.wake = () => resolve(WOKEN)
       read.then(resolve)
-    }).finally(() => (this.wake = null))
+    })
   }
 
   /** Called by a transfer as it ends. */
