@@ -13,7 +13,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import type * as Scope from "effect/Scope"
 import { hostPort } from "../net/address.ts"
 
@@ -225,15 +224,19 @@ export const serveExposition = (
     return { hostname: addr.hostname, port: addr.port }
   })
 
-/** Serve the Prometheus text of the registry in the current context (see {@link serveExposition}). */
-const serve = (endpoint: MetricsEndpoint): Effect.Effect<MetricsEndpoint, Error, Scope.Scope> =>
-  Effect.flatMap(
-    Effect.context<never>(),
-    (context) => serveExposition(endpoint, () => PrometheusMetrics.formatUnsafe(context)),
-  )
+/**
+ * Effect's Prometheus text format, loaded at the first scrape: the module and what it imports hold
+ * about 12 MiB, which a server that serves no metrics should not carry.
+ */
+const prometheus = () => import("effect/observability/PrometheusMetrics")
 
 /** The Prometheus text of the registry in `context`. */
-export const exposition = (context: Context.Context<never>): string => PrometheusMetrics.formatUnsafe(context)
+export const exposition = async (context: Context.Context<never>): Promise<string> =>
+  (await prometheus()).formatUnsafe(context)
+
+/** Serve the Prometheus text of the registry in the current context (see {@link serveExposition}). */
+const serve = (endpoint: MetricsEndpoint): Effect.Effect<MetricsEndpoint, Error, Scope.Scope> =>
+  Effect.flatMap(Effect.context<never>(), (context) => serveExposition(endpoint, () => exposition(context)))
 
 /** Gauges that say the same thing in every worker (the bans are shared): their sum is their largest value. */
 const SHARED_GAUGES = new Set(["ftpd_bans_active"])

@@ -10,11 +10,9 @@
  * @module
  */
 import * as ConfigProvider from "effect/ConfigProvider"
-import * as FetchHttpClient from "effect/http/FetchHttpClient"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as OtlpExporter from "effect/observability/OtlpExporter"
-import * as OtlpSerialization from "effect/observability/OtlpSerialization"
-import * as OtlpTracer from "effect/observability/OtlpTracer"
 import { VERSION } from "../options.ts"
 
 /** Where and how spans are exported. */
@@ -149,19 +147,27 @@ export const otlpSettings = (get: (name: string) => string | undefined): OtlpSet
  * ```
  */
 export const otlpTracing = (settings: OtlpSettings): Layer.Layer<OtlpExporter.Flusher> =>
-  OtlpTracer.layer({
-    url: settings.url,
-    headers: settings.headers,
-    resource: {
-      serviceName: settings.serviceName,
-      serviceVersion: VERSION,
-      attributes: settings.resourceAttributes,
-    },
-    ...(settings.exportIntervalMs === undefined ? {} : { exportInterval: settings.exportIntervalMs }),
-  }).pipe(
-    Layer.provide(settings.protocol === "http/json" ? OtlpSerialization.layerJson : OtlpSerialization.layerProtobuf),
-    Layer.provide(FetchHttpClient.layer),
-    // The settings are read already: the exporter must not read the environment again (which
-    // would take every variable, and need --allow-env for all of them).
-    Layer.provide(Layer.succeed(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: {} }))),
-  )
+  // The exporter's modules are loaded only when traces are on: a server without them does not hold them.
+  Layer.unwrap(Effect.promise(async () => {
+    const [OtlpTracer, OtlpSerialization, FetchHttpClient] = await Promise.all([
+      import("effect/observability/OtlpTracer"),
+      import("effect/observability/OtlpSerialization"),
+      import("effect/http/FetchHttpClient"),
+    ])
+    return OtlpTracer.layer({
+      url: settings.url,
+      headers: settings.headers,
+      resource: {
+        serviceName: settings.serviceName,
+        serviceVersion: VERSION,
+        attributes: settings.resourceAttributes,
+      },
+      ...(settings.exportIntervalMs === undefined ? {} : { exportInterval: settings.exportIntervalMs }),
+    }).pipe(
+      Layer.provide(settings.protocol === "http/json" ? OtlpSerialization.layerJson : OtlpSerialization.layerProtobuf),
+      Layer.provide(FetchHttpClient.layer),
+      // The settings are read already: the exporter must not read the environment again (which
+      // would take every variable, and need --allow-env for all of them).
+      Layer.provide(Layer.succeed(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: {} }))),
+    )
+  }))

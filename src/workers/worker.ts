@@ -243,7 +243,9 @@ export const serveInWorker = <E>(services: (start: WorkerStart) => Layer.Layer<A
       case "metrics": {
         const context = running
         const recording = context !== undefined && Context.get(context, FtpMetrics) !== null
-        return post({ type: "metrics", id: message.id, text: recording ? exposition(context) : "" })
+        return void (recording ? exposition(context) : Promise.resolve("")).then((text) =>
+          post({ type: "metrics", id: message.id, text })
+        )
       }
     }
   }
