@@ -15,7 +15,7 @@ import type { FileInfo, FtpPath } from "./filesystem.ts"
 export const LIST_BATCH = 256
 
 /** Milliseconds of listing work between two pauses for other sessions. */
-const BUSY_MS = 4
+const BUSY_MS = 10
 
 /**
  * A pause for the event loop, taken only when `BUSY_MS` have passed since the last one: a
