@@ -15,23 +15,38 @@ import type { FileInfo, FtpPath } from "./filesystem.ts"
 export const LIST_BATCH = 256
 
 /**
- * Milliseconds of listing work between two pauses for other sessions. A pause is a timer, the
- * only wait that lets the runtime poll other sockets, and sleeps about 2 ms: pausing every 4 ms
- * left a big listing asleep a third of its time, every 16 ms costs it an eighth, and another
- * session's command still waits for no longer than a blink.
+ * Milliseconds of listing work, shared by the listings running at once, between two turns of the
+ * event loop for other sessions. A pause is a timer, the only wait that lets the runtime poll
+ * other sockets, and it sleeps about 2 ms: a listing that paused every 4 ms spent a third of its
+ * time asleep. Listings running at once pause in turn, each after its share of the budget, so
+ * that another session's command waits about as long however many run.
  */
 const BUSY_MS = 16
 
+/** A listing that has not asked for a pause for this long is not running (done, or waiting on its client). */
+const IDLE_MS = 100
+
+/** When each running listing last asked for a pause. */
+const running = new Set<{ at: number }>()
+
 /**
- * A pause for the event loop, taken only when `BUSY_MS` have passed since the last one: a
- * listing of a huge directory then never holds up other sessions for longer, and a small one
- * never waits. Call the returned function between batches.
+ * A pause for the event loop, taken when this listing has worked its share of `BUSY_MS` since its
+ * last one: a listing of a huge directory then never holds up other sessions for long, and a
+ * small one never waits. Call the returned function between batches.
  */
 export const pause = (): () => Promise<void> => {
-  let last = performance.now()
+  const self = { at: performance.now() }
+  let last = self.at
   return () => {
     const now = performance.now()
-    if (now - last < BUSY_MS) return Promise.resolve()
+    self.at = now
+    running.add(self)
+    let sharing = 0
+    for (const listing of running) {
+      if (now - listing.at > IDLE_MS) running.delete(listing)
+      else sharing++
+    }
+    if (now - last < BUSY_MS / sharing) return Promise.resolve()
     return new Promise((resolve) =>
       setTimeout(() => {
         last = performance.now()
