@@ -6,7 +6,7 @@
  */
 import { AT_SYMLINK_NOFOLLOW, Dirents, Errno, type Libc, type Stat } from "../sys/libc.ts"
 import type { DirectoryListing, FileInfo, FtpPath } from "./filesystem.ts"
-import { kindOfType, LIST_BATCH, pause } from "./_common.ts"
+import { kindOfType, LIST_BATCH, pauses } from "./_common.ts"
 import { failed } from "./_walk.ts"
 
 /** What `statx` says of `name`, as a listing entry. */
@@ -90,15 +90,19 @@ export async function* listing(
     }
     return { batch, done: false }
   }
-  const yieldNow = pause()
-  for (;;) {
-    const { batch, done } = as(next)
-    if (done) {
-      if (entries.error !== 0) throw failed(path.virtual, entries.error)
-      if (batch.length > 0) yield batch
-      return
+  const pause = pauses()
+  try {
+    for (;;) {
+      const { batch, done } = as(next)
+      if (done) {
+        if (entries.error !== 0) throw failed(path.virtual, entries.error)
+        if (batch.length > 0) yield batch
+        return
+      }
+      yield batch
+      await pause.between()
     }
-    yield batch
-    await yieldNow()
+  } finally {
+    pause.end()
   }
 }
