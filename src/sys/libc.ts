@@ -14,6 +14,9 @@
  * synchronous call on the main thread; a non-blocking call that fails is repeated once
  * synchronously to learn why (a failed call changes nothing, so repeating it is harmless).
  *
+ * Longer than most modules, on purpose: the calls, their wrappers and the layouts of the
+ * structures they fill (`statx`, `linux_dirent64`, `statvfs`, `sockaddr`) are read together.
+ *
  * @module
  */
 
