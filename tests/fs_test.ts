@@ -140,6 +140,42 @@ for (const mode of ["descriptor", "path"] as const satisfies ReadonlyArray<JailM
       assert.equal(entries.get("sub")?.kind, "directory")
     }))
 
+  test("list of a directory whose names take many reads gives every entry once, with the facts lstat gives", () =>
+    withTree(async (home) => {
+      // 1,200 names of 150-odd bytes: several hundred KiB of directory entries, read in many steps;
+      // half of them UTF-8 beyond ASCII.
+      const names = Array.from(
+        { length: 1200 },
+        (_, i) => i % 2 === 0 ? `${"n".repeat(140)}-${i}` : `${"ñ".repeat(70)}-${i}`,
+      )
+      for (const [i, name] of names.entries()) await Deno.writeTextFile(`${home}/dir/${name}`, "x".repeat(i % 7))
+      // A size above 4 GiB and a time before 1970 need the high 32 bits of statx's fields, the time's signed.
+      const big = `${home}/dir/${names[0]}`
+      await Deno.truncate(big, 5 * 2 ** 30 + 7)
+      await Deno.utime(big, new Date(Date.UTC(1960, 0, 1, 12, 30, 15)), new Date(Date.UTC(1960, 0, 1, 12, 30, 15)))
+      const entries = (await listAll(local, await resolve(home, "/dir"))).flat()
+      assert.deepEqual(entries.map((e) => e.name).filter((n) => n.includes("-")).sort(), [...names].sort())
+      for (const entry of entries) {
+        const expected = await Deno.lstat(`${home}/dir/${entry.name}`)
+        assert.deepEqual(
+          [entry.size, entry.mtime?.getTime(), entry.mode, entry.nlink, entry.uid, entry.gid, entry.ino, entry.dev],
+          [
+            expected.size,
+            expected.mtime?.getTime(),
+            expected.mode! & 0o7777,
+            expected.nlink,
+            expected.uid,
+            expected.gid,
+            expected.ino,
+            expected.dev,
+          ],
+          entry.name,
+        )
+      }
+      const first = entries.find((e) => e.name === names[0])!
+      assert.deepEqual([first.size, first.mtime?.toISOString()], [5 * 2 ** 30 + 7, "1960-01-01T12:30:15.000Z"])
+    }))
+
   test("list of a file fails with NotADirectory and of a missing path with NotFound", () =>
     withTree(async (home) => {
       assert.equal(await failure(Effect.scoped(local.list(await resolve(home, "/a.txt")))), "NotADirectory")

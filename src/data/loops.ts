@@ -33,7 +33,6 @@ const MIN_BUFFER = 64 << 10
  * and 20 at once 1.0-1.4x.
  */
 const SEND_BUFFER = 1 << 20
-const SEND_CHUNK = 1 << 20
 /** Milliseconds received bytes may wait in memory before they are written (see {@link receiveFile}). */
 const GATHER_MS = 100
 
@@ -247,7 +246,13 @@ export const receiveFile = (
 
 const encoder = new TextEncoder()
 
-/** Send text produced in batches (a listing), coalescing it into writes of about 1 MiB at most. */
+/**
+ * Characters of listing text gathered before a write: large enough that a write costs little per
+ * line, small enough that the client reads the first lines while the rest of a big directory is read.
+ */
+const TEXT_CHUNK = 256 << 10
+
+/** Send text produced in batches (a listing), gathered into writes of about {@link TEXT_CHUNK} characters. */
 export const sendText = (
   conn: Transport,
   batches: AsyncIterable<string>,
@@ -255,16 +260,19 @@ export const sendText = (
 ): Promise<void> => {
   const { progress } = options
   return watched(options.signal, options.stallMs, () => progress.bytes, () => closeQuietly(conn), async () => {
-    let pending = ""
+    let pending: string[] = []
+    let length = 0
     const flush = async () => {
-      if (pending.length === 0) return
-      const bytes = encoder.encode(pending)
-      pending = ""
+      if (length === 0) return
+      const bytes = encoder.encode(pending.length === 1 ? pending[0] : pending.join(""))
+      pending = []
+      length = 0
       await write(conn, bytes, options)
     }
     for await (const text of batches) {
-      pending += text
-      if (pending.length >= SEND_CHUNK) await flush()
+      pending.push(text)
+      length += text.length
+      if (length >= TEXT_CHUNK) await flush()
     }
     await flush()
   })

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { AT_SYMLINK_NOFOLLOW, direntNames, Errno, type Libc, type Stat } from "../sys/libc.ts"
+import { AT_SYMLINK_NOFOLLOW, Dirents, Errno, type Libc, type Stat } from "../sys/libc.ts"
 import type { DirectoryListing, FileInfo, FtpPath } from "./filesystem.ts"
-import { kindOfType, LIST_BATCH, pause } from "./_common.ts"
+import { kindOfType, LIST_BATCH, pauses } from "./_common.ts"
 import { failed } from "./_walk.ts"
 
 /** What `statx` says of `name`, as a listing entry. */
@@ -69,9 +69,9 @@ export const byteStream = (c: Libc, file: Descriptor, virtual: string): Readable
 
 /**
  * The entries of the directory open as `dir`, in directory order: names read with `getdents64`
- * (32 KiB at a time), each `statx`ed relative to the directory, in batches of {@link LIST_BATCH},
- * each batch read under `as` (the session's identity), with a pause for other sessions whenever a
- * few milliseconds of work have passed.
+ * (32 KiB at a time), each `statx`ed relative to the directory straight from the buffer the names
+ * were read into, in batches of {@link LIST_BATCH}, each batch read under `as` (the session's
+ * identity), with a pause for other sessions whenever a few milliseconds of work have passed.
  */
 export async function* listing(
   c: Libc,
@@ -79,33 +79,30 @@ export async function* listing(
   path: FtpPath,
   as: <A>(f: () => A) => A,
 ): DirectoryListing {
-  const buffer = new Uint8Array(32 << 10)
-  let failure: number | undefined
-  const names = direntNames(buffer, (into) => {
-    const n = c.getdents(dir.fd, into)
-    if (n < 0) failure = n
-    return n
-  })
+  const entries = new Dirents(new Uint8Array(32 << 10), (into) => c.getdents(dir.fd, into))
   const next = (): { batch: FileInfo[]; done: boolean } => {
     const batch: FileInfo[] = []
     while (batch.length < LIST_BATCH) {
-      const name = names.next()
-      if (name.done) return { batch, done: true }
-      const stat = c.statx(dir.fd, name.value, AT_SYMLINK_NOFOLLOW)
-      if (typeof stat !== "number") batch.push(toFileInfo(name.value, stat))
+      if (!entries.next()) return { batch, done: true }
+      const stat = c.statx(dir.fd, entries.cName(), AT_SYMLINK_NOFOLLOW)
+      if (typeof stat !== "number") batch.push(toFileInfo(entries.name(), stat))
       else if (stat !== -Errno.ENOENT) throw failed(path.virtual, stat)
     }
     return { batch, done: false }
   }
-  const yieldNow = pause()
-  for (;;) {
-    const { batch, done } = as(next)
-    if (done) {
-      if (failure !== undefined) throw failed(path.virtual, failure)
-      if (batch.length > 0) yield batch
-      return
+  const pause = pauses()
+  try {
+    for (;;) {
+      const { batch, done } = as(next)
+      if (done) {
+        if (entries.error !== 0) throw failed(path.virtual, entries.error)
+        if (batch.length > 0) yield batch
+        return
+      }
+      yield batch
+      await pause.between()
     }
-    yield batch
-    await yieldNow()
+  } finally {
+    pause.end()
   }
 }

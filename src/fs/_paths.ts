@@ -17,7 +17,7 @@ import type * as Scope from "effect/Scope"
 import { statfs } from "node:fs/promises"
 import { FilesystemError, fromSystemError } from "../errors.ts"
 import { closeQuietly } from "../net/transport.ts"
-import { attemptSync, checkVirtual, kindOf, LIST_BATCH, nameOf, pause, truncateOnFirstWrite } from "./_common.ts"
+import { attemptSync, checkVirtual, kindOf, LIST_BATCH, nameOf, pauses, truncateOnFirstWrite } from "./_common.ts"
 import { RenameLock } from "./_rename_lock.ts"
 import type {
   DirectoryListing,
@@ -230,22 +230,26 @@ async function* listing(path: FtpPath, directory: string, guard: Guard): Directo
       }
       return batch
     })
-  const yieldNow = pause()
+  const pause = pauses()
   let names: string[] = []
   try {
-    for await (const entry of Deno.readDir(directory)) {
-      names.push(entry.name)
-      if (names.length < LIST_BATCH) continue
-      const batch = await stat(names)
-      names = []
-      if (batch.length > 0) yield batch
-      await yieldNow()
+    try {
+      for await (const entry of Deno.readDir(directory)) {
+        names.push(entry.name)
+        if (names.length < LIST_BATCH) continue
+        const batch = await stat(names)
+        names = []
+        if (batch.length > 0) yield batch
+        await pause.between()
+      }
+    } catch (e) {
+      throw fromSystemError(path.virtual, e)
     }
-  } catch (e) {
-    throw fromSystemError(path.virtual, e)
+    const last = await stat(names).catch((e) => Promise.reject(fromSystemError(path.virtual, e)))
+    if (last.length > 0) yield last
+  } finally {
+    pause.end()
   }
-  const last = await stat(names).catch((e) => Promise.reject(fromSystemError(path.virtual, e)))
-  if (last.length > 0) yield last
 }
 
 /** Refuse what cannot be streamed as a file: a directory, or a FIFO or device that could block forever. */

@@ -91,9 +91,10 @@ async function* lines(
   format: (info: FileInfo) => string,
 ): AsyncIterable<string> {
   for await (const batch of batches) {
-    let text = ""
-    for (const info of batch) text += format(info)
-    yield text
+    // One join makes one flat string, which encodes faster than a rope of a batch's many pieces.
+    const text: string[] = new Array(batch.length)
+    for (let i = 0; i < batch.length; i++) text[i] = format(batch[i])
+    yield text.join("")
   }
 }
 
