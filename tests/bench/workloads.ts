@@ -781,7 +781,9 @@ const monitoring: OwnWorkload = {
       for (let rep = 0; rep < config.reps; rep++) {
         guard(config)
         const rates: Record<string, number> = {}
-        for (const name of MONITORING_VARIANTS) {
+        // The order rotates, as between the servers of the other workloads.
+        const order = MONITORING_VARIANTS.map((_, i) => MONITORING_VARIANTS[(i + rep) % MONITORING_VARIANTS.length])
+        for (const name of order) {
           const { rate, cpu } = await loginRound(servers[name], config, errors)
           rates[name] = rate
           push(`monitoring_login_rate_${name}`, rate)
@@ -789,7 +791,7 @@ const monitoring: OwnWorkload = {
         }
         push("monitoring_login_metrics_ratio", rates.metrics / rates.off)
         push("monitoring_login_tracing_ratio", rates.tracing / rates.off)
-        for (const name of MONITORING_VARIANTS) {
+        for (const name of order) {
           const server = servers[name]
           const before = server.sample()
           const r = await curl(args(server), curlLimit(config.size), config.size)
