@@ -121,6 +121,15 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   if (config.jail === "descriptor" && availableJail() !== "descriptor") {
     return usageError(`argument --jail: the descriptor jail needs Linux on x86_64 or aarch64 with glibc or musl`)
   }
+  const workers = config.workers === "auto" ? navigator.hardwareConcurrency : config.workers
+  const jail = config.jail === "auto" ? availableJail() : config.jail
+  const local = [config.storage, ...config.mounts.map((mount) => mount.storage)].some((spec) => spec.kind === "local")
+  if (workers > 1 && local && jail === "path") {
+    return usageError(
+      "argument --workers: the path jail keeps renames exclusive within one worker only; " +
+        "workers need the descriptor jail (--allow-ffi, on Linux)",
+    )
+  }
   const mounts: MountSpec[] = []
   for (const mount of config.mounts) {
     if (mount.storage.kind !== "local") {

@@ -159,6 +159,13 @@ export const makeServerContext = (
     const network = yield* Network
     const fs = yield* Filesystem
     const capabilities = capabilitiesOf(fs)
+    const slot = yield* WorkerSlot
+    if (slot !== undefined && slot.count > 1 && !capabilities.workers) {
+      return yield* new FtpServerError({
+        message: `${fs.description ?? "this filesystem"} can't be served by several workers at once: ` +
+          "what it promises holds within one worker only (serve it with one worker)",
+      })
+    }
     const bans = Option.getOrElse(yield* Effect.serviceOption(Bans), () =>
       Bans.make({
         banAfterFailures: resolved.banAfterFailures,

@@ -755,6 +755,23 @@ Deno.test("--workers without read access to ftpd's modules exits 2 naming the fo
   })
 })
 
+Deno.test("--workers with the path jail (asked for, or without --allow-ffi) exits 2: its renames are exclusive in one worker only", async () => {
+  await withShare(async (dir) => {
+    const source = new URL("../src", import.meta.url).pathname
+    for (const [grants, jail] of [[["--allow-ffi"], ["--jail", "path"]], [[], []]]) {
+      const { code, stderr } = await runCli(
+        ["--allow-net=127.0.0.1", `--allow-read=${dir},${source}`, ...grants],
+        ["-i", "127.0.0.1", "-d", dir, ...jail, "--workers", "2"],
+      )
+      assert.equal(code, 2, stderr)
+      assert.match(
+        stderr,
+        /^ftpd: error: argument --workers: the path jail keeps renames exclusive within one worker only; workers need the descriptor jail \(--allow-ffi, on Linux\)\n/,
+      )
+    }
+  })
+})
+
 Deno.test("--jail descriptor without --allow-ffi exits 2 naming --allow-ffi", async () => {
   await withShare(async (dir) => {
     const { code, stderr } = await runCli(

@@ -72,13 +72,15 @@ export interface TestServer {
 /**
  * How many workers the suite's servers run with: `FTPD_TEST_WORKERS` (unset: none, one server in
  * the test's thread). A server whose options are not plain data (its own users, hooks or
- * filesystem, or the in-memory network) can't be sent to workers and runs alone, and so does one
- * whose passive range is too small to split.
+ * filesystem, or the in-memory network) can't be sent to workers and runs alone, and so do one
+ * whose passive range is too small to split and one with the path jail.
  */
 const workersFor = (options: TestServerOptions): number | undefined => {
   const wanted = Number(Deno.env.get("FTPD_TEST_WORKERS") ?? 0)
   if (!(wanted > 1)) return undefined
-  const plain = options.users === undefined && options.hooks === undefined && options.filesystem === undefined &&
+  // The path jail refuses to run as one of several workers (its renames are exclusive in one only).
+  const plain = options.jail !== "path" && options.users === undefined && options.hooks === undefined &&
+    options.filesystem === undefined &&
     options.layer === undefined && options.authorizer === undefined && options.authorizerLayer === undefined &&
     !options.inMemory &&
     options.siteCommands === undefined

@@ -130,6 +130,8 @@ for (const jail of JAILS) {
           }
         }
       })()
+      // Awaited below; until then a failure of the attacker's loop must not leave it unhandled.
+      swapping.catch(() => undefined)
       let attempts = 0
       let inside = 0
       try {

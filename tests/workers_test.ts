@@ -390,6 +390,21 @@ Deno.test("runWorkers refuses a bad worker count, a passive range smaller than t
   }
 })
 
+Deno.test("workers refuse the path jail, whose renames are exclusive within one worker only", async () => {
+  const exit = await Effect.runPromiseExit(
+    Effect.scoped(
+      runWorkers({
+        workers: 2,
+        module: FIXTURE,
+        options: { host: "127.0.0.1", port: 0 },
+        data: { root: Deno.cwd(), jail: "path" } satisfies FixtureData,
+      }),
+    ),
+  )
+  assert.equal(exit._tag, "Failure")
+  assert.match(String(exit._tag === "Failure" ? exit.cause : ""), /path jail.*can't be served by several workers/)
+})
+
 Deno.test("maxHashes counts the checksums of both workers, and a crashed worker's come back", async () => {
   await withWorkers({ maxHashes: 1 }, async (running) => {
     await sparseFile(`${running.root}/big`, 64 * 1024 ** 3)

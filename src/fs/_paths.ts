@@ -19,14 +19,16 @@ import { FilesystemError, fromSystemError } from "../errors.ts"
 import { closeQuietly } from "../net/transport.ts"
 import { attemptSync, checkVirtual, kindOf, LIST_BATCH, nameOf, pauses, truncateOnFirstWrite } from "./_common.ts"
 import { RenameLock } from "./_rename_lock.ts"
-import type {
-  DirectoryListing,
-  FileInfo,
-  FilesystemShape,
-  FtpPath,
-  ReadHandle,
-  WriteHandle,
-  WriteOptions,
+import {
+  ALL_CAPABILITIES,
+  type Capabilities,
+  type DirectoryListing,
+  type FileInfo,
+  type FilesystemShape,
+  type FtpPath,
+  type ReadHandle,
+  type WriteHandle,
+  type WriteOptions,
 } from "./filesystem.ts"
 
 const attempt = <A>(path: string, f: () => Promise<A>): Effect.Effect<A, FilesystemError> =>
@@ -156,6 +158,7 @@ const makeFilesystem = (
   resolve: FilesystemShape["resolve"],
   guard: Guard,
   description: string,
+  capabilities?: Capabilities,
 ): FilesystemShape => {
   const run = <A>(path: FtpPath, f: () => Promise<A>) => attempt(path.virtual, () => guard.use(path, f))
   const openFile = (path: FtpPath, options: Deno.OpenOptions) =>
@@ -165,6 +168,7 @@ const makeFilesystem = (
     )
   return {
     description,
+    ...(capabilities === undefined ? {} : { capabilities }),
     resolve,
     stat: (path) => run(path, async () => toFileInfo(nameOf(path.virtual), await Deno.stat(path.real))),
     lstat: (path) => run(path, async () => toFileInfo(nameOf(path.virtual), await Deno.lstat(path.real))),
@@ -375,6 +379,8 @@ export const makePathJail = (): FilesystemShape => {
     resolve,
     jailGuard(homes, rootOf),
     "local disk, path jail (realpath checks, renames serialized)",
+    // Renames are serialized by a lock in this worker's memory: another worker's are not.
+    { ...ALL_CAPABILITIES, workers: false },
   )
 }
 

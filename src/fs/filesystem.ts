@@ -89,6 +89,13 @@ export interface Capabilities {
    * appear only whole (see `WriteHandle.complete`) says `false`, and gets no temporary file.
    */
   readonly partialUploads: boolean
+  /**
+   * What it promises still holds when several workers serve it at once, each with its own
+   * instance (see `runWorkers`). `false` for the path jail, whose renames are exclusive only within
+   * one worker, and for memory storage, which each worker would hold apart: a server started as one
+   * of several workers refuses such a filesystem.
+   */
+  readonly workers: boolean
 }
 
 /** What a filesystem that declares nothing can do: everything. */
@@ -99,6 +106,7 @@ export const ALL_CAPABILITIES: Capabilities = {
   setMtime: true,
   unixFacts: true,
   partialUploads: true,
+  workers: true,
 }
 
 /**

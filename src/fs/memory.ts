@@ -249,7 +249,15 @@ export const makeMemoryFilesystem = (options: MemoryFilesystemOptions = {}): Fil
 
   return {
     description: `memory${maxBytes === Infinity ? "" : ` (at most ${maxBytes} bytes)`}`,
-    capabilities: { append: true, resume: true, chmod: true, setMtime: true, unixFacts: true, partialUploads: false },
+    capabilities: {
+      append: true,
+      resume: true,
+      chmod: true,
+      setMtime: true,
+      unixFacts: true,
+      partialUploads: false,
+      workers: false,
+    },
     resolve,
     stat,
     lstat: stat,

@@ -187,6 +187,7 @@ export const makeMountFilesystem = (options: MountOptions): FilesystemShape => {
       setMtime: all.setMtime || one.setMtime,
       unixFacts: all.unixFacts || one.unixFacts,
       partialUploads: all.partialUploads || one.partialUploads,
+      workers: all.workers && one.workers,
     }),
   )
 

@@ -272,6 +272,7 @@ export const makeS3Filesystem = (options: S3FilesystemOptions): FilesystemShape 
       setMtime: false,
       unixFacts: false,
       partialUploads: false,
+      workers: true,
     },
     resolve,
     stat,
