@@ -86,8 +86,8 @@ async function realClientsCounted(workers: number) {
   await Deno.writeTextFile(`${dir}/a.txt`, content)
   await Deno.writeTextFile(`${dir}/up.src`, "y".repeat(777))
   const cli = await spawnCli(
-    // Workers load ftpd's modules anew: they need to read them.
-    ["--allow-net=127.0.0.1", `--allow-read=${dir},${SOURCE}`, `--allow-write=${dir}`],
+    // Workers load ftpd's modules anew: they need to read them; and they serve with the descriptor jail.
+    ["--allow-net=127.0.0.1", `--allow-read=${dir},${SOURCE}`, `--allow-write=${dir}`, "--allow-ffi"],
     [
       ...["-i", "127.0.0.1", "-p", "0", "-d", dir, "-w", "-u", "user", "-P", "pass"],
       ...["--metrics", "127.0.0.1:0", "--max-cons-per-ip", "2", "--auth-failed-timeout", "0"],
