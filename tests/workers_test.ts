@@ -359,7 +359,7 @@ Deno.test("a crashed worker is logged and replaced; the other's download runs on
   })
 })
 
-Deno.test("runWorkers refuses a bad worker count, a passive range smaller than the workers, and a port in use", async () => {
+Deno.test("runWorkers refuses a bad worker count, a passive range smaller than the workers, a port in use, and the path jail", async () => {
   const fail = async (config: Partial<Parameters<typeof runWorkers>[0]>) => {
     const exit = await Effect.runPromiseExit(
       Effect.scoped(
@@ -375,6 +375,11 @@ Deno.test("runWorkers refuses a bad worker count, a passive range smaller than t
     assert.equal(exit._tag, "Failure")
     return String(exit._tag === "Failure" ? exit.cause : "")
   }
+  // Its renames are exclusive within one worker only.
+  assert.match(
+    await fail({ data: { root: Deno.cwd(), jail: "path" } satisfies FixtureData }),
+    /path jail.*can't be served by several workers/,
+  )
   assert.match(await fail({ workers: 0 }), /workers must be a whole number >= 1/)
   assert.match(await fail({ workers: 1.5 }), /workers must be a whole number >= 1/)
   assert.match(
@@ -388,21 +393,6 @@ Deno.test("runWorkers refuses a bad worker count, a passive range smaller than t
   } finally {
     taken.close()
   }
-})
-
-Deno.test("workers refuse the path jail, whose renames are exclusive within one worker only", async () => {
-  const exit = await Effect.runPromiseExit(
-    Effect.scoped(
-      runWorkers({
-        workers: 2,
-        module: FIXTURE,
-        options: { host: "127.0.0.1", port: 0 },
-        data: { root: Deno.cwd(), jail: "path" } satisfies FixtureData,
-      }),
-    ),
-  )
-  assert.equal(exit._tag, "Failure")
-  assert.match(String(exit._tag === "Failure" ? exit.cause : ""), /path jail.*can't be served by several workers/)
 })
 
 Deno.test("maxHashes counts the checksums of both workers, and a crashed worker's come back", async () => {
