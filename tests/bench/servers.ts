@@ -354,11 +354,9 @@ export const ftpdAvailable = (): boolean => {
  */
 export const pyftpdlibSpec = (): ServerSpec => {
   const hasMaxCons = run(PYTHON, ["-m", "pyftpdlib", "--help"]).stdout.includes("--max-cons")
-  const launcher = hasMaxCons ? ["-m", "pyftpdlib"] : [
-    "-c",
-    "import sys; from pyftpdlib import servers, __main__ as m; servers.FTPServer.max_cons = 0; " +
-    "sys.argv[0] = 'pyftpdlib'; m.main()",
-  ]
+  const unlimitedMain = "import sys; from pyftpdlib import servers, __main__ as m; servers.FTPServer.max_cons = 0; " +
+    "sys.argv[0] = 'pyftpdlib'; m.main()"
+  const launcher = hasMaxCons ? ["-m", "pyftpdlib"] : ["-c", unlimitedMain]
   // No TLS flags on pyftpdlib's command line: TLS_FTPHandler with the settings `-w -u -P -r` give.
   const tlsLauncher = [
     "-c",
@@ -402,9 +400,7 @@ export const pyftpdlibSpec = (): ServerSpec => {
     gcArgv: (port, root, passive) => [
       PYTHON,
       "-c",
-      "import gc, signal, sys; signal.signal(signal.SIGUSR2, lambda *_: gc.collect()); " +
-      "from pyftpdlib import servers, __main__ as m; servers.FTPServer.max_cons = 0; " +
-      "sys.argv[0] = 'pyftpdlib'; m.main()",
+      `import gc, signal; signal.signal(signal.SIGUSR2, lambda *_: gc.collect()); ${unlimitedMain}`,
       ...flags(port, root, passive),
     ],
   }
