@@ -4,7 +4,7 @@
  * machine does not have, a privileged port) saying so in one line and exiting 2.
  */
 import assert from "node:assert/strict"
-import { makeCertificate, RawClient } from "./helpers.ts"
+import { makeCertificate, nobodyCantRun, RawClient } from "./helpers.ts"
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "")
 const CLI = `${ROOT}/src/cli.ts`
@@ -193,18 +193,9 @@ const privilegedPortCheck = (() => {
   try {
     const start = Number(Deno.readTextFileSync("/proc/sys/net/ipv4/ip_unprivileged_port_start").trim())
     if (start <= 21) return `ports from ${start} up are unprivileged on this system`
-    if (Deno.uid() !== 0) return undefined
-    const probe = new Deno.Command("setpriv", {
-      args: [
-        ...["--reuid=65534", "--regid=65534", "--clear-groups"],
-        ...["sh", "-c", 'test -r "$1" && test -x "$2"', "probe", CLI, Deno.execPath()],
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync()
-    return probe.success ? undefined : "user nobody cannot read the checkout or run this deno"
+    return Deno.uid() === 0 ? nobodyCantRun(CLI) : undefined
   } catch (error) {
-    return `no setpriv (apt-get install -y util-linux): ${error}`
+    return `can't read /proc/sys/net/ipv4/ip_unprivileged_port_start: ${error}`
   }
 })()
 if (privilegedPortCheck !== undefined) {

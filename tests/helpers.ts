@@ -844,3 +844,24 @@ export const installed = async (command: string, debianPackage: string): Promise
     return false
   }
 }
+
+/**
+ * Why the user nobody (uid 65534, through setpriv) can't run `cli` with this deno, or `undefined`
+ * when it can: the checkout must be readable by everyone and the deno binary executable by everyone
+ * (npx keeps it under /root, which it is not).
+ */
+export const nobodyCantRun = (cli: string): string | undefined => {
+  try {
+    const probe = new Deno.Command("setpriv", {
+      args: [
+        ...["--reuid=65534", "--regid=65534", "--clear-groups"],
+        ...["sh", "-c", 'test -r "$1" && test -x "$2"', "probe", cli, Deno.execPath()],
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync()
+    return probe.success ? undefined : "user nobody cannot read the checkout or run this deno"
+  } catch (error) {
+    return `no setpriv (apt-get install -y util-linux): ${error}`
+  }
+}

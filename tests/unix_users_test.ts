@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict"
 import { UnixAuthorizer, type UnixAuthorizerOptions } from "../src/auth/unix.ts"
-import { RawClient, startServer, type TestServer } from "./helpers.ts"
+import { nobodyCantRun, RawClient, startServer, type TestServer } from "./helpers.ts"
 
 const decoder = new TextDecoder()
 
@@ -313,22 +313,26 @@ Deno.test({
           assert.equal(refused.code, 2)
           assert.match(decoder.decode(refused.stderr), /missing permission: FFI for --unix-users .*\(add --allow-ffi\)/)
           // Not root: the same command as the user nobody (setpriv, util-linux), with a cache of its own.
-          const cache = await Deno.makeTempDir({ prefix: "ftpd-nobody-" })
-          try {
-            await Deno.chmod(cache, 0o777)
-            const notRoot = await new Deno.Command("setpriv", {
-              args: [
-                ...["--reuid=65534", "--regid=65534", "--clear-groups", "env", `HOME=${cache}`, `DENO_DIR=${cache}`],
-                ...[Deno.execPath(), "run", "--no-prompt", "--allow-ffi", "--allow-net", "--allow-read"],
-                ...[cli, "--unix-users", "-i", "127.0.0.1", "-p", "0"],
-              ],
-              stdout: "piped",
-              stderr: "piped",
-            }).output()
-            assert.equal(notRoot.code, 2)
-            assert.match(decoder.decode(notRoot.stderr), /^ftpd: error: --unix-users needs root: /m)
-          } finally {
-            await Deno.remove(cache, { recursive: true })
+          const cantRun = nobodyCantRun(cli)
+          if (cantRun !== undefined) console.warn(`SKIPPED: the not-root case of --unix-users: ${cantRun}`)
+          const cache = cantRun === undefined ? await Deno.makeTempDir({ prefix: "ftpd-nobody-" }) : undefined
+          if (cache !== undefined) {
+            try {
+              await Deno.chmod(cache, 0o777)
+              const notRoot = await new Deno.Command("setpriv", {
+                args: [
+                  ...["--reuid=65534", "--regid=65534", "--clear-groups", "env", `HOME=${cache}`, `DENO_DIR=${cache}`],
+                  ...[Deno.execPath(), "run", "--no-prompt", "--allow-ffi", "--allow-net", "--allow-read"],
+                  ...[cli, "--unix-users", "-i", "127.0.0.1", "-p", "0"],
+                ],
+                stdout: "piped",
+                stderr: "piped",
+              }).output()
+              assert.equal(notRoot.code, 2)
+              assert.match(decoder.decode(notRoot.stderr), /^ftpd: error: --unix-users needs root: /m)
+            } finally {
+              await Deno.remove(cache, { recursive: true })
+            }
           }
           const unknown = await new Deno.Command(Deno.execPath(), {
             args: ["run", "-A", cli, "--unix-users", "--unix-allowed-users", `${A},nosuch${tag}`, "-p", "0"],
